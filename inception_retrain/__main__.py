@@ -1,0 +1,3 @@
+from inception_retrain.cli import main
+
+main()

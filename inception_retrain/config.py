@@ -1,0 +1,131 @@
+"""The one configuration model shared by the CLI and the Prefect deployment parameters.
+
+Every option of `inception-retrain run` is a field here, and `flows.retrain.retrain` takes a
+`RetrainConfig` as its only parameter, so Prefect validates deployment parameters with the
+same rules as the command line (a bad value is rejected before a run starts).
+
+    >>> cfg = RetrainConfig(data="tfds:cats_vs_dogs", weights="imagenet", workdir="/data/work")
+    >>> cfg.dropout_rate
+    0.2
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEMO_SOURCE = "demo"
+DropoutPlacement = Literal["after_dense2", "after_both", "none"]
+PromotionMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "neg_log_loss"]
+
+_RANDOM_WEIGHTS = re.compile(r"^random(:\d+)?$")
+
+
+class RetrainConfig(BaseModel):
+    """What a retrain run does. Defaults reproduce the seed's setup on the built-in demo data."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- data and backbone -------------------------------------------------------------
+    data: str = Field(
+        DEMO_SOURCE,
+        description="'demo' (generated under WORKDIR/demo-data), a folder of class "
+        "sub-folders, or 'tfds:NAME[?data_dir=DIR]'.",
+    )
+    weights: str = Field(
+        "random:0",
+        description="'imagenet', a local weights file (.h5/.weights.h5), or 'random[:SEED]'.",
+    )
+    workdir: Path = Field(Path("workdir"), description="Holds cache/, models/ and runs/.")
+    image_size: int = Field(150, ge=75, le=1024, description="Square input size (pixels).")
+    layer: str = Field("mixed7", description="InceptionV3 layer the frozen backbone ends at.")
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/validation/test fractions without split folders."
+    )
+    max_pixels: int = Field(
+        40_000_000, ge=1, description="Images with more pixels are skipped (decompression bombs)."
+    )
+    extract_batch_size: int = Field(32, ge=1, le=1024)
+    feature_dtype: Literal["float16", "float32"] = "float16"
+
+    # --- head and training -------------------------------------------------------------
+    hidden_units: tuple[int, int] = Field((512, 1024), description="Sizes of the two Dense layers.")
+    dropout_rate: float = Field(0.2, ge=0.0, le=1.0)
+    dropout_placement: DropoutPlacement = "after_dense2"
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    patience: int = Field(3, ge=0, description="Early-stopping patience in epochs (0: off).")
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    mixed_precision: bool = Field(False, description="mixed_float16 on GPU.")
+    memory_budget_mb: int = Field(
+        2048, ge=1, description="Hold training features in memory below this, else stream."
+    )
+
+    # --- promotion ---------------------------------------------------------------------
+    promotion_metric: PromotionMetric = "roc_auc"
+    promotion_tolerance: float = Field(0.0, ge=0.0, le=1.0)
+
+    # --- dropout-impact report ---------------------------------------------------------
+    sweep_rates: list[float] = Field([0.0, 0.2, 0.5, 0.8], min_length=1)
+    sweep_placements: list[DropoutPlacement] = Field(
+        ["after_dense2", "after_both", "none"], min_length=1
+    )
+    sweep_seeds: int = Field(3, ge=1, le=20)
+    sweep_epochs: int = Field(5, ge=1, le=200)
+    mc_passes: int = Field(30, ge=2, le=1000)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_source(cls, value: str) -> str:
+        if value == "imagenet" or _RANDOM_WEIGHTS.match(value):
+            return value
+        if value.startswith("random"):
+            raise ValueError(f"'{value}': random weights are 'random' or 'random:SEED'")
+        if not Path(value).is_file():
+            raise ValueError(f"weights file not found: {value}")
+        return value
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in value) or abs(sum(value) - 1.0) > 1e-6 or value[0] == 0:
+            raise ValueError("split fractions must be >= 0, sum to 1, and give train a share")
+        return value
+
+    @field_validator("sweep_rates")
+    @classmethod
+    def _rates(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 <= r < 1.0 for r in value):
+            raise ValueError("sweep rates must be in [0, 1)")
+        return value
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _units(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if any(u < 1 for u in value):
+            raise ValueError("hidden units must be >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _data_source(self) -> RetrainConfig:
+        data = self.data
+        if data != DEMO_SOURCE and not data.startswith("tfds:") and not Path(data).is_dir():
+            raise ValueError(f"data folder not found: {data} (or use 'demo' or 'tfds:NAME')")
+        return self
+
+    @property
+    def random_weights_seed(self) -> int | None:
+        """The seed of `random[:SEED]` weights, or None for real weights."""
+        if not self.weights.startswith("random"):
+            return None
+        _, _, seed = self.weights.partition(":")
+        return int(seed or 0)
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.workdir / "demo-data"

@@ -1,0 +1,102 @@
+"""Image decoding and InceptionV3 preprocessing, shared by ingestion, extraction and serving.
+
+Semantics:
+  * `load_rgb` decodes any accepted file with Pillow into an RGB uint8 array, the same way
+    everywhere: EXIF orientation applied; grayscale, palette, CMYK and 16-bit converted;
+    alpha composited onto white (transparent pixels otherwise carry arbitrary colours).
+  * `preprocessing_layers(size)` resizes (bilinear) and maps [0, 255] to [-1, 1], which is
+    exactly `keras.applications.inception_v3.preprocess_input` (x / 127.5 - 1) up to float
+    rounding. They are plain Keras layers, so the exported `.keras` model carries them and
+    loads in safe mode.
+  * `image_dataset` is the tf.data pipeline: parallel decode, resize, rescale, batch, prefetch.
+
+    >>> ds = image_dataset(["a.jpg", "b.png"], size=150, batch_size=32)
+    >>> next(iter(ds)).shape
+    TensorShape([2, 150, 150, 3])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MIN_IMAGE_SIZE = 75  # InceptionV3 needs at least 75x75 inputs
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Bump when decoding or preprocessing changes numerically: it is part of the backbone
+# fingerprint, so features computed the old way are never reused.
+PREPROCESS_VERSION = "pil-rgb-v1+bilinear+tf-scale"
+
+
+def check_image_size(size: int) -> int:
+    if size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image size {size} is below {MIN_IMAGE_SIZE}, InceptionV3's minimum")
+    return size
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Normalise a decoded Pillow image to 8-bit RGB (see module docstring)."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: scale to 8 bits instead of clipping everything above 255.
+        wide = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if wide.max() > 255 else 1.0
+        image = Image.fromarray(np.clip(wide * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # L, 1, CMYK, YCbCr, F, ...
+    return image
+
+
+def load_rgb(path: str | bytes | os.PathLike[str]) -> np.ndarray:
+    """Decode one image file into an RGB uint8 array of shape (H, W, 3)."""
+    if isinstance(path, bytes):
+        path = path.decode()
+    with Image.open(path) as image:
+        image.seek(0)  # first frame of animated GIF/WebP
+        return np.asarray(to_rgb(image), dtype=np.uint8)
+
+
+def preprocessing_layers(size: int) -> list:
+    """Resize and rescale layers: raw RGB in [0, 255] -> (size, size, 3) in [-1, 1]."""
+    import keras
+
+    check_image_size(size)
+    return [
+        keras.layers.Resizing(size, size, interpolation="bilinear", name="resize"),
+        keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="inception_preprocess"),
+    ]
+
+
+def image_dataset(
+    paths: Sequence[str],
+    size: int,
+    batch_size: int,
+    parallel_calls: int | None = None,
+    prefetch: int | None = None,
+):
+    """tf.data pipeline from image files to preprocessed batches, in the order of `paths`."""
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    resize, rescale = preprocessing_layers(size)
+
+    def decode(path):
+        image = tf.numpy_function(load_rgb, [path], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return rescale(resize(tf.cast(image, tf.float32)))
+
+    dataset = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
+    dataset = dataset.map(
+        decode, num_parallel_calls=parallel_calls or autotune, deterministic=True
+    )
+    return dataset.batch(batch_size).prefetch(prefetch or autotune)
