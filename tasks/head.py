@@ -1,0 +1,83 @@
+"""The trainable head on top of the frozen backbone's cached features.
+
+By default it is exactly the seed's:
+    Flatten -> Dense(512, relu) -> Dense(1024, relu) -> Dropout(0.2) -> Dense(1, sigmoid)
+compiled with RMSprop(learning_rate=1e-4), binary cross-entropy and accuracy. With more than
+two classes the output is Dense(n, softmax) with sparse categorical cross-entropy.
+
+Dropout placement: "after_dense2" (the seed), "after_both" (after each hidden Dense), or
+"none". Layer names are fixed so reports can address layers by name:
+`flatten`, `hidden_1`, [`dropout_1`], `hidden_2`, [`dropout`], `predictions`.
+
+    >>> head = build_head((7, 7, 768), n_classes=2)
+    >>> compile_head(head, n_classes=2, learning_rate=1e-4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def build_head(
+    feature_shape: Sequence[int],
+    n_classes: int,
+    hidden_units: Sequence[int] = (512, 1024),
+    dropout_rate: float = 0.2,
+    placement: str = "after_dense2",
+    seed: int = 0,
+    name: str = "head",
+):
+    """Build the uncompiled head model (input: one cached feature map per example)."""
+    import keras
+    from keras import layers
+
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {n_classes}")
+    if placement not in ("after_dense2", "after_both", "none"):
+        raise ValueError(f"unknown dropout placement: {placement}")
+    units_1, units_2 = hidden_units
+    init = keras.initializers.GlorotUniform
+
+    inputs = keras.Input(shape=tuple(feature_shape), name="features")
+    x = layers.Flatten(name="flatten")(inputs)
+    x = layers.Dense(units_1, activation="relu", kernel_initializer=init(seed), name="hidden_1")(x)
+    if placement == "after_both" and dropout_rate > 0:
+        x = layers.Dropout(dropout_rate, seed=seed + 1, name="dropout_1")(x)
+    x = layers.Dense(
+        units_2, activation="relu", kernel_initializer=init(seed + 2), name="hidden_2"
+    )(x)
+    if placement != "none" and dropout_rate > 0:
+        x = layers.Dropout(dropout_rate, seed=seed + 3, name="dropout")(x)
+    if n_classes == 2:
+        outputs = layers.Dense(
+            1, activation="sigmoid", kernel_initializer=init(seed + 4), name="predictions"
+        )(x)
+    else:
+        outputs = layers.Dense(
+            n_classes, activation="softmax", kernel_initializer=init(seed + 4), name="predictions"
+        )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def compile_head(model, n_classes: int, learning_rate: float = 1e-4):
+    """Compile as the seed does. `metrics=` by keyword: positionally it is loss_weights."""
+    import keras
+
+    loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+        loss=loss,
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def probabilities_to_scores(probabilities, n_classes: int):
+    """Per-class probabilities (N, n_classes) from the head's output (N, 1) or (N, n)."""
+    import numpy as np
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if n_classes == 2:
+        positive = probabilities.reshape(-1)
+        return np.stack([1.0 - positive, positive], axis=1)
+    return probabilities
