@@ -16,6 +16,11 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
 from inception_retrain.config import RetrainConfig
 
 app = typer.Typer(
@@ -44,8 +49,9 @@ def quiet_tensorflow() -> None:
 
 def validation_message(error: ValidationError) -> str:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
-    return f"--{where.replace('_', '-')}: {first['msg']}"
+    where = str(first["loc"][0]) if first["loc"] else "config"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"--{where.replace('_', '-')}: {message}"
 
 
 def _split_list(value: str) -> list[str]:
@@ -60,6 +66,9 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
             continue
         annotation = RetrainConfig.model_fields[name].annotation
         origin = typing.get_origin(annotation)
+        if origin is tuple and len(_split_list(raw)) != len(typing.get_args(annotation)):
+            count = len(typing.get_args(annotation))
+            raise UsageError(f"--{name.replace('_', '-')}: expected {count} comma-separated values")
         values[name] = _split_list(raw) if origin in (tuple, list) else raw
     try:
         return RetrainConfig.model_validate(values)
@@ -123,12 +132,24 @@ def demo_data_command(
     from tasks.demo_data import write_demo_data
 
     summary = write_demo_data(directory, per_class=per_class, seed=seed)
-    typer.echo(f"wrote {summary['good']} images and {summary['broken']} broken files to {directory}")
+    good, broken = summary["good"], summary["broken"]
+    typer.echo(f"wrote {good} images and {broken} broken files to {directory}")
 
 
 def main() -> None:
+    """Console entry point: usage errors become one line on stderr with exit code 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:
+        typer.echo(error.format_message(), err=True)
+        sys.exit(2)
+    except ClickException as error:
+        typer.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
     except UsageError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

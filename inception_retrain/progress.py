@@ -20,9 +20,9 @@ def _in_prefect_run() -> bool:
 class Progress:
     """Count work done; `update(n)` advances the bar and (at most every `every_s`) the artifact.
 
-        with Progress(total=1000, description="extract", unit="img") as progress:
-            for batch in batches:
-                progress.update(len(batch))
+    with Progress(total=1000, description="extract", unit="img") as progress:
+        for batch in batches:
+            progress.update(len(batch))
     """
 
     def __init__(self, total: int, description: str, unit: str = "it", every_s: float = 2.0):

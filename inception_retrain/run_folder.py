@@ -26,7 +26,9 @@ def run_dir_for_flow_run(workdir: str | Path, flow_run_id) -> Path | None:
 def write_failure_summary(flow, flow_run, state) -> None:
     """Prefect on_failure/on_crashed hook: write failure.json and failure.md to the run folder."""
     config = (flow_run.parameters or {}).get("config") or {}
-    workdir = config.get("workdir") if isinstance(config, dict) else getattr(config, "workdir", None)
+    if not isinstance(config, dict):
+        config = config.model_dump()
+    workdir = config.get("workdir")
     run_dir = run_dir_for_flow_run(workdir or "workdir", flow_run.id)
     if run_dir is None:
         return
