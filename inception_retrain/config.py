@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEMO_SOURCE = "demo"
 DropoutPlacement = Literal["after_dense2", "after_both", "none"]
@@ -111,12 +111,12 @@ class RetrainConfig(BaseModel):
             raise ValueError("hidden units must be >= 1")
         return value
 
-    @model_validator(mode="after")
-    def _data_source(self) -> RetrainConfig:
-        data = self.data
+    @field_validator("data")
+    @classmethod
+    def _data_source(cls, data: str) -> str:
         if data != DEMO_SOURCE and not data.startswith("tfds:") and not Path(data).is_dir():
             raise ValueError(f"data folder not found: {data} (or use 'demo' or 'tfds:NAME')")
-        return self
+        return data
 
     @property
     def random_weights_seed(self) -> int | None:

@@ -17,6 +17,8 @@ Semantics:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from collections.abc import Sequence
 
@@ -27,7 +29,7 @@ MIN_IMAGE_SIZE = 75  # InceptionV3 needs at least 75x75 inputs
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Bump when decoding or preprocessing changes numerically: it is part of the backbone
 # fingerprint, so features computed the old way are never reused.
-PREPROCESS_VERSION = "pil-rgb-v1+bilinear+tf-scale"
+PREPROCESS_VERSION = "pil-rgb-v2+bilinear+tf-scale"
 
 
 def check_image_size(size: int) -> int:
@@ -41,8 +43,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grayscale: scale to 8 bits instead of clipping everything above 255.
+        # I;16* is 16-bit by definition (a dark image has only small values); plain 32-bit
+        # "I" has no declared range, so guess from the data.
         wide = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if wide.max() > 255 else 1.0
+        sixteen_bit = image.mode.startswith("I;16") or wide.max() > 255
+        scale = 255.0 / 65535.0 if sixteen_bit else 1.0
         image = Image.fromarray(np.clip(wide * scale + 0.5, 0, 255).astype(np.uint8), "L")
     if image.mode == "P":
         image = image.convert("RGBA")
@@ -66,6 +71,17 @@ def load_rgb(path: str | bytes | os.PathLike[str]) -> np.ndarray:
         return np.asarray(to_rgb(image), dtype=np.uint8)
 
 
+def load_rgb_verified(path: str | bytes, content_id: str | bytes) -> np.ndarray:
+    """`load_rgb`, but only if the file's sha256 is still `content_id` (else ValueError)."""
+    path = path.decode() if isinstance(path, bytes) else path
+    content_id = content_id.decode() if isinstance(content_id, bytes) else content_id
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != content_id:
+        raise ValueError(f"{path} changed since ingestion")
+    return load_rgb(io.BytesIO(data))
+
+
 def preprocessing_layers(size: int) -> list:
     """Resize and rescale layers: raw RGB in [0, 255] -> (size, size, 3) in [-1, 1]."""
     import keras
@@ -83,20 +99,38 @@ def image_dataset(
     batch_size: int,
     parallel_calls: int | None = None,
     prefetch: int | None = None,
+    content_ids: Sequence[str] | None = None,
 ):
-    """tf.data pipeline from image files to preprocessed batches, in the order of `paths`."""
+    """tf.data pipeline from image files to preprocessed batches, in the order of `paths`.
+
+    With `content_ids` (each file's sha256, as in the manifest) the elements are
+    `(positions, images)`: a file that changed since ingestion or no longer decodes is
+    dropped instead of failing the pipeline, and the missing positions say which.
+    """
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
     resize, rescale = preprocessing_layers(size)
 
-    def decode(path):
-        image = tf.numpy_function(load_rgb, [path], tf.uint8, stateful=False)
+    def preprocess(image):
         image.set_shape([None, None, 3])
         return rescale(resize(tf.cast(image, tf.float32)))
 
-    dataset = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
-    dataset = dataset.map(
-        decode, num_parallel_calls=parallel_calls or autotune, deterministic=True
-    )
+    def decode(path):
+        return preprocess(tf.numpy_function(load_rgb, [path], tf.uint8, stateful=False))
+
+    def decode_verified(position, path, content_id):
+        image = tf.numpy_function(load_rgb_verified, [path, content_id], tf.uint8, stateful=False)
+        return position, preprocess(image)
+
+    calls = parallel_calls or autotune
+    if content_ids is None:
+        dataset = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
+        dataset = dataset.map(decode, num_parallel_calls=calls, deterministic=True)
+    else:
+        positions = np.arange(len(paths), dtype=np.int64)
+        slices = (positions, list(map(str, paths)), list(content_ids))
+        dataset = tf.data.Dataset.from_tensor_slices(slices)
+        dataset = dataset.map(decode_verified, num_parallel_calls=calls, deterministic=True)
+        dataset = dataset.ignore_errors()
     return dataset.batch(batch_size).prefetch(prefetch or autotune)
