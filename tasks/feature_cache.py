@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 METADATA_KEY = b"inception_retrain"
 PART_GLOB = "part-*.parquet"
+TEMP_GLOB = ".part-*.parquet.tmp"  # a writer killed before its rename leaves one of these
 
 
 def feature_schema(feature_shape: Sequence[int], dtype: str, metadata: dict) -> pa.Schema:
@@ -66,12 +67,28 @@ def write_part(
     existing = len(list(cache_dir.glob(PART_GLOB)))
     final = cache_dir / f"part-{existing:06d}-{secrets.token_hex(4)}.parquet"
     tmp = cache_dir / f".{final.name}.tmp"
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression=compression)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        _write_file(tmp, table, compression)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, final)
     return final
+
+
+def _write_file(tmp: Path, table: pa.Table, compression: str) -> None:
+    with open(tmp, "wb") as handle:
+        # Page checksums let check_parts catch flipped bytes; no dictionary for the features
+        # (same size, about 3x faster to read and 1.5x faster to write, measured in bench/).
+        pq.write_table(
+            table,
+            handle,
+            compression=compression,
+            use_dictionary=["content_id", "split"],
+            write_page_checksum=True,
+        )
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def parts(cache_dir: Path) -> list[Path]:
@@ -96,7 +113,7 @@ def check_parts(cache_dir: Path) -> tuple[set[str], list[Path]]:
     bad: list[Path] = []
     for part in parts(cache_dir):
         try:
-            table = pq.read_table(part)
+            table = pq.read_table(part, page_checksum_verification=True)
             if table.num_rows != pq.ParquetFile(part).metadata.num_rows:
                 raise ValueError("row count mismatch")
             table.column("features").combine_chunks().validate(full=True)
@@ -138,11 +155,13 @@ def iter_split_batches(
     manifest_path: Path,
     split: str | None,
     batch_rows: int = 1024,
+    dtype=np.float32,
 ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Stream (content_ids, features float32 (n, *shape), labels) for one split.
 
     Memory is bounded by `batch_rows`. Rows are joined with the manifest, which decides
     labels and splits; cached rows not in the manifest are skipped. Order: part, then row.
+    `dtype=None` keeps the stored dtype (a float16 cache stays float16: half the bytes).
     """
     wanted = _manifest_labels(Path(manifest_path), split)
     shape = tuple(read_metadata(cache_dir)["feature_shape"])
@@ -155,7 +174,9 @@ def iter_split_batches(
             if not keep:
                 continue
             flat = batch.column("features").flatten().to_numpy(zero_copy_only=False)
-            values = flat.reshape(len(ids), -1)[keep].astype(np.float32)
+            values = flat.reshape(len(ids), -1)[keep]
+            if dtype is not None:
+                values = values.astype(dtype, copy=False)
             kept_ids = [ids[i] for i in keep]
             seen.update(kept_ids)
             labels = np.array([wanted[cid][0] for cid in kept_ids], dtype=np.int32)

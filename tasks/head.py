@@ -50,11 +50,19 @@ def build_head(
         x = layers.Dropout(dropout_rate, seed=seed + 3, name="dropout")(x)
     if n_classes == 2:
         outputs = layers.Dense(
-            1, activation="sigmoid", kernel_initializer=init(seed + 4), name="predictions"
+            1,
+            activation="sigmoid",
+            kernel_initializer=init(seed + 4),
+            dtype="float32",  # float32 probabilities and loss under mixed_float16
+            name="predictions",
         )(x)
     else:
         outputs = layers.Dense(
-            n_classes, activation="softmax", kernel_initializer=init(seed + 4), name="predictions"
+            n_classes,
+            activation="softmax",
+            kernel_initializer=init(seed + 4),
+            dtype="float32",
+            name="predictions",
         )(x)
     return keras.Model(inputs, outputs, name=name)
 

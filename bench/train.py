@@ -1,0 +1,298 @@
+"""Benchmark of head training (issue 4): cached features vs the seed's way, streaming vs memory.
+
+    python bench/train.py                       # 512 images, about 3-5 minutes on 2 cores
+    python bench/train.py --images 1024 --repeats 5 --out results.json
+
+In one run, on the same generated JPEG files (demo textures at 300-500 px, quality 90),
+ingested and extracted by the real stages (seeded random InceptionV3 cut at mixed7, 150 px,
+float16 zstd cache, all images in the train split), with the seed's head (512, 1024,
+Dropout 0.2, RMSprop 1e-4, batch 32):
+  (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
+      and preprocessing the JPEGs from disk every epoch with `tasks.preprocess.image_dataset`;
+  (b) an epoch of the head on cached features held in memory (`tasks.training_data`);
+  (c) an epoch of the head streaming the same features from the Parquet cache through a
+      bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
+  (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
+      determinism, TensorBoard scalars, checkpoints at most every 60 s (from history.json);
+  (e) a lever the pipeline does not use: (b) with RMSprop through TF's fused one-pass kernel
+      (`fused_rmsprop`), to show how much of the head's epoch is the optimizer.
+Targets: a/b >= 20 on CPU, c/b <= 1.1. The first epoch of every model (tracing) is not
+timed; b and c alternate epoch by epoch and a is timed between them, because the machine may
+be shared: compare ratios, not absolute numbers. Besides wall time, each way's process CPU
+time per epoch is reported (the work it does, less sensitive to other processes on the
+machine, but blind to overlap: prefetching shows up in CPU time, not in wall time).
+Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+BATCH = 32
+
+
+def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
+    """Photo-sized JPEGs of the demo textures, alternating two classes (deterministic)."""
+    from tasks.demo_data import draw_blobs, draw_stripes
+
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        label, draw = (("blobs", draw_blobs), ("stripes", draw_stripes))[index % 2]
+        pixels = draw(rng)
+        pixels = pixels + rng.normal(0.0, 6.0, pixels.shape)  # sensor-like noise, as the demo
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+        scale = int(rng.integers(300, 501)) / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        path = folder / label / f"img-{index:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "gpu": [g.name for g in tf.config.list_physical_devices("GPU")] or "none",
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "load_average_start": os.getloadavg(),
+    }
+
+
+CPU_TIMES: dict[str, list[float]] = {}
+
+
+def timed_epoch(model, dataset, epoch: int, way: str | None = None) -> float:
+    """Wall seconds of one epoch; its process CPU seconds go to CPU_TIMES[way]."""
+    started, cpu = time.perf_counter(), time.process_time()
+    model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+    if way is not None:
+        CPU_TIMES.setdefault(way, []).append(time.process_time() - cpu)
+    return time.perf_counter() - started
+
+
+FUSED = "fused-rmsprop"
+
+
+def fused_rmsprop(learning_rate: float):
+    """A lever, not used by the pipeline: RMSprop through TF's one-pass kernel
+    `ResourceApplyRMSProp` (what tf.keras 2's RMSprop ran, and so the seed in its day) instead
+    of Keras 3's ~10 separate elementwise ops. Same algorithm and hyper-parameters, different
+    rounding (ms += (g^2 - ms)(1 - rho) vs rho ms + (1 - rho) g^2)."""
+    import keras
+    import tensorflow as tf
+
+    def handle(variable):
+        return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+    class FusedRMSprop(keras.optimizers.RMSprop):
+        def build(self, variables):
+            super().build(variables)
+            self._moments = [self.add_variable_from_reference(v, "moment") for v in variables]
+
+        def update_step(self, gradient, variable, learning_rate):
+            index = self._get_variable_index(variable)
+            dtype = variable.dtype
+            tf.raw_ops.ResourceApplyRMSProp(
+                var=handle(variable), ms=handle(self._velocities[index]),
+                mom=handle(self._moments[index]), lr=tf.cast(learning_rate, dtype),
+                rho=tf.constant(self.rho, dtype), momentum=tf.constant(0.0, dtype),
+                epsilon=tf.constant(self.epsilon, dtype), grad=tf.cast(gradient, dtype),
+            )  # fmt: skip
+
+    return FusedRMSprop(learning_rate=learning_rate)
+
+
+def seed_model(backbone, feature_shape):
+    """The seed's full model: frozen backbone -> head, compiled as the seed does."""
+    import keras
+
+    from tasks.train import new_head
+
+    head = new_head(
+        feature_shape, 2, hidden_units=(512, 1024), rate=0.2, placement="after_dense2",
+        seed=0, learning_rate=1e-4,
+    )  # fmt: skip
+    full = keras.Model(backbone.input, head(backbone.output), name="seed_model")
+    from tasks.head import compile_head
+
+    return compile_head(full, 2, 1e-4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=4, help="timed epochs per way")
+    parser.add_argument("--seed-epochs", type=int, default=2, help="timed seed's-way epochs")
+    parser.add_argument("--stream-budget-mb", type=int, default=32)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from inception_retrain.config import RetrainConfig
+    from inception_retrain.files import new_run_dir
+    from tasks.backbone import load_backbone
+    from tasks.extract import extract_features
+    from tasks.head import build_head
+    from tasks.ingest import ingest
+    from tasks.preprocess import image_dataset
+    from tasks.train import new_head, train_head
+    from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
+
+    info = machine()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    data = workdir / "data"
+    if not data.is_dir():
+        write_jpegs(data, args.images)
+    config = RetrainConfig(
+        data=str(data), workdir=workdir, weights="random:0", split_fractions=(1.0, 0.0, 0.0),
+        epochs=1 + args.repeats, patience=0, device="cpu",
+    )  # fmt: skip
+    run_dir = new_run_dir(workdir)
+    started = time.perf_counter()
+    manifest = ingest(config, run_dir)
+    cache = extract_features(manifest, config, run_dir)
+    prepare_s = time.perf_counter() - started
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(manifest.path, filters=[("status", "=", "ok")]).sort_by("content_id")
+    paths = rows.column("uri").to_pylist()
+    labels = np.array(rows.column("label_index").to_pylist(), np.int32)
+    n = len(paths)
+    print(f"{n} images ingested and extracted in {prepare_s:.0f} s ({cache.dtype} cache)")
+
+    # (b) and (c): the head on cached features, in memory and streaming. Like the seed's way,
+    # these run without op determinism; the stage in (d) runs as it does in the pipeline.
+    keras.utils.set_random_seed(0)
+    heads, splits = {}, {}
+    for mode in (IN_MEMORY, STREAMING):
+        loaded = load_training_data(
+            cache.cache_dir, manifest.path, batch_size=BATCH, seed=0,
+            memory_budget_mb=args.stream_budget_mb, mode=mode,
+        )  # fmt: skip
+        splits[mode] = loaded.train
+        heads[mode] = new_head(
+            cache.feature_shape, 2, hidden_units=(512, 1024), rate=0.2,
+            placement="after_dense2", seed=0, learning_rate=1e-4,
+        )  # fmt: skip
+        timed_epoch(heads[mode], splits[mode].dataset(0), 0)  # trace, warm caches
+    buffer_rows = splits[STREAMING].buffer_rows
+    splits[FUSED] = splits[IN_MEMORY]
+    heads[FUSED] = build_head(cache.feature_shape, 2)
+    heads[FUSED].compile(fused_rmsprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"])
+    timed_epoch(heads[FUSED], splits[FUSED].dataset(0), 0)
+
+    # (a): the seed's way, decoding JPEGs every epoch.
+    backbone = load_backbone("random:0", "mixed7", 150)
+    full = seed_model(backbone, cache.feature_shape)
+    label_batches = tf.data.Dataset.from_tensor_slices(labels).batch(BATCH)
+
+    def jpeg_epoch():
+        return tf.data.Dataset.zip(image_dataset(paths, 150, BATCH), label_batches)
+
+    timed_epoch(full, jpeg_epoch(), 0)
+
+    times = {IN_MEMORY: [], STREAMING: [], FUSED: [], "seed": []}
+    seed_every = max(1, args.repeats // max(1, args.seed_epochs))
+    ways = [IN_MEMORY, STREAMING, FUSED]
+    for epoch in range(1, args.repeats + 1):
+        for way in ways[epoch % 3 :] + ways[: epoch % 3]:  # rotate who goes first
+            times[way].append(timed_epoch(heads[way], splits[way].dataset(epoch), epoch, way))
+        if len(times["seed"]) < args.seed_epochs and epoch % seed_every == 0:
+            times["seed"].append(timed_epoch(full, jpeg_epoch(), epoch, "seed"))
+        done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
+        print(f"epoch {epoch}: {done}", flush=True)
+    while len(times["seed"]) < args.seed_epochs:
+        times["seed"].append(timed_epoch(full, jpeg_epoch(), 99, "seed"))
+
+    # (d): the whole stage, with checkpoints and TensorBoard scalars.
+    stage = train_head(manifest, cache, config, new_run_dir(workdir))
+    stage_history = json.loads(stage.history_path.read_text())
+    stage_epoch = statistics.median(stage_history["seconds_per_epoch"][1:])
+
+    median = {key: statistics.median(values) for key, values in times.items()}
+    cpu = {key: statistics.median(values) for key, values in CPU_TIMES.items()}
+    results = {
+        "machine": {**info, "load_average_end": os.getloadavg()},
+        "images": n,
+        "batch_size": BATCH,
+        "cache_dtype": cache.dtype,
+        "stream_budget_mb": args.stream_budget_mb,
+        "stream_buffer_rows": buffer_rows,
+        "epoch_seconds": times,
+        "median_epoch_seconds": median,
+        "cpu_seconds": CPU_TIMES,
+        "median_cpu_seconds": cpu,
+        "seed_over_cached_cpu": cpu["seed"] / cpu[IN_MEMORY],
+        "streaming_over_in_memory_cpu": cpu[STREAMING] / cpu[IN_MEMORY],
+        "train_head_epoch_seconds": stage_epoch,
+        "seed_over_cached": median["seed"] / median[IN_MEMORY],
+        "streaming_over_in_memory": median[STREAMING] / median[IN_MEMORY],
+        "train_head_over_in_memory": stage_epoch / median[IN_MEMORY],
+        "seed_over_fused": median["seed"] / median[FUSED],
+        "seed_over_fused_cpu": cpu["seed"] / cpu[FUSED],
+    }
+    print_table(results)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def print_table(r: dict) -> None:
+    m, c, n = r["median_epoch_seconds"], r["median_cpu_seconds"], r["images"]
+    stage = r["train_head_epoch_seconds"]
+    lines = [
+        "| way (one epoch, same images) | wall s/epoch | images/s | wall ratio "
+        "| CPU s/epoch | CPU ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| (a) seed's way: full model in fit, JPEG decode | {m['seed']:.2f} "
+        f"| {n / m['seed']:.0f} | a/b = **{r['seed_over_cached']:.1f}x** (target >= 20) "
+        f"| {c['seed']:.2f} | {r['seed_over_cached_cpu']:.1f}x |",
+        f"| (b) head on cached features, in memory | {m['in-memory']:.3f} "
+        f"| {n / m['in-memory']:.0f} | 1 | {c['in-memory']:.3f} | 1 |",
+        f"| (c) head streaming from Parquet (buffer {r['stream_buffer_rows']} rows) "
+        f"| {m['streaming']:.3f} | {n / m['streaming']:.0f} "
+        f"| c/b = **{r['streaming_over_in_memory']:.2f}** (target <= 1.1) "
+        f"| {c['streaming']:.3f} | {r['streaming_over_in_memory_cpu']:.2f} |",
+        f"| (d) stage `train_head`, in memory (op determinism, TensorBoard) | {stage:.3f} "
+        f"| {n / stage:.0f} | d/b = {r['train_head_over_in_memory']:.2f} | | |",
+        f"| (e) lever, not in the pipeline: (b) with TF's fused RMSprop kernel "
+        f"| {m[FUSED]:.3f} | {n / m[FUSED]:.0f} | a/e = {r['seed_over_fused']:.1f}x "
+        f"| {c[FUSED]:.3f} | a/e = {r['seed_over_fused_cpu']:.1f}x |",
+    ]
+    print("\n".join(lines))
+    host = r["machine"]
+    load = f"{host['load_average_start'][0]:.1f} -> {host['load_average_end'][0]:.1f}"
+    print(f"machine: {host['cpu']}, {host['cores']} cores, load average {load}")
+
+
+if __name__ == "__main__":
+    main()
