@@ -136,6 +136,129 @@ def demo_data_command(
     typer.echo(f"wrote {good} images and {broken} broken files to {directory}")
 
 
+@app.command("predict")
+def predict_command(
+    paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    model: str = typer.Option("champion", help="'champion' or a version name under models/."),
+    workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
+    output: Path = typer.Option(Path("predictions.csv"), help="Output table: .csv or .parquet."),
+) -> None:
+    """Predict images with a registered model; bad files become error rows, not failures."""
+    quiet_tensorflow()
+    from inception_retrain.errors import PipelineError
+    from tasks.predict import predict_files
+    from tasks.registry import resolve_model
+
+    try:
+        summary = predict_files(resolve_model(workdir, model), paths, output)
+    except PipelineError as error:
+        fail(str(error))
+    typer.echo(f"wrote {summary['n_files']} predictions ({summary['n_failed']} failed) to {output}")
+
+
+@cache_app.command("ls")
+def cache_ls_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+) -> None:
+    """List feature caches: fingerprint, images, size, dtype, last used, layer, weights."""
+    from tasks.extract import format_cache_table, list_caches
+
+    caches = list_caches(workdir)
+    if not caches:
+        typer.echo(f"no feature caches under {workdir / 'cache'}")
+        return
+    typer.echo(format_cache_table(caches))
+
+
+@cache_app.command("prune")
+def cache_prune_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+    keep_latest: int = typer.Option(1, min=0, help="Keep this many most recently used caches."),
+    keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+) -> None:
+    """Remove feature caches except the most recently used ones (and --keep)."""
+    from tasks.extract import prune_caches
+
+    removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for cache in removed:
+        typer.echo(
+            f"{verb} {cache['fingerprint']} ({cache['images']} images, "
+            f"{cache['bytes'] / 1e6:.1f} MB, last used {cache['last_used'] or '-'})"
+        )
+    total = sum(c["bytes"] for c in removed) / 1e6
+    typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
+
+
+@app.command("serve")
+@_config_options
+def serve_command(**options: str | None) -> None:
+    """Serve the deployments (nightly-retrain on its cron, dropout-sweep, batch-predict) here.
+
+    No work pool or worker: runs start here as their own processes. Options override
+    nightly-retrain's default parameters (see flows/deployments.py and prefect.yaml).
+    """
+    quiet_tensorflow()
+    overrides = {name: raw for name, raw in options.items() if raw is not None}
+    try:
+        config = config_from_options(overrides)
+    except UsageError as error:
+        fail(str(error))
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():  # from the environment or the active Prefect profile
+        typer.echo(
+            "note: PREFECT_API_URL is not set: serving against a temporary local server that "
+            "ends with this process; start `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api to use the UI",
+            err=True,
+        )
+    from flows.deployments import serve_deployments
+
+    serve_deployments(config.model_dump(mode="json", include=set(overrides)))
+
+
+@app.command("dropout-report")
+def dropout_report_command(
+    run: Path = typer.Option(..., "--run", help="A finished run folder (WORKDIR/runs/<id>/)."),
+    sweep_rates: str | None = typer.Option(
+        None, "--sweep-rates", help="Comma-separated rates in [0, 1) [default: the run's]."
+    ),
+    sweep_placements: str | None = typer.Option(
+        None,
+        "--sweep-placements",
+        help="Comma-separated after_dense2|after_both|none [default: the run's].",
+    ),
+    sweep_seeds: int | None = typer.Option(
+        None, "--sweep-seeds", min=1, help="Seeds per grid cell [default: the run's]."
+    ),
+    sweep_epochs: int | None = typer.Option(
+        None, "--sweep-epochs", min=1, help="Epochs per sweep training [default: the run's]."
+    ),
+    sweep_workers: int = typer.Option(
+        1, "--sweep-workers", min=1, help="Processes for the sweep (1: one after another)."
+    ),
+) -> None:
+    """Rebuild dropout_impact.{json,md,html} of an existing run; prints the JSON's path."""
+    quiet_tensorflow()
+    from inception_retrain.errors import PipelineError
+    from tasks.dropout_report import artifacts_for_run, dropout_report
+
+    overrides = {
+        "sweep_rates": _split_list(sweep_rates) if sweep_rates else None,
+        "sweep_placements": _split_list(sweep_placements) if sweep_placements else None,
+        "sweep_seeds": sweep_seeds,
+        "sweep_epochs": sweep_epochs,
+    }
+    try:
+        manifest, cache, head, config = artifacts_for_run(run, **overrides)
+        path = dropout_report(manifest, cache, head, config, run, sweep_workers=sweep_workers)
+    except PipelineError as error:
+        fail(str(error))
+    typer.echo(str(path))
+
+
 def main() -> None:
     """Console entry point: usage errors become one line on stderr with exit code 2."""
     try:

@@ -45,3 +45,65 @@ def random_weights_file(session_tmp) -> Path:
     from tasks.backbone import save_random_weights
 
     return save_random_weights(session_tmp / "random.weights.h5", image_size=150, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(session_tmp, small_demo_dir):
+    """The real stages ingest -> extract -> train -> evaluate on `small_demo_dir` (random
+    weights, 75 px, float32 features, a 16-16 head; ~20 test images).
+
+    Random-weight mixed7 features are ~1e-3, so a briefly trained head predicts ~0.5 for
+    everything; its first kernel is then scaled up (by the factor that spreads the
+    probabilities most) so that comparisons of probabilities are sensitive.
+    """
+    from types import SimpleNamespace
+
+    import keras
+    import numpy as np
+
+    from inception_retrain.config import RetrainConfig
+    from inception_retrain.files import new_run_dir, sha256_file
+    from tasks.evaluate import evaluate
+    from tasks.extract import extract_features
+    from tasks.feature_cache import load_split
+    from tasks.ingest import ingest
+    from tasks.train import train_head
+
+    config = RetrainConfig(
+        data=str(small_demo_dir), workdir=session_tmp / "pipeline-work", weights="random:0",
+        image_size=75, feature_dtype="float32", split_fractions=(0.5, 0.2, 0.3),
+        hidden_units=(16, 16), learning_rate=1e-3, epochs=3, batch_size=8, patience=0,
+    )  # fmt: skip
+    run_dir = new_run_dir(config.workdir)
+    manifest = ingest(config, run_dir)
+    cache = extract_features(manifest, config, run_dir)
+    head = train_head(manifest, cache, config, run_dir)
+    model = keras.saving.load_model(head.head_path)
+    kernel, bias = model.get_layer("hidden_1").get_weights()
+    _, features, _ = load_split(cache.cache_dir, manifest.path, None)
+    spreads = {}
+    for factor in (10.0, 100.0, 1000.0, 10000.0):
+        model.get_layer("hidden_1").set_weights([kernel * factor, bias])
+        spreads[factor] = float(np.std(model.predict(features, verbose=0)))
+    model.get_layer("hidden_1").set_weights([kernel * max(spreads, key=spreads.get), bias])
+    model.save(head.head_path)
+    head = head.model_copy(update={"fingerprint": sha256_file(head.head_path)})
+    evaluation = evaluate(manifest, cache, head, config, run_dir)
+    return SimpleNamespace(
+        config=config, run_dir=run_dir, manifest=manifest, cache=cache, head=head,
+        evaluation=evaluation,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_version(tiny_run):
+    """`tiny_run`'s model exported to WORKDIR/models/<version>/ (not promoted)."""
+    from tasks.export import export_model
+
+    r = tiny_run
+    return export_model(r.manifest, r.cache, r.head, r.evaluation, r.config, r.run_dir)
+
+
+# One real Prefect server, one `inception-retrain serve` and one set of runs, shared by
+# test_prefect_server.py and test_browser.py (defined once here, so started once).
+from prefect_fixtures import prefect_server, served, server_runs  # noqa: E402,F401

@@ -1,0 +1,125 @@
+"""The retrain flow in-process (embedded Prefect), and its deployment definitions.
+
+The served/deployed behaviour is in test_prefect_server.py; here: prefect.yaml against
+flows/deployments.py without a server, the failure path of `run_retrain` (what the CLI's
+`run` uses) with a wrong weights file, and the small helpers the flow relies on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _yaml_deployments() -> dict[str, dict]:
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    return {d["name"]: d for d in spec["deployments"]}
+
+
+def test_prefect_yaml_agrees_with_the_served_deployments():
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows.deployments import NIGHTLY_CRON, NIGHTLY_TIMEZONE, build_deployments
+
+    in_yaml = _yaml_deployments()
+    served = {d.name: d for d in build_deployments()}
+    assert set(served) == set(in_yaml)
+
+    nightly, nightly_yaml = served["nightly-retrain"], in_yaml["nightly-retrain"]
+    ((schedule_yaml,),) = [nightly_yaml["schedules"]]
+    (schedule,) = nightly.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == (NIGHTLY_CRON, NIGHTLY_TIMEZONE)
+    assert (schedule_yaml["cron"], schedule_yaml["timezone"]) == (NIGHTLY_CRON, NIGHTLY_TIMEZONE)
+    assert nightly.concurrency_limit == nightly_yaml["concurrency_limit"]["limit"] == 1
+    assert (
+        nightly.concurrency_options.collision_strategy.value
+        == nightly_yaml["concurrency_limit"]["collision_strategy"]
+        == "ENQUEUE"
+    )
+    for name, deployment in served.items():
+        spec = in_yaml[name]
+        assert deployment.parameters == spec.get("parameters", {}), name
+        assert deployment.enforce_parameter_schema is spec["enforce_parameter_schema"] is True
+        assert sorted(deployment.tags) == sorted(spec["tags"]), name
+        assert deployment.description == spec["description"], name
+        # Same flow: the served module path and the yaml file path load the same function.
+        module, _, function = deployment.entrypoint.rpartition(".")
+        assert spec["entrypoint"] == f"{module.replace('.', '/')}.py:{function}"
+        loaded = load_flow_from_entrypoint(str(REPO / spec["entrypoint"]))
+        assert loaded.name == deployment.flow_name
+
+
+def test_nightly_parameters_are_a_valid_config_and_overrides_merge():
+    from flows.deployments import nightly_parameters
+    from inception_retrain.config import RetrainConfig
+
+    config = RetrainConfig.model_validate(nightly_parameters()["config"])
+    assert (config.data, config.weights, str(config.workdir)) == ("demo", "random:0", "workdir")
+    changed = nightly_parameters({"epochs": 3, "workdir": "/srv/work"})["config"]
+    assert changed == {"data": "demo", "weights": "random:0", "workdir": "/srv/work", "epochs": 3}
+
+
+def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary(
+    small_demo_dir, tmp_path
+):
+    import keras
+
+    from flows.retrain import run_retrain
+    from inception_retrain.config import RetrainConfig
+
+    # A real Keras weights file, of the wrong architecture.
+    wrong = tmp_path / "tiny-dense.weights.h5"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(wrong)
+    config = RetrainConfig(
+        data=str(small_demo_dir), weights=str(wrong), workdir=tmp_path / "work", image_size=75
+    )
+    run_dir, ok, message = run_retrain(config)
+
+    assert not ok
+    assert message.startswith(f"extract failed: weights file {wrong} ")
+    assert "InceptionV3" in message and "\n" not in message
+    assert run_dir is not None and run_dir.parent == tmp_path / "work" / "runs"
+    assert json.loads((run_dir / "config.json").read_text())["weights"] == str(wrong)
+    failure = json.loads((run_dir / "failure.json").read_text())
+    assert failure["state"] == "Failed" and failure["message"] == message
+    assert message in (run_dir / "failure.md").read_text()
+    assert (run_dir / "ingest.json").is_file()  # ingest ran; the run stopped at extract
+    assert not (run_dir / "head.keras").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "label"),
+    [("demo", "demo"), ("tfds:cats_vs_dogs?data_dir=/x", "tfds-cats_vs_dogs"),
+     ("/data/photos/", "photos")],
+)  # fmt: skip
+def test_source_label_names_the_data_in_task_run_names(data, label):
+    from flows.retrain import source_label
+
+    assert source_label(data) == label
+
+
+def test_markdown_for_ui_replaces_only_relative_images(tmp_path):
+    from inception_retrain.prefect_artifacts import markdown_for_ui
+
+    text = "# R\n\n![ROC curve](roc.png)\n\n![inline](data:image/png;base64,AAAA)\n"
+    shown = markdown_for_ui(text, tmp_path, "evaluation.html")
+    assert "![ROC curve](roc.png)" not in shown
+    assert f"*ROC curve: plot `roc.png` in `{tmp_path}` (embedded in evaluation.html)*" in shown
+    assert "![inline](data:image/png;base64,AAAA)" in shown
+
+
+def test_a_value_the_schema_cannot_check_fails_the_run_before_any_stage(tmp_path):
+    from flows.retrain import retrain
+
+    missing = tmp_path / "no-such-folder"
+    state = retrain(
+        config={"data": str(missing), "workdir": str(tmp_path / "work")}, return_state=True
+    )
+    assert state.is_failed()
+    assert "config.data" in state.message and f"data folder not found: {missing}" in state.message
+    assert not (tmp_path / "work").exists()  # the flow body never ran: no run folder
