@@ -40,6 +40,7 @@ from inception_retrain import prefect_artifacts as ui
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.errors import PipelineError
 from inception_retrain.files import atomic_write_json, new_run_dir
+from inception_retrain.logs import hide_expected_tracebacks
 from inception_retrain.run_folder import run_dir_for_flow_run, write_failure_summary
 from tasks.dropout_report import dropout_report_task
 from tasks.evaluate import evaluate_task
@@ -48,6 +49,8 @@ from tasks.extract import extract_task
 from tasks.ingest import ingest_task
 from tasks.registry import promote_task
 from tasks.train import train_task
+
+hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve subprocesses)
 
 # Upper bounds for stages that set no timeout of their own (seconds): far above a normal run,
 # so only a hung stage reaches them.

@@ -44,7 +44,9 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
 
 
 def quiet_tensorflow() -> None:
+    """Quiet defaults a user can still override: TF's C++ logs, Prefect's telemetry."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def validation_message(error: ValidationError) -> str:

@@ -8,6 +8,8 @@ flows/deployments.py without a server, the failure path of `run_retrain` (what t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,37 @@ def test_a_value_the_schema_cannot_check_fails_the_run_before_any_stage(tmp_path
     assert state.is_failed()
     assert "config.data" in state.message and f"data folder not found: {missing}" in state.message
     assert not (tmp_path / "work").exists()  # the flow body never ran: no run folder
+
+
+def test_cli_run_on_all_corrupt_data_fails_with_one_clean_error_and_no_traceback(tmp_path):
+    """An expected failure: exit code 1, the cause as one `error:` line, no traceback anywhere,
+    the run folder as stdout's last line, and the failure summary inside it."""
+    data = tmp_path / "data"
+    for label, name in (("cats", "a.jpg"), ("dogs", "b.png")):
+        (data / label).mkdir(parents=True)
+        (data / label / name).write_text("not an image")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inception_retrain",
+            "run",
+            "--data",
+            str(data),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: ingest failed: no valid images in {data}: 2 files skipped (2 not-an-image); "
+        "see skipped.csv in the run folder"
+    ]
+    assert "Traceback" not in done.stderr + done.stdout
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "work" / "runs"
+    assert "no valid images" in (run_dir / "failure.md").read_text()
