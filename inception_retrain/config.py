@@ -48,36 +48,48 @@ class RetrainConfig(BaseModel):
     max_pixels: int = Field(
         40_000_000, ge=1, description="Images with more pixels are skipped (decompression bombs)."
     )
-    extract_batch_size: int = Field(32, ge=1, le=1024)
-    feature_dtype: Literal["float16", "float32"] = "float16"
+    extract_batch_size: int = Field(32, ge=1, le=1024, description="Images per backbone batch.")
+    feature_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="Storage type of cached features (float32 is exact, 2x size)."
+    )
 
     # --- head and training -------------------------------------------------------------
     hidden_units: tuple[int, int] = Field((512, 1024), description="Sizes of the two Dense layers.")
-    dropout_rate: float = Field(0.2, ge=0.0, le=1.0)
-    dropout_placement: DropoutPlacement = "after_dense2"
-    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
-    epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(32, ge=1, le=4096)
+    dropout_rate: float = Field(0.2, ge=0.0, le=1.0, description="Rate of the head's Dropout.")
+    dropout_placement: DropoutPlacement = Field(
+        "after_dense2", description="Dropout after Dense(1024) (the seed), after both, or none."
+    )
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="RMSprop learning rate.")
+    epochs: int = Field(10, ge=1, le=1000, description="Maximum training epochs.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Training batch size.")
     patience: int = Field(3, ge=0, description="Early-stopping patience in epochs (0: off).")
-    seed: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    seed: int = Field(0, ge=0, description="Seed for head init, data order and dropout masks.")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Training device; auto uses a GPU when TensorFlow sees one."
+    )
     mixed_precision: bool = Field(False, description="mixed_float16 on GPU.")
     memory_budget_mb: int = Field(
         2048, ge=1, description="Hold training features in memory below this, else stream."
     )
 
     # --- promotion ---------------------------------------------------------------------
-    promotion_metric: PromotionMetric = "roc_auc"
-    promotion_tolerance: float = Field(0.0, ge=0.0, le=1.0)
+    promotion_metric: PromotionMetric = Field(
+        "roc_auc", description="Test-split score that decides promotion (higher is better)."
+    )
+    promotion_tolerance: float = Field(
+        0.0, ge=0.0, le=1.0, description="Promote if score >= champion's score minus this."
+    )
 
     # --- dropout-impact report ---------------------------------------------------------
-    sweep_rates: list[float] = Field([0.0, 0.2, 0.5, 0.8], min_length=1)
-    sweep_placements: list[DropoutPlacement] = Field(
-        ["after_dense2", "after_both", "none"], min_length=1
+    sweep_rates: list[float] = Field(
+        [0.0, 0.2, 0.5, 0.8], min_length=1, description="Dropout rates of the report's sweep."
     )
-    sweep_seeds: int = Field(3, ge=1, le=20)
-    sweep_epochs: int = Field(5, ge=1, le=200)
-    mc_passes: int = Field(30, ge=2, le=1000)
+    sweep_placements: list[DropoutPlacement] = Field(
+        ["after_dense2", "after_both", "none"], min_length=1, description="Placements swept."
+    )
+    sweep_seeds: int = Field(3, ge=1, le=20, description="Seeds per sweep configuration.")
+    sweep_epochs: int = Field(5, ge=1, le=200, description="Epochs per sweep training.")
+    mc_passes: int = Field(30, ge=2, le=1000, description="Stochastic passes for MC dropout.")
 
     @field_validator("weights")
     @classmethod
