@@ -1,9 +1,14 @@
-"""The dropout sweep (F5) as its own Prefect flow: one task run per training of the grid.
+"""The dropout sweep (F5) as its own Prefect flow: one task run per training it computes.
 
-`dropout_sweep(spec, workers)` trains every distinct (rate, placement, seed) of
-`tasks.dropout.sweep.trainings(spec)` as a task run named `sweep-<placement>-<rate>-seed<s>`
-and returns `summarize(...)` (JSON-able: it is the flow's result). The dropout-report stage
-calls it through `run_sweep`; it is also deployable on its own, with a `SweepSpec` parameter.
+`dropout_sweep(spec, workers)` needs every distinct (rate, placement, seed) of
+`tasks.dropout.sweep.trainings(spec)`. Results already in the sweep cache
+(`tasks.dropout.sweep_store`, WORKDIR/sweeps) are read in the flow itself, without a task
+run; each missing training runs as a task run named `sweep-<placement>-<rate>-seed<s>`,
+which stores its result as soon as it finishes (an interrupted sweep keeps what it trained).
+Returns `summarize(...)` plus `cache` = {dir, computed, reused} (JSON-able: it is the flow's
+result). A rerun on unchanged data trains nothing. The dropout-report stage calls it through
+`run_sweep`; it is also deployable on its own, with a `SweepSpec` parameter (results are
+cached under `spec.sweeps_dir`, else WORKDIR/sweeps beside WORKDIR/cache/<fingerprint>).
 
 How the task runs execute (measured on this project's 2-core machine, shared with other work,
 on the 400-image demo: 12 trainings of 5 epochs on 320 cached features):
@@ -23,16 +28,26 @@ on the 400-image demo: 12 trainings of 5 epochs on 320 cached features):
 
 from __future__ import annotations
 
-from prefect import flow, task, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from tasks.dropout.sweep import SweepSpec, summarize, train_cell, trainings
+from tasks.dropout.sweep import SweepCell, SweepSpec, summarize, train_cell, trainings
+from tasks.dropout.sweep_store import SweepStore
 
 DEFAULT_POOL = 2
 
+
+def train_and_store(spec: SweepSpec, cell: SweepCell, store: SweepStore | None) -> dict:
+    """`train_cell`, then its result into the sweep cache (when there is one)."""
+    result = train_cell(spec, cell)
+    if store is not None:
+        store.save(spec, cell, result)
+    return result
+
+
 sweep_cell_task = task(
-    train_cell,
+    train_and_store,
     name="sweep-cell",
     task_run_name="sweep-{cell.placement}-{cell.rate}-seed{cell.seed}",
     cache_policy=NO_CACHE,
@@ -45,14 +60,30 @@ sweep_cell_task = task(
     log_prints=True,
 )
 def dropout_sweep(spec: SweepSpec, workers: int = 1) -> dict:
-    """Train the sweep grid of `spec` on its cached features; returns the summary."""
+    """Train the sweep grid of `spec` on its cached features, reusing cached results;
+    returns the summary."""
     cells = trainings(spec)
-    if workers > 1:
-        futures = sweep_cell_task.map(spec=unmapped(spec), cell=cells)
-        results = [future.result() for future in futures]
+    store = SweepStore.for_spec(spec)
+    results = [store.load(spec, cell) if store else None for cell in cells]
+    missing = [cell for cell, result in zip(cells, results, strict=True) if result is None]
+    get_run_logger().info(
+        "sweep: %d trainings, %d reused from %s, %d to train",
+        len(cells), len(cells) - len(missing), store.directory if store else "(no cache)",
+        len(missing),
+    )  # fmt: skip
+    if workers > 1 and len(missing) > 1:
+        futures = sweep_cell_task.map(spec=unmapped(spec), cell=missing, store=unmapped(store))
+        computed = iter([future.result() for future in futures])
     else:
-        results = [sweep_cell_task(spec, cell) for cell in cells]
-    return summarize(spec, results)
+        computed = iter([sweep_cell_task(spec, cell, store) for cell in missing])
+    results = [result if result is not None else next(computed) for result in results]
+    summary = summarize(spec, results)
+    summary["cache"] = {
+        "dir": str(store.directory) if store else None,
+        "computed": len(missing),
+        "reused": len(cells) - len(missing),
+    }
+    return summary
 
 
 def run_sweep(spec: SweepSpec, workers: int = 1) -> dict:

@@ -5,7 +5,8 @@ loaded with the run's weights, layer and image size, and the run's own data: a f
 training images (decoded and preprocessed as in extraction) for the full-model measurements,
 and the cached features for everything that only needs the head. The measurements live in
 `tasks/dropout/`, the verdict rules in `tasks/dropout/verdicts.py`; the sweep (F5) runs as the
-Prefect flow `flows.sweep.dropout_sweep` (one task run per training).
+Prefect flow `flows.sweep.dropout_sweep` (one task run per training it computes), whose
+results are cached under `config.workdir`/sweeps: a rerun on unchanged data trains no sweep head.
 
     json_path = dropout_report(manifest, cache, head, config, run_dir)
     # run_dir/dropout_impact.{json,md,html} and run_dir/dropout_*.png
@@ -260,6 +261,8 @@ def artifacts_for_run(
     if not cache.cache_dir.is_dir():  # a relative workdir: runs/<id>/ sits in WORKDIR/runs/
         beside = run_dir.parent.parent / "cache" / cache.backbone_fingerprint
         cache = cache.model_copy(update={"cache_dir": beside})
+        if beside.is_dir():  # the same WORKDIR holds the sweep cache
+            config = config.model_copy(update={"workdir": run_dir.parent.parent})
     if not cache.cache_dir.is_dir():
         raise ReportInputError(f"feature cache {cache.cache_dir} not found (pruned?)")
     head_path = run_dir / "head.keras"

@@ -9,6 +9,7 @@ numpy arrays that return JSON-able dicts of numbers:
     frozen.py     F3: backbone weights and BatchNorm statistics before/after real fit steps
     inference.py  F4: training=False determinism, MC-dropout uncertainty vs errors
     sweep.py      F5: rate x placement x seed grid trained on cached features (C1, C4)
+    sweep_store.py  F5's result cache under WORKDIR/sweeps: a rerun reuses trained cells
     direct.py     C2 (dropout before/after activations) and C7 (noise_shape patterns)
     verdicts.py   the claims' texts and the rules that turn numbers into verdicts
     plots.py      matplotlib figures of the measurements

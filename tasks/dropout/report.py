@@ -256,6 +256,7 @@ def build_document(measurements: dict, entries: list[dict], figures: dict, timin
             "verdict_counts": dict(Counter(entry["verdict"] for entry in entries)),
             "run": measurements["context"],
             "claims": claims,
+            "sweep_cache": measurements["sweep"].get("cache"),
             "timings_seconds": timings,
         }
     )
@@ -317,6 +318,21 @@ def _sweep_rows(summary: dict) -> tuple[list[dict], list[str]]:
     return rows, columns
 
 
+def sweep_cache_text(summary: dict) -> str:
+    """How many sweep trainings ran in this run and how many came from the sweep cache."""
+    cache = summary.get("cache")
+    if cache is None:
+        return ""
+    total = plural(summary["trainings"], "sweep training")
+    if cache["dir"] is None:
+        return f"{total}, all trained in this run (no WORKDIR known: no sweep cache)."
+    return (
+        f"{total}: {cache['computed']} trained in this run, {cache['reused']} reused from the "
+        f"sweep cache {cache['dir']} (the stored results of the same trainings on the same "
+        f"data; training is deterministic)."
+    )
+
+
 _LAYER_COLUMNS = ["layer", "kind", "shape", "max_abs_delta", "fraction_changed", "changed"]
 _VERDICT_COLUMNS = ["id", "verdict", "claim"]
 
@@ -346,6 +362,8 @@ def to_markdown(document: dict) -> str:
         if claim["id"] == "F5":
             rows, columns = _sweep_rows(claim["details"]["sweep"])
             lines += [table_markdown(rows, columns), ""]
+            if cached := sweep_cache_text(claim["details"]["sweep"]):
+                lines += [cached, ""]
         if claim["id"] == "F1":
             head = [r for r in claim["details"]["forward"]["layers"] if r["kind"] == "head"]
             lines += ["Head layers (the full table of every layer is in the JSON and HTML):", ""]
@@ -375,6 +393,8 @@ def to_html(document: dict, run_dir: Path) -> str:
         if claim["id"] == "F5":
             rows, columns = _sweep_rows(claim["details"]["sweep"])
             body.append("<h3>Sweep: mean ± std over seeds</h3>" + table_html(rows, columns))
+            if cached := sweep_cache_text(claim["details"]["sweep"]):
+                body.append(f"<p>{html.escape(cached)}</p>")
         if claim["id"] == "F1":
             layers = claim["details"]["forward"]["layers"]
             body.append(

@@ -15,6 +15,9 @@ they differ by at most `tie_tolerance`: two standard errors of the difference, a
 than one example of that split. `beats_majority` says whether any config beat always
 predicting the majority class; if none did, the sweep cannot tell configs apart.
 
+Results are stored per training under WORKDIR/sweeps (`tasks.dropout.sweep_store`), so a
+rerun on unchanged data reuses them instead of training again; `flows.sweep` does that.
+
     spec = SweepSpec.from_run(config, cache_dir, manifest_path, n_classes, feature_shape)
     results = [train_cell(spec, cell) for cell in trainings(spec)]   # or flows.sweep
     summary = summarize(spec, results)
@@ -51,6 +54,9 @@ class SweepSpec(BaseModel):
     rates: list[float] = [0.0, 0.2, 0.5, 0.8]
     placements: list[str] = ["after_dense2", "after_both", "none"]
     seeds: list[int] = [0, 1, 2]
+    # Where results are cached (WORKDIR/sweeps). None: WORKDIR/sweeps when cache_dir is
+    # WORKDIR/cache/<fingerprint>, else no caching.
+    sweeps_dir: Path | None = None
 
     @classmethod
     def from_run(cls, config, cache_dir, manifest_path, n_classes, feature_shape) -> SweepSpec:
@@ -66,6 +72,7 @@ class SweepSpec(BaseModel):
             rates=list(config.sweep_rates),
             placements=list(config.sweep_placements),
             seeds=[config.seed + i for i in range(config.sweep_seeds)],
+            sweeps_dir=Path(config.workdir) / "sweeps",
         )
 
 
