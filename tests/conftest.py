@@ -107,3 +107,11 @@ def tiny_version(tiny_run):
 # One real Prefect server, one `inception-retrain serve` and one set of runs, shared by
 # test_prefect_server.py and test_browser.py (defined once here, so started once).
 from prefect_fixtures import prefect_server, served, server_runs  # noqa: E402,F401
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Prefect stops its temporary server at interpreter exit and logs it to a stream pytest
+    has already closed; don't print that harmless "--- Logging error ---" noise."""
+    import logging
+
+    logging.raiseExceptions = False
