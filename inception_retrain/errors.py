@@ -15,3 +15,18 @@ class WeightsError(PipelineError):
 
 class DeviceError(PipelineError):
     """The requested device is not available."""
+
+
+class DownloadError(PipelineError):
+    """A download failed (network, proxy, checksum): often transient, so stages retry it."""
+
+
+def retry_on_download_error(task, task_run, state) -> bool:
+    """Prefect `retry_condition_fn`: retry a task run only when it failed on a download."""
+    try:
+        state.result()
+    except DownloadError:
+        return True
+    except BaseException:
+        return False
+    return False

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_retrain.errors import PipelineError, WeightsError
+from inception_retrain.errors import DownloadError, PipelineError, WeightsError
 from tasks.preprocess import PREPROCESS_VERSION, check_image_size
 
 # Keras only warns when a weights file matches the model partly; these words mark that.
@@ -44,6 +44,10 @@ _PARTIAL_LOAD_WARNINGS = ("Skipping", "could not be loaded", "freshly-initialize
 BACKBONE_LAYERS = tuple(f"mixed{i}" for i in range(11))
 # Bump when the fingerprint's recipe changes, so no cache is reused across recipes.
 FINGERPRINT_VERSION = 1
+
+
+class WeightsDownloadError(WeightsError, DownloadError):
+    """The ImageNet weights could not be downloaded; the extract task retries this."""
 
 
 class UnknownLayerError(PipelineError, ValueError):
@@ -139,7 +143,7 @@ def _full_model(weights: str, image_size: int):
         try:
             return _inception_v3(image_size, "imagenet")
         except Exception as error:  # network, proxy, corrupt cache entry, ...
-            raise WeightsError(
+            raise WeightsDownloadError(
                 f"could not get the ImageNet weights ({_first_line(error)}); download "
                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 and pass "
                 "--weights PATH"

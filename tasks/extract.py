@@ -48,7 +48,7 @@ from prefect.cache_policies import NO_CACHE
 
 from inception_retrain.artifacts import FeatureCache, Manifest
 from inception_retrain.config import RetrainConfig
-from inception_retrain.errors import DataError
+from inception_retrain.errors import DataError, retry_on_download_error
 from inception_retrain.files import atomic_write_json, read_json
 from inception_retrain.progress import Progress
 from tasks.backbone import (
@@ -447,6 +447,10 @@ extract_task = task(
     name="extract",
     cache_policy=NO_CACHE,
     timeout_seconds=EXTRACT_TIMEOUT_S,
+    # Only a failed weights download is retried; a retry resumes from the cached parts.
+    retries=2,
+    retry_delay_seconds=[30, 120],
+    retry_condition_fn=retry_on_download_error,
 )
 
 

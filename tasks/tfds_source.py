@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inception_retrain.errors import DataError, PipelineError
+from inception_retrain.errors import DataError, DownloadError, retry_on_download_error
 from inception_retrain.files import atomic_write_json, sha256_bytes
 
 PREFIX = "tfds:"
@@ -56,7 +56,7 @@ _MAGIC = (
 )
 
 
-class TfdsDownloadError(PipelineError):
+class TfdsDownloadError(DownloadError):
     """Downloading or preparing the dataset failed (often transient: worth a retry)."""
 
 
@@ -174,21 +174,11 @@ def materialise_tfds(source: str, workdir: str | os.PathLike[str]) -> Path:
     return root
 
 
-def _retry_download_only(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except TfdsDownloadError:
-        return True
-    except BaseException:
-        return False
-    return False
-
-
 materialise_tfds_task = task(
     materialise_tfds,
     name="materialise-tfds",
     retries=2,
     retry_delay_seconds=[30, 120],
-    retry_condition_fn=_retry_download_only,
+    retry_condition_fn=retry_on_download_error,
     cache_policy=NO_CACHE,
 )
