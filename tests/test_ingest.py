@@ -469,16 +469,6 @@ def test_unknown_tfds_name_is_a_data_error(tmp_path):
         ingest(config, tmp_path / "run")
 
 
-def test_only_download_errors_are_retried():
-    from prefect.states import Failed
-
-    from tasks.tfds_source import TfdsDownloadError, _retry_download_only
-
-    assert _retry_download_only(None, None, Failed(data=TfdsDownloadError("network down")))
-    assert not _retry_download_only(None, None, Failed(data=DataError("unknown name")))
-    assert not _retry_download_only(None, None, Failed(data=ValueError("bug")))
-
-
 @pytest.mark.slow
 def test_ingest_task_in_a_flow_runs_the_tfds_download_as_its_own_task(tmp_path):
     import tensorflow_datasets as tfds

@@ -43,3 +43,13 @@ def test_the_stages_that_download_retry_only_downloads():
     for stage in (extract_task, materialise_tfds_task):
         assert stage.retries == 2
         assert stage.retry_condition_fn is retry_on_download_error
+
+
+def test_the_retry_condition_reads_the_failed_states_exception():
+    from prefect.states import Failed
+
+    from inception_retrain.errors import DataError
+
+    assert retry_on_download_error(None, None, Failed(data=TfdsDownloadError("network down")))
+    assert not retry_on_download_error(None, None, Failed(data=DataError("unknown name")))
+    assert not retry_on_download_error(None, None, Failed(data=ValueError("bug")))
