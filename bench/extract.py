@@ -22,10 +22,8 @@ absolute numbers. Nothing here is a test; targets are printed next to the result
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -39,29 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from common import machine, write_jpegs  # noqa: E402
 
 RAW_FLOAT32 = 7 * 7 * 768 * 4
-
-
-def write_jpegs(folder: Path, start: int, count: int, seed: int = 0) -> None:
-    """Photo-sized JPEGs of the demo textures, alternating two classes (deterministic)."""
-    from tasks.demo_data import draw_blobs, draw_stripes
-
-    for index in range(start, start + count):
-        rng = np.random.default_rng([seed, index])
-        label, draw = (("blobs", draw_blobs), ("stripes", draw_stripes))[index % 2]
-        pixels = draw(rng)
-        pixels = pixels + rng.normal(0.0, 6.0, pixels.shape)  # sensor-like noise, as the demo
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
-        long_side = int(rng.integers(300, 501))
-        scale = long_side / max(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        path = folder / label / f"img-{index:06d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buffer.getvalue())
 
 
 def config_for(data: Path, workdir: Path, batch_size: int, dtype: str = "float16"):
@@ -74,27 +52,6 @@ def config_for(data: Path, workdir: Path, batch_size: int, dtype: str = "float16
         extract_batch_size=batch_size,
         feature_dtype=dtype,
     )
-
-
-def machine() -> dict:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_gib, 1),
-        "gpu": [g.name for g in gpus] or "none",
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "load_average_start": os.getloadavg(),
-    }
 
 
 # --- (a), (b) and the levers ------------------------------------------------------------------
@@ -260,7 +217,7 @@ def measure_stage(root: Path, data: Path, n: int, batch_size: int) -> dict:
     full = run_stage(config, data, root / "run-full")
     unchanged = run_stage(config, data, root / "run-unchanged")
     new = max(1, round(0.05 * n))
-    write_jpegs(data, n, new, seed=0)
+    write_jpegs(data, new, seed=0, start=n)
     rerun = run_stage(config, data, root / "run-plus5")
     shutil.rmtree(workdir)
     return {
@@ -304,7 +261,7 @@ def measure_rss(root: Path, sizes: list[int], batch_size: int) -> list[dict]:
     results = []
     for size in sizes:
         data = root / f"rss-data-{size}"
-        write_jpegs(data, 0, size, seed=1)
+        write_jpegs(data, size, seed=1)
         command = [sys.executable, __file__, "--batch-size", str(batch_size), "--rss-child"]
         done = subprocess.run(
             [*command, str(data), str(root / f"rss-work-{size}")],
@@ -407,7 +364,7 @@ def main() -> None:
     results = {"machine": machine(), "images": args.images, "batch_size": args.batch_size}
     results["command"] = "python bench/extract.py " + " ".join(sys.argv[1:])
     data = root / "data"
-    write_jpegs(data, 0, args.images)
+    write_jpegs(data, args.images)
     manifest = ingest(config_for(data, root / "work", args.batch_size), root / "run-ingest")
     rows = read_ok_rows(manifest.path)
     print(f"generated and ingested {len(rows)} JPEGs in {root}", file=sys.stderr)

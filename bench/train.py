@@ -27,10 +27,8 @@ Nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -40,49 +38,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from common import machine, write_jpegs  # noqa: E402
 
 BATCH = 32
-
-
-def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
-    """Photo-sized JPEGs of the demo textures, alternating two classes (deterministic)."""
-    from tasks.demo_data import draw_blobs, draw_stripes
-
-    for index in range(count):
-        rng = np.random.default_rng([seed, index])
-        label, draw = (("blobs", draw_blobs), ("stripes", draw_stripes))[index % 2]
-        pixels = draw(rng)
-        pixels = pixels + rng.normal(0.0, 6.0, pixels.shape)  # sensor-like noise, as the demo
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
-        scale = int(rng.integers(300, 501)) / max(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        path = folder / label / f"img-{index:06d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buffer.getvalue())
-
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "gpu": [g.name for g in tf.config.list_physical_devices("GPU")] or "none",
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "load_average_start": os.getloadavg(),
-    }
 
 
 CPU_TIMES: dict[str, list[float]] = {}
