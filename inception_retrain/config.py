@@ -102,6 +102,13 @@ class RetrainConfig(BaseModel):
             raise ValueError(f"weights file not found: {value}")
         return value
 
+    @field_validator("workdir")
+    @classmethod
+    def _absolute_workdir(cls, value: Path) -> Path:
+        # Resolved once, where the run starts, so every recorded path (run folders, the
+        # champion pointer) stays valid whatever the reader's working directory.
+        return value.expanduser().absolute()
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:

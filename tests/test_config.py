@@ -1,0 +1,41 @@
+"""RetrainConfig: the one model behind CLI options and deployment parameters."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from inception_retrain.cli import UsageError, config_from_options
+from inception_retrain.config import RetrainConfig
+
+
+def test_a_relative_workdir_is_made_absolute_where_the_run_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert RetrainConfig(workdir="work").workdir == tmp_path / "work"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("weights", "random:seven"),
+        ("split_fractions", (0.5, 0.6, 0.1)),
+        ("split_fractions", (0.0, 0.5, 0.5)),
+        ("image_size", 74),
+        ("sweep_rates", [0.0, 1.0]),
+        ("hidden_units", (0, 8)),
+        ("data", "/no/such/folder"),
+    ],
+)
+def test_bad_values_are_rejected(field, value):
+    with pytest.raises(ValidationError):
+        RetrainConfig(**{field: value})
+
+
+def test_cli_strings_become_typed_values():
+    config = config_from_options(
+        {"hidden_units": "16,32", "sweep_rates": "0,0.5", "epochs": "3", "data": None}
+    )
+    assert config.hidden_units == (16, 32) and config.sweep_rates == [0.0, 0.5]
+    assert config.epochs == 3 and config.data == "demo"
+    with pytest.raises(UsageError, match="--hidden-units: expected 2 comma-separated values"):
+        config_from_options({"hidden_units": "16"})
