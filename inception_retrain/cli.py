@@ -7,6 +7,7 @@ stderr, never a traceback.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
 import sys
@@ -116,12 +117,16 @@ def run_command(**options: str | None) -> None:
         fail(str(error))
     from flows.retrain import run_retrain
 
+    # Prefect stops its temporary server at exit (atexit) and logs that. An atexit handler
+    # registered before the server starts runs after that stop (LIFO), so the run folder
+    # stays the last line of the output.
+    last_line: list[str] = []
+    atexit.register(lambda: last_line and print(last_line[0], flush=True))
     run_dir, ok, message = run_retrain(config)
+    last_line.append(str(run_dir))
     if not ok:
         typer.echo(f"error: {message}", err=True)
-        typer.echo(str(run_dir))
         raise typer.Exit(1)
-    typer.echo(str(run_dir))
 
 
 @app.command("demo-data")

@@ -39,7 +39,9 @@ class RetrainConfig(BaseModel):
         "random:0",
         description="'imagenet', a local weights file (.h5/.weights.h5), or 'random[:SEED]'.",
     )
-    workdir: Path = Field(Path("workdir"), description="Holds cache/, models/ and runs/.")
+    workdir: Path = Field(
+        Path("workdir"), validate_default=True, description="Holds cache/, models/ and runs/."
+    )
     image_size: int = Field(150, ge=75, le=1024, description="Square input size (pixels).")
     layer: str = Field("mixed7", description="InceptionV3 layer the frozen backbone ends at.")
     split_fractions: tuple[float, float, float] = Field(

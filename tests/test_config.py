@@ -12,6 +12,7 @@ from inception_retrain.config import RetrainConfig
 def test_a_relative_workdir_is_made_absolute_where_the_run_starts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert RetrainConfig(workdir="work").workdir == tmp_path / "work"
+    assert RetrainConfig().workdir == tmp_path / "workdir"  # the default too
 
 
 @pytest.mark.parametrize(
