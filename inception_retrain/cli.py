@@ -123,7 +123,8 @@ def run_command(**options: str | None) -> None:
     last_line: list[str] = []
     atexit.register(lambda: last_line and print(last_line[0], flush=True))
     run_dir, ok, message = run_retrain(config)
-    last_line.append(str(run_dir))
+    if run_dir is not None:
+        last_line.append(str(run_dir))
     if not ok:
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1)

@@ -57,7 +57,9 @@ class RetrainConfig(BaseModel):
 
     # --- head and training -------------------------------------------------------------
     hidden_units: tuple[int, int] = Field((512, 1024), description="Sizes of the two Dense layers.")
-    dropout_rate: float = Field(0.2, ge=0.0, le=1.0, description="Rate of the head's Dropout.")
+    dropout_rate: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Rate of the head's Dropout (1 would drop everything)."
+    )
     dropout_placement: DropoutPlacement = Field(
         "after_dense2", description="Dropout after Dense(1024) (the seed), after both, or none."
     )

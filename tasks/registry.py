@@ -40,7 +40,7 @@ from prefect.cache_policies import NO_CACHE
 from inception_retrain.artifacts import Evaluation, ModelVersion
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import PipelineError
-from inception_retrain.files import atomic_write_json, atomic_write_text, read_json
+from inception_retrain.files import atomic_write_json, atomic_write_text, read_json, read_umask
 from tasks import metrics as M
 
 CHAMPION_FILE = "champion.json"
@@ -94,20 +94,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, for every thread)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
-
-
 def publish_version(staging: Path, models: Path) -> Path:
     """Rename a complete staging folder to the next version name; returns the version folder."""
     # Temp folders and files are created owner-only; a served model must be readable by
     # other users (e.g. a TF Serving container), so apply the usual umask-based modes.
-    mask = _umask()
+    mask = read_umask()
     os.chmod(staging, 0o777 & ~mask)
     for root, folders, files in os.walk(staging):
         for name in folders:

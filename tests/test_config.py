@@ -22,6 +22,7 @@ def test_a_relative_workdir_is_made_absolute_where_the_run_starts(tmp_path, monk
         ("split_fractions", (0.5, 0.6, 0.1)),
         ("split_fractions", (0.0, 0.5, 0.5)),
         ("image_size", 74),
+        ("dropout_rate", 1.0),
         ("sweep_rates", [0.0, 1.0]),
         ("hidden_units", (0, 8)),
         ("data", "/no/such/folder"),

@@ -272,3 +272,12 @@ def test_a_sweep_that_beats_no_baseline_says_so():
     for judged in (verdicts.judge_c1(summary), verdicts.judge_c4(summary, context),
                    verdicts.judge_f5(summary, context)):  # fmt: skip
         assert "Uninformative on this data" in judged["explanation"]
+
+
+def test_a_sweep_spec_rejects_unknown_placements_and_impossible_rates():
+    from pydantic import ValidationError
+
+    base = {"cache_dir": "/c", "manifest_path": "/m", "n_classes": 2, "feature_shape": (2, 2, 8)}
+    for bad in ({"placements": ["after_dense"]}, {"rates": [1.0]}, {"epochs": 0}):
+        with pytest.raises(ValidationError):
+            sweep.SweepSpec(**base, **bad)

@@ -87,7 +87,8 @@ def test_exported_model_reproduces_pipeline_probabilities_in_a_fresh_process(
 
 
 def test_version_folder_is_complete_and_describes_the_model(tiny_run, tiny_version):
-    from tasks.registry import REQUIRED_FILES, VERSION_PATTERN, _umask, list_versions
+    from inception_retrain.files import read_umask
+    from tasks.registry import REQUIRED_FILES, VERSION_PATTERN, list_versions
 
     version_dir = tiny_version.path
     models = version_dir.parent
@@ -99,9 +100,9 @@ def test_version_folder_is_complete_and_describes_the_model(tiny_run, tiny_versi
     assert not [p for p in models.iterdir() if p.name.startswith(".staging-")]
     assert tiny_version.version in list_versions(models)
 
-    mode = 0o666 & ~_umask()  # readable by a serving user as any file the umask allows
+    mode = 0o666 & ~read_umask()  # readable by a serving user as any file the umask allows
     assert (version_dir / "labels.json").stat().st_mode & 0o777 == mode
-    assert version_dir.stat().st_mode & 0o777 == 0o777 & ~_umask()
+    assert version_dir.stat().st_mode & 0o777 == 0o777 & ~read_umask()
     labels = json.loads((version_dir / "labels.json").read_text())
     assert labels == {"class_names": tiny_run.manifest.class_names, "output": "sigmoid"}
     metrics = json.loads((version_dir / "metrics.json").read_text())

@@ -30,9 +30,12 @@ import gc
 import math
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from inception_retrain.config import DropoutPlacement
 
 NO_DROPOUT = (0.0, "none")
 REQUIRED_CELLS = (NO_DROPOUT, (0.5, "after_dense2"), (0.5, "after_both"))
@@ -45,15 +48,15 @@ class SweepSpec(BaseModel):
 
     cache_dir: Path
     manifest_path: Path
-    n_classes: int
+    n_classes: int = Field(ge=2)
     feature_shape: tuple[int, ...]
     hidden_units: tuple[int, int] = (512, 1024)
-    learning_rate: float = 1e-4
-    batch_size: int = 32
-    epochs: int = 5
-    rates: list[float] = [0.0, 0.2, 0.5, 0.8]
-    placements: list[str] = ["after_dense2", "after_both", "none"]
-    seeds: list[int] = [0, 1, 2]
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(5, ge=1)
+    rates: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = [0.0, 0.2, 0.5, 0.8]
+    placements: list[DropoutPlacement] = ["after_dense2", "after_both", "none"]
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
     # Where results are cached (WORKDIR/sweeps). None: WORKDIR/sweeps when cache_dir is
     # WORKDIR/cache/<fingerprint>, else no caching.
     sweeps_dir: Path | None = None
