@@ -104,7 +104,7 @@ class RetrainConfig(BaseModel):
             raise ValueError(f"'{value}': random weights are 'random' or 'random:SEED'")
         if not Path(value).is_file():
             raise ValueError(f"weights file not found: {value}")
-        return value
+        return str(Path(value).expanduser().absolute())  # recorded runs stay re-runnable
 
     @field_validator("workdir")
     @classmethod
@@ -137,9 +137,11 @@ class RetrainConfig(BaseModel):
     @field_validator("data")
     @classmethod
     def _data_source(cls, data: str) -> str:
-        if data != DEMO_SOURCE and not data.startswith("tfds:") and not Path(data).is_dir():
+        if data == DEMO_SOURCE or data.startswith("tfds:"):
+            return data
+        if not Path(data).is_dir():
             raise ValueError(f"data folder not found: {data} (or use 'demo' or 'tfds:NAME')")
-        return data
+        return str(Path(data).expanduser().absolute())  # recorded runs stay re-runnable
 
     @property
     def random_weights_seed(self) -> int | None:

@@ -9,10 +9,15 @@ from inception_retrain.cli import UsageError, config_from_options
 from inception_retrain.config import RetrainConfig
 
 
-def test_a_relative_workdir_is_made_absolute_where_the_run_starts(tmp_path, monkeypatch):
+def test_relative_paths_are_made_absolute_where_the_run_starts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert RetrainConfig(workdir="work").workdir == tmp_path / "work"
     assert RetrainConfig().workdir == tmp_path / "workdir"  # the default too
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "w.weights.h5").write_bytes(b"")
+    config = RetrainConfig(data="photos", weights="w.weights.h5")
+    assert config.data == str(tmp_path / "photos")
+    assert config.weights == str(tmp_path / "w.weights.h5")
 
 
 @pytest.mark.parametrize(
