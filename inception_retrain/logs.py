@@ -36,3 +36,13 @@ def hide_expected_tracebacks() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, HideExpectedTracebacks) for f in handler.filters):
                 handler.addFilter(HideExpectedTracebacks())
+
+
+def run_logger(name: str):
+    """Prefect's run logger inside a flow or task run (shown in the UI), else `name`'s logger."""
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # MissingContextError outside a flow or task run
+        return logging.getLogger(name)

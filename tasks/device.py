@@ -21,22 +21,12 @@ Semantics:
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 
 from inception_retrain.errors import DeviceError
+from inception_retrain.logs import run_logger
 
 DEVICES = ("auto", "cpu", "gpu")
-
-
-def log():
-    """Prefect's run logger inside a run (shown in the UI), else this module's logger."""
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # MissingContextError outside a flow or task run
-        return logging.getLogger(__name__)
 
 
 def visible_gpus() -> list:
@@ -63,12 +53,16 @@ def select_device(device: str, mixed_precision: bool) -> str:
         try:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # runtime already initialised: device_scope still pins the CPU
-            log().warning("GPUs stay visible (TensorFlow already initialised); ops pinned to CPU")
+            run_logger(__name__).warning(
+                "GPUs stay visible (TensorFlow already initialised); ops pinned to CPU"
+            )
 
     if mixed_precision and chosen == "cpu":
         if device == "cpu":
             raise DeviceError("mixed precision needs a GPU; drop --mixed-precision or use a GPU")
-        log().warning("mixed precision ignored: no GPU, training in float32 on the CPU")
+        run_logger(__name__).warning(
+            "mixed precision ignored: no GPU, training in float32 on the CPU"
+        )
     use_mixed = mixed_precision and chosen == "gpu"
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
     return chosen

@@ -30,6 +30,7 @@ from inception_retrain.artifacts import FeatureCache, Manifest, TrainedHead
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.files import read_json, sha256_file
+from tasks.feature_cache import METADATA_KEY
 
 FORWARD_IMAGES = 8  # real images through the full model (F1) and its fit steps (F3)
 FROZEN_BATCH = 4  # batch size of F3's fit steps: 2 real steps on FORWARD_IMAGES images
@@ -198,31 +199,29 @@ dropout_report_task = task(dropout_report, name="dropout-report", cache_policy=N
 
 
 def _manifest_for_run(run_dir: Path) -> Manifest:
-    import hashlib
     import json
+
+    from tasks.ingest import keys_fingerprint
 
     path = run_dir / "manifest.parquet"
     if not path.is_file():
         raise ReportInputError(f"{path} not found: is {run_dir} a run folder?")
     table = pq.read_table(path)
-    meta = json.loads(table.schema.metadata[b"inception_retrain"])
-    rows = sorted(
-        (cid, label, split)
-        for cid, label, split, status in zip(
-            *(
-                table.column(c).to_pylist()
-                for c in ("content_id", "label_index", "split", "status")
-            ),
-            strict=True,
-        )
-        if status == "ok"
+    meta = json.loads(table.schema.metadata[METADATA_KEY])
+    columns = (
+        table.column(c).to_pylist() for c in ("content_id", "label_index", "split", "status")
     )
-    digest = hashlib.sha256()
-    for cid, label, split in rows:
-        digest.update(f"{cid}\t{label}\t{split}\n".encode())
+    keys = [
+        (cid, label, split)
+        for cid, label, split, status in zip(*columns, strict=True)
+        if status == "ok"
+    ]
     counts = read_json(run_dir / "ingest.json") if (run_dir / "ingest.json").is_file() else {}
     return Manifest(
-        path=path, fingerprint=digest.hexdigest(), class_names=meta["class_names"], counts=counts
+        path=path,
+        fingerprint=keys_fingerprint(keys),
+        class_names=meta["class_names"],
+        counts=counts,
     )
 
 

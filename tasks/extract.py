@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import queue
 import secrets
@@ -50,6 +49,7 @@ from inception_retrain.artifacts import FeatureCache, Manifest
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, retry_on_download_error
 from inception_retrain.files import atomic_write_json, read_json
+from inception_retrain.logs import run_logger
 from inception_retrain.progress import Progress
 from tasks.backbone import (
     backbone_fingerprint,
@@ -74,8 +74,6 @@ EXTRACT_TIMEOUT_S = 12 * 3600
 BACKBONE_JSON = "backbone.json"
 LOCK_FILE = ".lock"
 MAX_LISTED_SKIPS = 100  # extract.json lists at most this many skipped content ids
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,16 +116,6 @@ def read_ok_rows(manifest_path: Path) -> ImageRows:
         rows.label_indices.append(int(label))
         rows.splits.append(split)
     return rows
-
-
-def _logger():
-    """Prefect's run logger inside a flow/task run (shown in the UI), else this module's."""
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # outside a run: MissingContextError
-        return log
 
 
 # --- locking and the cache folder's bookkeeping ---------------------------------------------
@@ -422,7 +410,7 @@ def extract_features(
         "size_vs_raw_float32": round(per_image / raw_per_image, 4),
     }
     report_path = atomic_write_json(run_dir / "extract.json", report)
-    _logger().info(
+    run_logger(__name__).info(
         "extract: %d computed, %d reused, %d skipped, %d quarantined parts -> %s",
         result.computed,
         reused,
@@ -532,7 +520,7 @@ def prune_caches(
         cache_dir = Path(cache["path"])
         with cache_lock(cache_dir, wait=False) as locked:
             if not locked:
-                log.warning("cache %s is in use; not pruned", cache["fingerprint"])
+                run_logger(__name__).warning("cache %s is in use; not pruned", cache["fingerprint"])
                 continue
             trash = cache_dir.parent / f".trash-{cache_dir.name}-{secrets.token_hex(3)}"
             os.replace(cache_dir, trash)

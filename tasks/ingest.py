@@ -32,7 +32,6 @@ import csv
 import hashlib
 import io
 import json
-import logging
 import os
 import time
 from collections import Counter
@@ -51,9 +50,11 @@ from inception_retrain.artifacts import Manifest
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.errors import DataError
 from inception_retrain.files import atomic_write_bytes, atomic_write_json, sha256_file
+from inception_retrain.logs import run_logger
 from inception_retrain.progress import Progress
 from tasks import tfds_source
 from tasks.demo_data import ensure_demo_data
+from tasks.feature_cache import METADATA_KEY
 from tasks.preprocess import IMAGE_EXTENSIONS, to_rgb
 
 SPLITS = ("train", "validation", "test")
@@ -61,7 +62,6 @@ SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validatio
 SPLIT_FOLDERS.update({"valid": "validation", "test": "test"})
 IGNORED_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"}
 IGNORED_FOLDERS = {"__macosx"}
-METADATA_KEY = b"inception_retrain"
 
 # Skip reasons, in the order a file is checked.
 REASONS = {
@@ -92,16 +92,6 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
     ]
 )
-
-
-def _logger():
-    """Prefect's run logger inside a run (shown in the UI), else this module's logger."""
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # MissingContextError outside a flow or task run
-        return logging.getLogger(__name__)
 
 
 @dataclass
@@ -317,9 +307,13 @@ def _assign_splits(rows: list[Row], layout: str, present: set[str], fractions) -
 
 def fingerprint(rows: list[Row]) -> str:
     """sha256 over the sorted (content_id, label_index, split) of the ok rows."""
+    return keys_fingerprint((r.content_id, r.label_index, r.split) for r in rows if r.ok)
+
+
+def keys_fingerprint(keys) -> str:
+    """The manifest fingerprint of (content_id, label_index, split) keys, in any order."""
     digest = hashlib.sha256()
-    for key in sorted((r.content_id, r.label_index, r.split) for r in rows if r.ok):
-        content_id, label_index, split = key
+    for content_id, label_index, split in sorted(keys):
         digest.update(f"{content_id}\t{label_index}\t{split}\n".encode())
     return digest.hexdigest()
 
@@ -461,7 +455,7 @@ def ingest(
     _write_manifest(manifest_path, rows, class_names, source)
     atomic_write_json(run_dir / "ingest.json", counts)
     _write_skipped(run_dir / "skipped.csv", rows)
-    _logger().info(
+    run_logger(__name__).info(
         "ingested %s: %d ok, %d skipped (%s)",
         described, counts["ok"], counts["skipped"], _reason_summary(counts) or "none",
     )  # fmt: skip

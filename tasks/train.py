@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import math
 import os
 import time
@@ -54,6 +53,7 @@ from inception_retrain.artifacts import FeatureCache, Manifest, TrainedHead
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.files import atomic_write_json, read_json, sha256_file
+from inception_retrain.logs import run_logger
 from inception_retrain.progress import Progress
 from tasks.device import device_scope
 from tasks.head import build_head, compile_head
@@ -63,16 +63,6 @@ TRAIN_TIMEOUT_S = 6 * 3600
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 CHECKPOINT_STATE = "state.json"
 CHECKPOINT_EVERY_S = 60.0  # at most this much training is lost to a crash
-
-
-def log():
-    """Prefect's run logger inside a run (shown in the UI), else this module's logger."""
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # MissingContextError outside a flow or task run
-        return logging.getLogger(__name__)
 
 
 # --- seeding -------------------------------------------------------------------------------
@@ -329,18 +319,22 @@ class Checkpoints:
         if not saved:
             return None
         if saved.get("key") != self.key:
-            log().warning("checkpoint in %s is from other data/settings: ignored", self.directory)
+            run_logger(__name__).warning(
+                "checkpoint in %s is from other data/settings: ignored", self.directory
+            )
             return None
         try:
             arrays = _load_arrays(self.directory / saved["arrays"])
             best = saved["best_weights"] and _load_arrays(self.directory / saved["best_weights"])
         except (OSError, ValueError, KeyError) as error:
-            log().warning("checkpoint unreadable (%s): starting from scratch", error)
+            run_logger(__name__).warning("checkpoint unreadable (%s): starting from scratch", error)
             return None
         model.optimizer.build(model.trainable_variables)
         targets = list(model.variables) + list(model.optimizer.variables)
         if saved["n_model_variables"] != len(model.variables) or len(arrays) != len(targets):
-            log().warning("checkpoint does not match this head: starting from scratch")
+            run_logger(__name__).warning(
+                "checkpoint does not match this head: starting from scratch"
+            )
             return None
         for variable, value in zip(targets, arrays, strict=True):
             variable.assign(value)
@@ -474,7 +468,7 @@ def train_head(
         state = checkpoints.restore(model)
         resumed_from = state.epochs_done if state else None
         if resumed_from is not None:
-            log().info(
+            run_logger(__name__).info(
                 "resuming training after epoch %d from %s", resumed_from, checkpoints.directory
             )
         summaries = EpochSummaries(run_dir / "tensorboard")
@@ -486,7 +480,9 @@ def train_head(
                 checkpoints.save(epoch, model, current)
             summaries.write(epoch, current)
             progress.update(1)
-            log().info("epoch %d/%d: %s", epoch + 1, config.epochs, _epoch_line(current, epoch))
+            run_logger(__name__).info(
+                "epoch %d/%d: %s", epoch + 1, config.epochs, _epoch_line(current, epoch)
+            )
 
         try:
             state = run_epochs(
@@ -518,11 +514,11 @@ def _data_notes(data, n_classes: int) -> list[str]:
             "no validation images: trained without validation; early stopping off, "
             "the last epoch's weights are kept"
         )
-        log().warning(notes[-1])
+        run_logger(__name__).warning(notes[-1])
     for split, missing in data.missing.items():
         if missing:
             notes.append(f"{missing} {split} images have no cached features and were left out")
-            log().warning(notes[-1])
+            run_logger(__name__).warning(notes[-1])
     labels = data.train.labels if isinstance(data.train, InMemorySplit) else None
     if labels is not None and len(labels) and int(labels.max()) >= n_classes:
         raise DataError(f"cached labels exceed the manifest's {n_classes} classes")
