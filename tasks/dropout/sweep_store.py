@@ -52,6 +52,7 @@ TRAINING_MODULES = (
     "tasks.dropout.chain",
     "tasks.train",
     "tasks.head",
+    "tasks.fused_rmsprop",
     "tasks.training_data",
 )
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
