@@ -37,7 +37,8 @@ def test_updates_match_keras_rmsprop_to_rounding():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     # and the tolerance sees a different learning rate
     _, slower = train(keras.optimizers.RMSprop(learning_rate=9e-3))
-    assert not all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(fused, slower, strict=True))
+    pairs = zip(fused, slower, strict=True)
+    assert not all(np.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in pairs)
 
 
 @pytest.mark.parametrize("options", [{"momentum": 0.9}, {"centered": True}])
