@@ -46,7 +46,7 @@ from tasks.dropout_report import dropout_report_task
 from tasks.evaluate import evaluate_task
 from tasks.export import export_task
 from tasks.extract import extract_task
-from tasks.ingest import ingest_task
+from tasks.ingest import ingest_task, require_test_images
 from tasks.registry import promote_task
 from tasks.train import train_task
 
@@ -122,6 +122,7 @@ def retrain(config: RetrainConfig) -> str:
             ingest_task, stage, f"ingest-{source_label(config.data)}", config, run_dir
         )
         _publish(ui.publish_ingest, run_dir)
+        require_test_images(manifest)
         data_id = manifest.fingerprint[:8]
 
         stage = "extract"

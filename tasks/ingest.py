@@ -400,6 +400,18 @@ def _check_usable(counts: dict, described: str) -> None:
         raise DataError(f"no training images in {described}: per split {counts['per_split']}")
 
 
+def require_test_images(manifest: Manifest) -> None:
+    """The retrain flow scores every model on the test split: an empty one is a DataError
+    right after ingest, before extraction and training spend their time on a model that
+    could never be evaluated or promoted."""
+    per_split = manifest.counts["per_split"]
+    if per_split.get("test", 0) == 0:
+        raise DataError(
+            f"the test split is empty (images per split: {per_split}), so no model could be "
+            "evaluated: give --split-fractions a test share, add a test/ folder, or add images"
+        )
+
+
 # --- the stage ---------------------------------------------------------------------------
 
 

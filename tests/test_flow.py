@@ -96,6 +96,24 @@ def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary
     assert not (run_dir / "head.keras").exists()
 
 
+def test_an_empty_test_split_fails_the_run_right_after_ingest(small_demo_dir, tmp_path):
+    from flows.retrain import run_retrain
+    from inception_retrain.config import RetrainConfig
+
+    config = RetrainConfig(
+        data=str(small_demo_dir), weights="random:0", workdir=tmp_path / "work",
+        image_size=75, split_fractions=(0.9, 0.1, 0.0),
+    )  # fmt: skip
+    run_dir, ok, message = run_retrain(config)
+
+    assert not ok
+    assert message.startswith("ingest failed: the test split is empty (images per split: ")
+    assert "'test': 0" in message and "\n" not in message
+    assert (run_dir / "ingest.json").is_file() and (run_dir / "manifest.parquet").is_file()
+    assert not (tmp_path / "work" / "cache").exists()  # nothing extracted, nothing trained
+    assert not (run_dir / "head.keras").exists()
+
+
 @pytest.mark.parametrize(
     ("data", "label"),
     [("demo", "demo"), ("tfds:cats_vs_dogs?data_dir=/x", "tfds-cats_vs_dogs"),
