@@ -30,6 +30,7 @@ from inception_retrain.artifacts import FeatureCache, Manifest, TrainedHead
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.files import read_json, sha256_file
+from tasks import cache_locks
 from tasks.feature_cache import METADATA_KEY
 
 FORWARD_IMAGES = 8  # real images through the full model (F1) and its fit steps (F3)
@@ -93,6 +94,11 @@ def dropout_report(
     sweep_workers: int = 1,
 ) -> Path:
     """Measure, judge and write dropout_impact.{json,md,html}; returns the JSON's path."""
+    with cache_locks.reading(cache.cache_dir):  # the sweep's trainings read it too
+        return _measure_and_report(manifest, cache, head, config, run_dir, sweep_workers)
+
+
+def _measure_and_report(manifest, cache, head, config, run_dir, sweep_workers) -> Path:
     import keras
 
     from flows.sweep import run_sweep

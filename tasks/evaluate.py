@@ -42,6 +42,7 @@ from inception_retrain.files import (
     atomic_write_text,
     sha256_bytes,
 )
+from tasks import cache_locks
 from tasks import metrics as M
 from tasks.backbone import weights_description
 from tasks.feature_cache import iter_split_batches, read_metadata
@@ -116,13 +117,14 @@ def score_split(
     model = keras.saving.load_model(head_path, compile=False, safe_mode=True)
     ids: list[str] = []
     scores, labels = [np.zeros((0, n_classes))], [np.zeros((0,), np.int32)]
-    for batch_ids, features, batch_labels in iter_split_batches(
-        cache_dir, manifest_path, split, batch_rows=256
-    ):
-        ids.extend(batch_ids)
-        raw = model.predict(features, batch_size=64, verbose=0)
-        scores.append(probabilities_to_scores(raw, n_classes))
-        labels.append(batch_labels)
+    with cache_locks.reading(cache_dir):
+        for batch_ids, features, batch_labels in iter_split_batches(
+            cache_dir, manifest_path, split, batch_rows=256
+        ):
+            ids.extend(batch_ids)
+            raw = model.predict(features, batch_size=64, verbose=0)
+            scores.append(probabilities_to_scores(raw, n_classes))
+            labels.append(batch_labels)
     order = np.argsort(np.array(ids), kind="stable")  # the order of load_split
     probabilities, all_labels = np.concatenate(scores), np.concatenate(labels)
     return [ids[i] for i in order], probabilities[order], all_labels[order]

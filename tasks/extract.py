@@ -16,7 +16,8 @@ Semantics:
   * Crash-safe: features go out in parts of at most `part_rows` images, each written to a
     temporary file and renamed, so a kill loses at most the parts not yet renamed; the next
     run removes stray temporary files and computes what is missing, so every image ends up
-    cached exactly once. A lock file serialises extractions into the same folder.
+    cached exactly once. A lock serialises extractions into the same folder
+    (`tasks.cache_locks.writing`).
   * Images that changed or no longer decode since ingestion are skipped and counted.
   * Memory is bounded by `part_rows` (one part being filled, one queued, one being written),
     not by the dataset's size. Parts are compressed and written on a background thread
@@ -26,7 +27,6 @@ Semantics:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import queue
@@ -34,8 +34,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +50,7 @@ from inception_retrain.errors import DataError, retry_on_download_error
 from inception_retrain.files import atomic_write_json, read_json
 from inception_retrain.logs import run_logger
 from inception_retrain.progress import Progress
+from tasks import cache_locks
 from tasks.backbone import (
     backbone_fingerprint,
     inference_function,
@@ -72,7 +72,6 @@ from tasks.preprocess import image_dataset
 PART_ROWS = 256
 EXTRACT_TIMEOUT_S = 12 * 3600
 BACKBONE_JSON = "backbone.json"
-LOCK_FILE = ".lock"
 MAX_LISTED_SKIPS = 100  # extract.json lists at most this many skipped content ids
 
 
@@ -119,33 +118,6 @@ def read_ok_rows(manifest_path: Path) -> ImageRows:
 
 
 # --- locking and the cache folder's bookkeeping ---------------------------------------------
-
-
-@contextmanager
-def cache_lock(cache_dir: Path, wait: bool = True) -> Iterator[bool]:
-    """Hold `cache_dir/.lock` exclusively; yields False (without waiting) if `wait` is False
-    and another process holds it. Re-opens the lock if the folder was pruned meanwhile."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = cache_dir / LOCK_FILE
-    while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            yield False
-            return
-        try:
-            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the folder was pruned while we waited: lock the new one
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        yield True
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:
@@ -350,7 +322,7 @@ def extract_features(
     feature_shape = tuple(inputs["feature_shape"])
     cache_dir = Path(config.workdir) / "cache" / fingerprint
     rows = read_ok_rows(Path(manifest.path))
-    with cache_lock(cache_dir):
+    with cache_locks.writing(cache_dir):
         stray = remove_temp_files(cache_dir)
         record_use(cache_dir, fingerprint, inputs, description)
         cached, quarantined = check_parts(cache_dir)
@@ -504,7 +476,8 @@ def prune_caches(
 ) -> list[dict]:
     """Remove every cache except the `keep_latest` most recently used and those in `keep`.
 
-    A cache in use by a running extraction (locked) is left alone. Returns the caches removed
+    A cache in use (a running extraction writes it, or a stage reads it: `tasks.cache_locks`)
+    is left alone. Returns the caches removed
     (or, with `dry_run`, that would be removed). A folder is first renamed away, so a removal
     interrupted halfway never leaves a half-deleted cache under its fingerprint.
     """
@@ -518,8 +491,8 @@ def prune_caches(
             removed.append(cache)
             continue
         cache_dir = Path(cache["path"])
-        with cache_lock(cache_dir, wait=False) as locked:
-            if not locked:
+        with cache_locks.removable(cache_dir) as free:
+            if not free:
                 run_logger(__name__).warning("cache %s is in use; not pruned", cache["fingerprint"])
                 continue
             trash = cache_dir.parent / f".trash-{cache_dir.name}-{secrets.token_hex(3)}"

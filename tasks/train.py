@@ -55,6 +55,7 @@ from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.files import atomic_write_json, read_json, sha256_file
 from inception_retrain.logs import run_logger
 from inception_retrain.progress import Progress
+from tasks import cache_locks
 from tasks.device import device_scope
 from tasks.head import build_head, compile_head
 from tasks.training_data import InMemorySplit, load_training_data
@@ -446,7 +447,11 @@ def train_head(
     """
     run_dir = Path(run_dir)
     n_classes = len(manifest.class_names)
-    with device_scope(config.device, config.mixed_precision) as device, deterministic(config.seed):
+    with (
+        cache_locks.reading(cache.cache_dir),  # a streaming epoch reads it until the end
+        device_scope(config.device, config.mixed_precision) as device,
+        deterministic(config.seed),
+    ):
         data = load_training_data(
             cache.cache_dir,
             manifest.path,
