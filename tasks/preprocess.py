@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from tasks.tf_data import without_autotune
+
 MIN_IMAGE_SIZE = 75  # InceptionV3 needs at least 75x75 inputs
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Bump when decoding or preprocessing changes numerically: it is part of the backbone
@@ -109,7 +111,6 @@ def image_dataset(
     """
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
     resize, rescale = preprocessing_layers(size)
 
     def preprocess(image):
@@ -123,7 +124,7 @@ def image_dataset(
         image = tf.numpy_function(load_rgb_verified, [path, content_id], tf.uint8, stateful=False)
         return position, preprocess(image)
 
-    calls = parallel_calls or autotune
+    calls = parallel_calls or os.cpu_count() or 1  # decoders need less than a core each
     if content_ids is None:
         dataset = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
         dataset = dataset.map(decode, num_parallel_calls=calls, deterministic=True)
@@ -133,4 +134,4 @@ def image_dataset(
         dataset = tf.data.Dataset.from_tensor_slices(slices)
         dataset = dataset.map(decode_verified, num_parallel_calls=calls, deterministic=True)
         dataset = dataset.ignore_errors()
-    return dataset.batch(batch_size).prefetch(prefetch or autotune)
+    return without_autotune(dataset.batch(batch_size).prefetch(prefetch or 2))

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from inception_retrain.errors import DataError
 from tasks import feature_cache
+from tasks.tf_data import without_autotune
 
 IN_MEMORY = "in-memory"
 STREAMING = "streaming"
@@ -105,7 +106,7 @@ class InMemorySplit:
         batches = indices.batch(self.batch_size).map(
             lambda idx: (tf.cast(tf.gather(x, idx), tf.float32), tf.gather(y, idx))
         )
-        return batches.prefetch(2)
+        return without_autotune(batches.prefetch(2))
 
 
 def load_sorted(cache_dir: Path, manifest_path: Path, split: str, ids: Sequence[str], dtype):
@@ -178,7 +179,8 @@ class StreamingSplit:
                 reshuffle_each_iteration=False,
             )
         batches = rows.batch(self.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-        return batches.prefetch(2).apply(tf.data.experimental.assert_cardinality(self.n_batches))
+        batches = batches.prefetch(2).apply(tf.data.experimental.assert_cardinality(self.n_batches))
+        return without_autotune(batches)
 
 
 @dataclass
