@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import inception_retrain  # noqa: F401  (sets TensorFlow's CPU allocator before TF starts)
-
 
 def write_jpegs(folder: Path, count: int, seed: int = 0, start: int = 0) -> None:
     """Write demo-texture JPEGs `img-<index>.jpg` (300-500 px long side, quality 90) into

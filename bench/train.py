@@ -16,9 +16,8 @@ Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
       determinism, TensorBoard scalars, checkpoints at most every 60 s (from history.json);
   (e) a lever the pipeline does not use: (b) with Keras's own RMSprop instead of the
       pipeline's `FusedRMSprop` (tasks/fused_rmsprop.py), to show what fusing the update gave.
-All ways, the seed's included, use the pipeline's optimizer and TensorFlow's BFC CPU allocator
-(`TF_CPU_ALLOCATOR_USE_BFC`, set by importing `inception_retrain`); run the benchmark with
-`TF_CPU_ALLOCATOR_USE_BFC=false` to measure without it.
+All ways, the seed's included, use the pipeline's optimizer and input pipelines (tf.data
+autotuning off: `tasks/tf_data.py`).
 Targets: a/b >= 20 on CPU, c/b <= 1.1. The first epoch of every model (tracing) is not
 timed; b and c alternate epoch by epoch and a is timed between them, because the machine may
 be shared: compare ratios, not absolute numbers. Besides wall time, each way's process CPU
@@ -126,7 +125,6 @@ def main() -> None:
         "images": n,
         "cache_dtype": cache.dtype,
         "stream_budget_mb": args.stream_budget_mb,
-        "allocator_bfc": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
         "by_batch_size": {},
     }
     for batch_size in args.batch_sizes:
