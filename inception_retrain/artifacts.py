@@ -38,7 +38,7 @@ class TrainedHead(BaseModel):
 
     head_path: Path  # run_dir/head.keras (input: cached features)
     history_path: Path  # run_dir/history.json
-    fingerprint: str  # sha256 of head.keras
+    fingerprint: str  # tasks.head.head_fingerprint: architecture and weights
     device: str
 
 

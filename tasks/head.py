@@ -82,6 +82,23 @@ def compile_head(model, n_classes: int, learning_rate: float = 1e-4):
     return model
 
 
+def head_fingerprint(model) -> str:
+    """sha256 over a head's architecture (its Keras config) and its weights' bytes.
+
+    Equal heads get equal fingerprints, which the hash of a saved `.keras` file does not give:
+    Keras writes the save date into the file."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for weights in model.get_weights():
+        digest.update(f"{weights.dtype}{weights.shape}".encode())
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
 def probabilities_to_scores(probabilities, n_classes: int):
     """Per-class probabilities (N, n_classes) from the head's output (N, 1) or (N, n)."""
     import numpy as np

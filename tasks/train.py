@@ -52,12 +52,12 @@ from prefect.cache_policies import NO_CACHE
 from inception_retrain.artifacts import FeatureCache, Manifest, TrainedHead
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, PipelineError
-from inception_retrain.files import atomic_write_json, read_json, sha256_file
+from inception_retrain.files import atomic_write_json, read_json
 from inception_retrain.logs import run_logger
 from inception_retrain.progress import Progress
 from tasks import cache_locks
 from tasks.device import device_scope
-from tasks.head import build_head, compile_head
+from tasks.head import build_head, compile_head, head_fingerprint
 from tasks.training_data import InMemorySplit, load_training_data
 
 TRAIN_TIMEOUT_S = 6 * 3600
@@ -417,9 +417,10 @@ class EpochSummaries:
 # --- the stage -----------------------------------------------------------------------------
 
 
-def _save_head(model, n_classes: int, config: RetrainConfig, path: Path) -> None:
+def _save_head(model, n_classes: int, config: RetrainConfig, path: Path) -> str:
     """Save the head uncompiled, atomically: half the size of a file with optimizer slots,
-    and it loads without Keras' optimizer warnings (`compile_head` it to train further)."""
+    and it loads without Keras' optimizer warnings (`compile_head` it to train further).
+    Returns its `head_fingerprint`."""
     clean = build_head(
         model.input_shape[1:], n_classes, config.hidden_units, config.dropout_rate,
         config.dropout_placement, config.seed,
@@ -428,6 +429,7 @@ def _save_head(model, n_classes: int, config: RetrainConfig, path: Path) -> None
     tmp = path.with_name(f".tmp-{path.name}")  # keeps the .keras suffix Keras requires
     clean.save(tmp)
     os.replace(tmp, path)
+    return head_fingerprint(clean)
 
 
 def train_head(
@@ -499,7 +501,7 @@ def train_head(
             progress.close()
             summaries.close()
         head_path = run_dir / "head.keras"
-        _save_head(model, n_classes, config, head_path)
+        fingerprint = _save_head(model, n_classes, config, head_path)
 
     history = _history_json(state, config, data, device, manifest, resumed_from, notes)
     history_path = atomic_write_json(run_dir / "history.json", history)
@@ -507,7 +509,7 @@ def train_head(
     return TrainedHead(
         head_path=head_path,
         history_path=history_path,
-        fingerprint=sha256_file(head_path),
+        fingerprint=fingerprint,
         device=device,
     )
 

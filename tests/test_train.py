@@ -145,6 +145,7 @@ def test_two_runs_with_one_seed_give_identical_weights(binary, tmp_path):
     other_seed = train_head(manifest, cache, config(tmp_path, seed=4), tmp_path / "c")
 
     assert_identical(head_weights(first.head_path), head_weights(second.head_path))
+    assert first.fingerprint == second.fingerprint != other_seed.fingerprint
     differing = head_weights(other_seed.head_path)
     assert not all(
         np.array_equal(a, b) for a, b in zip(head_weights(first.head_path), differing, strict=True)
