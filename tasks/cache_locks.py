@@ -90,3 +90,9 @@ def removable(cache_dir: Path) -> Iterator[bool]:
                 yield False
                 return
         yield True
+
+
+def in_use(cache_dir: Path) -> bool:
+    """Whether a stage reads or writes the cache right now (a probe of `removable`)."""
+    with removable(cache_dir) as free:
+        return not free

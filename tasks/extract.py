@@ -442,13 +442,14 @@ def list_caches(workdir: Path) -> list[dict]:
                 "weights_description": info.get("weights_description", "unknown"),
                 "created": info.get("created", ""),
                 "last_used": info.get("last_used", ""),
+                "in_use": cache_locks.in_use(cache_dir),
             }
         )
     return sorted(caches, key=lambda c: c["last_used"], reverse=True)
 
 
 def format_cache_table(caches: list[dict]) -> str:
-    header = ("fingerprint", "images", "MB", "dtype", "last used", "layer", "weights")
+    header = ("fingerprint", "images", "MB", "dtype", "last used", "in use", "layer", "weights")
     lines = [header] + [
         (
             c["fingerprint"],
@@ -456,6 +457,7 @@ def format_cache_table(caches: list[dict]) -> str:
             f"{c['bytes'] / 1e6:.1f}",
             c["dtype"],
             c["last_used"] or "-",
+            "yes" if c["in_use"] else "-",
             f"{c['layer']}@{c['image_size']}px",
             c["weights_description"],
         )

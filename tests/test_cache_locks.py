@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
 
+from inception_retrain.cli import app
 from inception_retrain.errors import DataError
 from tasks import cache_locks
 from tasks.extract import list_caches, prune_caches
@@ -32,6 +34,15 @@ def names(workdir):
 def test_a_cache_being_read_is_not_pruned_until_the_reader_is_done(tmp_path):
     read, idle = make_caches(tmp_path, "aaaa", "bbbb")
     with cache_locks.reading(read):
+        assert {c["fingerprint"]: c["in_use"] for c in list_caches(tmp_path)} == {
+            "aaaa": True,
+            "bbbb": False,
+        }
+        listing = CliRunner().invoke(app, ["cache", "ls", "--workdir", str(tmp_path)])
+        assert listing.exit_code == 0, listing.output
+        header, first, second = listing.output.splitlines()[:3]
+        assert "in use" in header and "aaaa" in first and " yes " in first
+        assert "bbbb" in second and " yes " not in second
         removed = prune_caches(tmp_path, keep_latest=0)
         assert [c["fingerprint"] for c in removed] == ["bbbb"]
         assert names(tmp_path) == ["aaaa"] and (read / "backbone.json").is_file()
