@@ -41,6 +41,16 @@ def _update(variable, velocity, gradient, learning_rate, rho: float, epsilon: fl
 class FusedRMSprop(keras.optimizers.RMSprop):
     """`keras.optimizers.RMSprop` with the update of each dense variable fused by XLA."""
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Outside a tf.distribute strategy, update directly: Keras's route through the
+        # default strategy's `extended.update` keeps every variable it updated inside a
+        # tf.function alive after its model is gone (measured: +160-200 MB per trained head,
+        # which the dropout sweep's 21 trainings add up to about 4 GB).
+        if tf.distribute.has_strategy():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        for gradient, variable in zip(grads, trainable_variables, strict=True):
+            self.update_step(gradient, _tf_variable(variable), learning_rate)
+
     def update_step(self, gradient, variable, learning_rate):
         if self.momentum > 0 or self.centered or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
@@ -56,5 +66,9 @@ class FusedRMSprop(keras.optimizers.RMSprop):
         )
 
 
+def _tf_variable(variable):
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 def _handle(variable):
-    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+    return _tf_variable(variable).handle
