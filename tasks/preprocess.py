@@ -124,7 +124,8 @@ def image_dataset(
         image = tf.numpy_function(load_rgb_verified, [path, content_id], tf.uint8, stateful=False)
         return position, preprocess(image)
 
-    calls = parallel_calls or os.cpu_count() or 1  # decoders need less than a core each
+    # One decoder per usable core (each needs less than a core); autotuning is off.
+    calls = parallel_calls or len(os.sched_getaffinity(0))
     if content_ids is None:
         dataset = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
         dataset = dataset.map(decode, num_parallel_calls=calls, deterministic=True)
