@@ -84,6 +84,13 @@ def load_rgb_verified(path: str | bytes, content_id: str | bytes) -> np.ndarray:
     return load_rgb(io.BytesIO(data))
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity; all cores where there is none, as on macOS)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def preprocessing_layers(size: int) -> list:
     """Resize and rescale layers: raw RGB in [0, 255] -> (size, size, 3) in [-1, 1]."""
     import keras
@@ -125,7 +132,7 @@ def image_dataset(
         return position, preprocess(image)
 
     # One decoder per usable core (each needs less than a core); autotuning is off.
-    calls = parallel_calls or len(os.sched_getaffinity(0))
+    calls = parallel_calls or _usable_cores()
     if content_ids is None:
         dataset = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
         dataset = dataset.map(decode, num_parallel_calls=calls, deterministic=True)
