@@ -28,31 +28,32 @@ READ_LOCK = ".in-use"
 
 
 @contextmanager
-def _flock(cache_dir: Path, name: str, operation: int, wait: bool) -> Iterator[bool]:
+def _flock(cache_dir: Path, name: str, operation: int, wait: bool, create: bool) -> Iterator[bool]:
     """Hold `cache_dir/name` locked; yields False (at once) if `wait` is False and it is taken.
 
-    Checks after locking that the file is still the folder's: a prune may have moved the
-    folder away meanwhile. Then it either locks the new folder's file (writers, which create
-    the folder) or raises DataError (readers, whose features are gone)."""
+    A prune may move the folder away before or while this waits; then the folder is made
+    again and locked (`create`: writers) or the caller gets a DataError (its features are
+    gone)."""
     lock_path = Path(cache_dir) / name
     while True:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
-            raise _pruned(cache_dir) from None
-        try:
-            fcntl.flock(fd, operation | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+            fd = None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, operation | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                yield False
+                return
+            try:
+                if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            yield False
-            return
-        try:
-            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-        if operation == fcntl.LOCK_SH:
+        if not create:
             raise _pruned(cache_dir)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -67,8 +68,7 @@ def _pruned(cache_dir: Path) -> DataError:
 
 def writing(cache_dir: Path, wait: bool = True):
     """The extraction lock, exclusive; creates the cache folder. Yields whether it is held."""
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    return _flock(cache_dir, WRITE_LOCK, fcntl.LOCK_EX, wait)
+    return _flock(cache_dir, WRITE_LOCK, fcntl.LOCK_EX, wait, create=True)
 
 
 @contextmanager
@@ -77,16 +77,18 @@ def reading(cache_dir: Path) -> Iterator[None]:
     in progress). A missing or pruned cache is a DataError."""
     if not Path(cache_dir).is_dir():
         raise _pruned(cache_dir)
-    with _flock(cache_dir, READ_LOCK, fcntl.LOCK_SH, wait=True):
+    with _flock(cache_dir, READ_LOCK, fcntl.LOCK_SH, wait=True, create=False):
         yield
 
 
 @contextmanager
 def removable(cache_dir: Path) -> Iterator[bool]:
-    """Both locks exclusively, without waiting: yields False if anyone reads or writes."""
+    """Both locks exclusively, without waiting: yields False if anyone reads or writes.
+    A folder already gone is a DataError."""
     with ExitStack() as stack:
         for name in (WRITE_LOCK, READ_LOCK):
-            if not stack.enter_context(_flock(cache_dir, name, fcntl.LOCK_EX, wait=False)):
+            lock = _flock(cache_dir, name, fcntl.LOCK_EX, wait=False, create=False)
+            if not stack.enter_context(lock):
                 yield False
                 return
         yield True
@@ -94,5 +96,8 @@ def removable(cache_dir: Path) -> Iterator[bool]:
 
 def in_use(cache_dir: Path) -> bool:
     """Whether a stage reads or writes the cache right now (a probe of `removable`)."""
-    with removable(cache_dir) as free:
-        return not free
+    try:
+        with removable(cache_dir) as free:
+            return not free
+    except DataError:  # pruned meanwhile: nobody uses it
+        return False

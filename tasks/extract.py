@@ -493,12 +493,17 @@ def prune_caches(
             removed.append(cache)
             continue
         cache_dir = Path(cache["path"])
-        with cache_locks.removable(cache_dir) as free:
-            if not free:
-                run_logger(__name__).warning("cache %s is in use; not pruned", cache["fingerprint"])
-                continue
-            trash = cache_dir.parent / f".trash-{cache_dir.name}-{secrets.token_hex(3)}"
-            os.replace(cache_dir, trash)
+        try:
+            with cache_locks.removable(cache_dir) as free:
+                if not free:
+                    run_logger(__name__).warning(
+                        "cache %s is in use; not pruned", cache["fingerprint"]
+                    )
+                    continue
+                trash = cache_dir.parent / f".trash-{cache_dir.name}-{secrets.token_hex(3)}"
+                os.replace(cache_dir, trash)
+        except DataError:  # another prune removed it meanwhile
+            continue
         shutil.rmtree(trash, ignore_errors=True)
         removed.append(cache)
     return removed

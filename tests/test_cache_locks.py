@@ -83,3 +83,12 @@ def test_reading_a_pruned_cache_is_a_clear_data_error(tmp_path):
     gone = r"feature cache .*eeee is gone \(pruned\?\)"
     with pytest.raises(DataError, match=gone), cache_locks.reading(folder):
         pass
+
+
+def test_a_writer_makes_a_pruned_cache_again_and_a_probe_does_not(tmp_path):
+    (folder,) = make_caches(tmp_path, "ffff")
+    prune_caches(tmp_path, keep_latest=0)
+    assert not cache_locks.in_use(folder) and not folder.exists()  # the probe made nothing
+    assert prune_caches(tmp_path, keep_latest=0) == []
+    with cache_locks.writing(folder) as held:
+        assert held and folder.is_dir()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -86,11 +90,6 @@ print(json.dumps(readings))
 def test_training_head_after_head_does_not_keep_the_old_ones_in_memory():
     """The dropout sweep trains 21 heads in one process. Keras's own update route kept each
     trained head's weights and slots (about 160 MB for the seed's head) alive for good."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
         [sys.executable, "-c", RSS_SCRIPT], capture_output=True, text=True, env=env, timeout=300
