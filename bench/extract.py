@@ -101,8 +101,9 @@ class Bench:
 
     def streaming(self, n: int, batch_size: int, dtype="float16", jit=False, **knobs) -> dict:
         """(b) images/s from JPEG files to Parquet parts, in a fresh cache folder."""
-        from tasks.extract import cache_size, compute_missing
         from tasks.feature_cache import feature_schema
+
+        from tasks.extract import cache_size, compute_missing
 
         infer = self._warm(jit, dtype, batch_size)
         self.counter += 1

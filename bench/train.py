@@ -89,13 +89,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
+    from tasks.backbone import load_backbone
+    from tasks.training_data import IN_MEMORY
+
     from inception_retrain.config import RetrainConfig
     from inception_retrain.files import new_run_dir
-    from tasks.backbone import load_backbone
     from tasks.extract import extract_features
     from tasks.ingest import ingest
     from tasks.train import train_head
-    from tasks.training_data import IN_MEMORY
 
     info = machine()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -157,11 +158,11 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     """(a), (b), (c) and (e) at one batch size, epochs alternating; see the docstring."""
     import keras
     import tensorflow as tf
-
     from tasks.head import build_head
     from tasks.preprocess import image_dataset
-    from tasks.train import new_head
     from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
+
+    from tasks.train import new_head
 
     # Like the seed's way, these run without op determinism; the stage (d) runs as it does
     # in the pipeline.

@@ -21,7 +21,7 @@ value, so no run exists), and the flow validates them again with pydantic when i
 An override replaces the whole `config` object; fields it leaves out take the RetrainConfig
 defaults.
 
-    from flows.deployments import build_deployments, serve_deployments
+    from inception_retrain.flows.deployments import build_deployments, serve_deployments
     serve_deployments()               # blocks; point PREFECT_API_URL at a server to see the UI
 """
 
@@ -53,12 +53,12 @@ def nightly_parameters(overrides: dict[str, Any] | None = None) -> dict[str, Any
 
 def build_deployments(config_overrides: dict[str, Any] | None = None) -> list[RunnerDeployment]:
     """The deployments `serve` serves; `config_overrides` change nightly-retrain's defaults."""
-    from flows.predict import batch_predict
-    from flows.retrain import retrain
-    from flows.sweep import dropout_sweep
+    from inception_retrain.flows.predict import batch_predict
+    from inception_retrain.flows.retrain import retrain
+    from inception_retrain.flows.sweep import dropout_sweep
 
-    # Module-path entrypoints ("flows.retrain.retrain") load from the installed package, so the
-    # served runs do not depend on the directory `serve` was started in.
+    # Module-path entrypoints ("inception_retrain.flows.retrain.retrain") load from the
+    # installed package, so the served runs do not depend on the directory `serve` started in.
     nightly = retrain.to_deployment(
         name=NIGHTLY_RETRAIN,
         description="Nightly retrain of the head on the configured data; never overlaps.",

@@ -2,7 +2,7 @@
 
 Deployable on its own (it needs only a model under WORKDIR/models, not the retrain flow):
 
-    python -m flows.predict            # serves the deployment "batch-predict" (no work pool)
+    python -m inception_retrain.flows.predict   # serves "batch-predict" (no work pool)
     batch_predict(paths=["/data/inbox"], output="/data/out/predictions.parquet")
 
 `model` is "champion" (resolved when the run starts, so a newer champion is picked up) or a
@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
-from tasks.predict import predict_files
-from tasks.registry import resolve_model
-
-predict_files_task = task(predict_files, name="predict-files", cache_policy=NO_CACHE)
+from inception_retrain.registry import resolve_model
+from inception_retrain.tasks.predict import predict_files_task
 
 
 @flow(name="batch-predict", log_prints=True)

@@ -1,13 +1,15 @@
 """The dropout sweep (F5) as its own Prefect flow: one task run per training it computes.
 
 `dropout_sweep(spec, workers)` needs every distinct (rate, placement, seed) of
-`tasks.dropout.sweep.trainings(spec)`. Results already in the sweep cache
-(`tasks.dropout.sweep_store`, WORKDIR/sweeps) are read in the flow itself, without a task
-run; each missing training runs as a task run named `sweep-<placement>-<rate>-seed<s>`,
-which stores its result as soon as it finishes (an interrupted sweep keeps what it trained).
+`inception_retrain.dropout.sweep.trainings(spec)`. Results already in the sweep store
+(`inception_retrain.dropout.sweep_store`, WORKDIR/sweeps) are read in the flow itself,
+without a task run; each missing training runs as a task run named
+`sweep-<placement>-<rate>-seed<s>`, which stores its result as soon as it finishes (an
+interrupted sweep keeps what it trained).
 Returns `summarize(...)` plus `cache` = {dir, computed, reused} (JSON-able: it is the flow's
-result). A rerun on unchanged data trains nothing. The dropout-report stage calls it through
-`run_sweep`; it is also deployable on its own, with a `SweepSpec` parameter (results are
+result). A rerun on unchanged data trains nothing. The retrain flow calls it through
+`run_sweep` and hands its summary to the dropout-report stage; it is also deployable on its
+own, with a `SweepSpec` parameter (results are
 cached under `spec.sweeps_dir`, else WORKDIR/sweeps beside WORKDIR/cache/<fingerprint>).
 
 How the task runs execute (measured on this project's 2-core machine, shared with other work,
@@ -28,30 +30,14 @@ on the 400-image demo: 12 trainings of 5 epochs on 320 cached features):
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from tasks.dropout.sweep import SweepCell, SweepSpec, summarize, train_cell, trainings
-from tasks.dropout.sweep_store import SweepStore
+from inception_retrain.dropout.sweep import SweepSpec, summarize, trainings
+from inception_retrain.dropout.sweep_store import SweepStore
+from inception_retrain.tasks.sweep import sweep_cell_task
 
 DEFAULT_POOL = 2
-
-
-def train_and_store(spec: SweepSpec, cell: SweepCell, store: SweepStore | None) -> dict:
-    """`train_cell`, then its result into the sweep cache (when there is one)."""
-    result = train_cell(spec, cell)
-    if store is not None:
-        store.save(spec, cell, result)
-    return result
-
-
-sweep_cell_task = task(
-    train_and_store,
-    name="sweep-cell",
-    task_run_name="sweep-{cell.placement}-{cell.rate}-seed{cell.seed}",
-    cache_policy=NO_CACHE,
-)
 
 
 @flow(

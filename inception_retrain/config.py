@@ -5,23 +5,23 @@ Every option of `inception-retrain run` is a field here, and `flows.retrain.retr
 same rules as the command line (a bad value is rejected before a run starts).
 
     >>> cfg = RetrainConfig(data="tfds:cats_vs_dogs", weights="imagenet", workdir="/data/work")
-    >>> cfg.dropout_rate
+    >>> cfg.head.dropout_rate
     0.2
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEMO_SOURCE = "demo"
-DropoutPlacement = Literal["after_dense2", "after_both", "none"]
-PromotionMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "neg_log_loss"]
+from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
+from inception_retrain.images import DEFAULT_MIN_SIZE
+from inception_retrain.weights import WeightsSource, parse_weights
 
-_RANDOM_WEIGHTS = re.compile(r"^random(:\d+)?$")
+DEMO_SOURCE = "demo"
+PromotionMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "neg_log_loss"]
 
 
 class RetrainConfig(BaseModel):
@@ -50,20 +50,19 @@ class RetrainConfig(BaseModel):
     max_pixels: int = Field(
         40_000_000, ge=1, description="Images with more pixels are skipped (decompression bombs)."
     )
+    min_image_size: int = Field(
+        DEFAULT_MIN_SIZE,
+        ge=1,
+        le=4096,
+        description="Images whose short side is smaller are skipped as too-small (pixels).",
+    )
     extract_batch_size: int = Field(32, ge=1, le=1024, description="Images per backbone batch.")
     feature_dtype: Literal["float16", "float32"] = Field(
         "float16", description="Storage type of cached features (float32 is exact, 2x size)."
     )
 
     # --- head and training -------------------------------------------------------------
-    hidden_units: tuple[int, int] = Field((512, 1024), description="Sizes of the two Dense layers.")
-    dropout_rate: float = Field(
-        0.2, ge=0.0, lt=1.0, description="Rate of the head's Dropout (1 would drop everything)."
-    )
-    dropout_placement: DropoutPlacement = Field(
-        "after_dense2", description="Dropout after Dense(1024) (the seed), after both, or none."
-    )
-    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="RMSprop learning rate.")
+    head: HeadSpec = Field(default_factory=HeadSpec, description="The trainable head.")
     epochs: int = Field(10, ge=1, le=1000, description="Maximum training epochs.")
     batch_size: int = Field(32, ge=1, le=4096, description="Training batch size.")
     patience: int = Field(3, ge=0, description="Early-stopping patience in epochs (0: off).")
@@ -83,13 +82,18 @@ class RetrainConfig(BaseModel):
     promotion_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="Promote if score >= champion's score minus this."
     )
+    publish_models: Literal["promoted", "all"] = Field(
+        "promoted",
+        description="Which models become versions under models/: only promoted ones (a "
+        "rejected model keeps its head and reports in its run folder), or all.",
+    )
 
     # --- dropout-impact report ---------------------------------------------------------
     sweep_rates: list[float] = Field(
         [0.0, 0.2, 0.5, 0.8], min_length=1, description="Dropout rates of the report's sweep."
     )
     sweep_placements: list[DropoutPlacement] = Field(
-        ["after_dense2", "after_both", "none"], min_length=1, description="Placements swept."
+        list(PLACEMENTS), min_length=1, description="Placements swept."
     )
     sweep_seeds: int = Field(3, ge=1, le=20, description="Seeds per sweep configuration.")
     sweep_epochs: int = Field(5, ge=1, le=200, description="Epochs per sweep training.")
@@ -98,13 +102,12 @@ class RetrainConfig(BaseModel):
     @field_validator("weights")
     @classmethod
     def _weights_source(cls, value: str) -> str:
-        if value == "imagenet" or _RANDOM_WEIGHTS.match(value):
+        source = parse_weights(value)
+        if source.kind != "file":
             return value
-        if value.startswith("random"):
-            raise ValueError(f"'{value}': random weights are 'random' or 'random:SEED'")
-        if not Path(value).is_file():
+        if not source.path.is_file():
             raise ValueError(f"weights file not found: {value}")
-        return str(Path(value).expanduser().absolute())  # recorded runs stay re-runnable
+        return str(source.path.absolute())  # recorded runs stay re-runnable
 
     @field_validator("workdir")
     @classmethod
@@ -127,13 +130,6 @@ class RetrainConfig(BaseModel):
             raise ValueError("sweep rates must be in [0, 1)")
         return value
 
-    @field_validator("hidden_units")
-    @classmethod
-    def _units(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if any(u < 1 for u in value):
-            raise ValueError("hidden units must be >= 1")
-        return value
-
     @field_validator("data")
     @classmethod
     def _data_source(cls, data: str) -> str:
@@ -144,12 +140,8 @@ class RetrainConfig(BaseModel):
         return str(Path(data).expanduser().absolute())  # recorded runs stay re-runnable
 
     @property
-    def random_weights_seed(self) -> int | None:
-        """The seed of `random[:SEED]` weights, or None for real weights."""
-        if not self.weights.startswith("random"):
-            return None
-        _, _, seed = self.weights.partition(":")
-        return int(seed or 0)
+    def weights_source(self) -> WeightsSource:
+        return parse_weights(self.weights)
 
     @property
     def demo_dir(self) -> Path:

@@ -1,8 +1,16 @@
-"""Expected failures. Their message is the one line a user sees (CLI stderr, Prefect state)."""
+"""Expected failures. Their message is the one line a user sees (CLI stderr, Prefect state).
+
+Anything else that escapes a stage is a bug: the run still fails with one line, and the
+traceback goes to the task run's log.
+"""
 
 
 class PipelineError(Exception):
     """A clear, expected failure of a stage (bad data, bad weights, no GPU, ...)."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A setting cannot work (checked before any work starts)."""
 
 
 class DataError(PipelineError):
@@ -21,12 +29,5 @@ class DownloadError(PipelineError):
     """A download failed (network, proxy, checksum): often transient, so stages retry it."""
 
 
-def retry_on_download_error(task, task_run, state) -> bool:
-    """Prefect `retry_condition_fn`: retry a task run only when it failed on a download."""
-    try:
-        state.result()
-    except DownloadError:
-        return True
-    except BaseException:
-        return False
-    return False
+class BusyError(PipelineError):
+    """Another run holds the workdir."""

@@ -1,4 +1,14 @@
-"""Small file helpers every stage shares: content hashes, atomic writes, run folders."""
+"""Writing files so that a crash never leaves a partial one, and hashing their content.
+
+Every file this project writes goes through `atomic_file`: the bytes go to a temporary file
+in the same folder, are fsynced, and the temporary file is renamed over the target (rename is
+atomic on POSIX within one file system). A reader sees the old file or the new one, never a
+mix, and a killed writer leaves at most a hidden `.<name>.*.tmp` file behind.
+
+    >>> write_json(run_dir / "ingest.json", {"ok": 398})
+    >>> with atomic_file(path) as handle:
+    ...     pq.write_table(table, handle)
+"""
 
 from __future__ import annotations
 
@@ -6,13 +16,59 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import tempfile
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _CHUNK = 1 << 20
+TEMP_SUFFIX = ".tmp"
+
+
+def read_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+UMASK = read_umask()
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary handle whose content becomes `path` when the block ends without an error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; give the usual file mode
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write `data` (text is UTF-8) to `path` atomically; returns the path."""
+    with atomic_file(path) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """`obj` as indented, key-sorted JSON, written atomically."""
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -27,55 +83,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` so that `path` is either absent/old or complete, never partial.
+def sha256_json(value: Any) -> str:
+    """sha256 of `value` as canonical JSON (sorted keys): a fingerprint of plain data."""
+    return sha256_bytes(json.dumps(value, sort_keys=True, default=str).encode())
 
-    The bytes go to a temporary file in the same folder, are fsynced, then renamed over
-    `path` (rename is atomic on POSIX within one file system).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_umask() -> int:
-    """The process umask, read without changing it (os.umask would, for every thread)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
-
-
-_UMASK = read_umask()
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def new_run_dir(workdir: str | os.PathLike[str]) -> Path:
-    """Create `WORKDIR/runs/<run-id>/`; run ids sort by start time (UTC)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(workdir) / "runs" / f"{stamp}-{secrets.token_hex(3)}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,29 +1,35 @@
-"""Progress reporting: a terminal bar (rate and ETA) plus, inside a Prefect run, a progress
-artifact updated in place so the UI shows the same number."""
+"""`Progress`: counting work done, shown as a terminal bar with rate and ETA.
+
+Whoever runs the core code can watch it too: `add_listener(factory)` registers a factory
+`factory(description, total)` whose product gets `update(done, total)` (at most every
+`every_s` seconds) and `close(done, total)`. The Prefect task layer registers one that keeps
+a progress artifact in the UI up to date; the core knows nothing of Prefect.
+
+    with Progress(total=1000, description="extract", unit="img") as progress:
+        for batch in batches:
+            progress.update(len(batch))
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from tqdm import tqdm
 
+_LISTENERS: list[Callable[[str, int], Any]] = []
 
-def _in_prefect_run() -> bool:
-    try:
-        from prefect.context import FlowRunContext, TaskRunContext
-    except ImportError:  # pragma: no cover - prefect is a dependency
-        return False
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+def add_listener(factory: Callable[[str, int], Any]) -> None:
+    """Call `factory(description, total)` for every new Progress (idempotent per factory)."""
+    if factory not in _LISTENERS:
+        _LISTENERS.append(factory)
 
 
 class Progress:
-    """Count work done; `update(n)` advances the bar and (at most every `every_s`) the artifact.
-
-    with Progress(total=1000, description="extract", unit="img") as progress:
-        for batch in batches:
-            progress.update(len(batch))
-    """
+    """Count work done; `update(n)` advances the bar and (at most every `every_s`) listeners."""
 
     def __init__(self, total: int, description: str, unit: str = "it", every_s: float = 2.0):
         self.total = max(int(total), 0)
@@ -34,35 +40,20 @@ class Progress:
         self._bar = tqdm(
             total=self.total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True
         )
-        self._artifact_id = None
-        if _in_prefect_run():
-            from prefect.artifacts import create_progress_artifact
-
-            self._artifact_id = create_progress_artifact(
-                progress=0.0, description=f"{description}: 0/{self.total}"
-            )
+        self._listeners = [listener for f in _LISTENERS if (listener := f(description, total))]
 
     def update(self, n: int = 1) -> None:
         self.done += n
         self._bar.update(n)
         now = time.monotonic()
-        if self._artifact_id is not None and (now - self._last >= self._every_s):
-            self._push()
+        if self._listeners and now - self._last >= self._every_s:
             self._last = now
-
-    def _push(self) -> None:
-        from prefect.artifacts import update_progress_artifact
-
-        percent = 100.0 * self.done / self.total if self.total else 100.0
-        update_progress_artifact(
-            artifact_id=self._artifact_id,
-            progress=min(percent, 100.0),
-            description=f"{self.description}: {self.done}/{self.total}",
-        )
+            for listener in self._listeners:
+                listener.update(self.done, self.total)
 
     def close(self) -> None:
-        if self._artifact_id is not None:
-            self._push()
+        for listener in self._listeners:
+            listener.close(self.done, self.total)
         self._bar.close()
 
     def __enter__(self) -> Progress:

@@ -32,7 +32,7 @@ def session_tmp(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_demo_dir(session_tmp) -> Path:
     """A small deterministic demo folder (real JPEG/PNG files plus broken ones)."""
-    from tasks.demo_data import write_demo_data
+    from inception_retrain.demo_data import write_demo_data
 
     directory = session_tmp / "demo"
     write_demo_data(directory, per_class=24, seed=1)
@@ -42,7 +42,7 @@ def small_demo_dir(session_tmp) -> Path:
 @pytest.fixture(scope="session")
 def random_weights_file(session_tmp) -> Path:
     """A randomly initialised InceptionV3 (150x150, no top) saved as a weights file."""
-    from tasks.backbone import save_random_weights
+    from inception_retrain.backbone import save_random_weights
 
     return save_random_weights(session_tmp / "random.weights.h5", image_size=150, seed=7)
 
@@ -62,17 +62,20 @@ def tiny_run(session_tmp, small_demo_dir):
     import numpy as np
 
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.files import new_run_dir, sha256_file
-    from tasks.evaluate import evaluate
-    from tasks.extract import extract_features
-    from tasks.feature_cache import load_split
-    from tasks.ingest import ingest
-    from tasks.train import train_head
+    from inception_retrain.evaluation import evaluate
+    from inception_retrain.extraction import extract_features
+    from inception_retrain.head import head_fingerprint
+    from inception_retrain.head_spec import HeadSpec
+    from inception_retrain.ingest import ingest
+    from inception_retrain.run_folder import new_run_dir
+    from inception_retrain.training import train_head
+    from inception_retrain.training_data import load_split
 
     config = RetrainConfig(
         data=str(small_demo_dir), workdir=session_tmp / "pipeline-work", weights="random:0",
         image_size=75, feature_dtype="float32", split_fractions=(0.5, 0.2, 0.3),
-        hidden_units=(16, 16), learning_rate=1e-3, epochs=3, batch_size=8, patience=0,
+        head=HeadSpec(hidden_units=(16, 16), learning_rate=1e-3), epochs=3, batch_size=8,
+        patience=0,
     )  # fmt: skip
     run_dir = new_run_dir(config.workdir)
     manifest = ingest(config, run_dir)
@@ -87,7 +90,7 @@ def tiny_run(session_tmp, small_demo_dir):
         spreads[factor] = float(np.std(model.predict(features, verbose=0)))
     model.get_layer("hidden_1").set_weights([kernel * max(spreads, key=spreads.get), bias])
     model.save(head.head_path)
-    head = head.model_copy(update={"fingerprint": sha256_file(head.head_path)})
+    head = head.model_copy(update={"fingerprint": head_fingerprint(model)})
     evaluation = evaluate(manifest, cache, head, config, run_dir)
     return SimpleNamespace(
         config=config, run_dir=run_dir, manifest=manifest, cache=cache, head=head,
@@ -98,7 +101,7 @@ def tiny_run(session_tmp, small_demo_dir):
 @pytest.fixture(scope="session")
 def tiny_version(tiny_run):
     """`tiny_run`'s model exported to WORKDIR/models/<version>/ (not promoted)."""
-    from tasks.export import export_model
+    from inception_retrain.export import export_model
 
     r = tiny_run
     return export_model(r.manifest, r.cache, r.head, r.evaluation, r.config, r.run_dir)

@@ -186,7 +186,7 @@ def tiny_config(data: Path, workdir: Path) -> dict:
     """A whole retrain in seconds: 75 px, a small head, 1 epoch, a 2-point sweep with 1 seed."""
     return {
         "data": str(data), "weights": "random:0", "workdir": str(workdir), "image_size": 75,
-        "hidden_units": [64, 128],
+        "head": {"hidden_units": [64, 128]},
         "split_fractions": [0.5, 0.2, 0.3], "epochs": 1, "batch_size": 16, "patience": 0,
         "sweep_rates": [0.0, 0.5], "sweep_placements": ["after_dense2"], "sweep_seeds": 1,
         "sweep_epochs": 1, "mc_passes": 2,

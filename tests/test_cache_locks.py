@@ -9,10 +9,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from inception_retrain.cli import app
+from inception_retrain import feature_cache as cache_locks
+from inception_retrain.cli.main import app
 from inception_retrain.errors import DataError
-from tasks import cache_locks
-from tasks.extract import list_caches, prune_caches
+from inception_retrain.feature_cache import list_caches, prune_caches
 
 
 def make_caches(workdir, *names):
@@ -60,7 +60,7 @@ def test_a_cache_being_written_is_not_pruned(tmp_path):
 def test_a_reader_in_another_process_keeps_its_cache(tmp_path):
     (read,) = make_caches(tmp_path, "dddd")
     script = (
-        "import sys\nfrom tasks import cache_locks\n"
+        "import sys\nfrom inception_retrain import feature_cache as cache_locks\n"
         f"with cache_locks.reading({str(read)!r}):\n"
         "    print('reading', flush=True)\n    sys.stdin.read()\n"
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from inception_retrain.cli import UsageError, config_from_options
+from inception_retrain.cli.main import UsageError, config_from_options
 from inception_retrain.config import RetrainConfig
+from inception_retrain.head_spec import HeadSpec
 
 
 def test_relative_paths_are_made_absolute_where_the_run_starts(tmp_path, monkeypatch):
@@ -34,15 +35,27 @@ def test_relative_paths_are_made_absolute_where_the_run_starts(tmp_path, monkeyp
     ],
 )
 def test_bad_values_are_rejected(field, value):
+    values = {"head": {field: value}} if field in HeadSpec.model_fields else {field: value}
     with pytest.raises(ValidationError):
-        RetrainConfig(**{field: value})
+        RetrainConfig(**values)
 
 
 def test_cli_strings_become_typed_values():
     config = config_from_options(
         {"hidden_units": "16,32", "sweep_rates": "0,0.5", "epochs": "3", "data": None}
     )
-    assert config.hidden_units == (16, 32) and config.sweep_rates == [0.0, 0.5]
+    assert config.head.hidden_units == (16, 32) and config.sweep_rates == [0.0, 0.5]
+    assert config.head.dropout_rate == HeadSpec().dropout_rate  # the default, stated once
     assert config.epochs == 3 and config.data == "demo"
     with pytest.raises(UsageError, match="--hidden-units: expected 2 comma-separated values"):
         config_from_options({"hidden_units": "16"})
+    with pytest.raises(UsageError, match="--dropout-rate: Input should be less than 1"):
+        config_from_options({"dropout_rate": "1.0"})
+
+
+def test_head_spec_rates_follow_the_placement():
+    assert HeadSpec().rates == (0.0, 0.2)
+    assert HeadSpec(dropout_rate=0.5, dropout_placement="after_both").rates == (0.5, 0.5)
+    assert HeadSpec(dropout_placement="none").rates == (0.0, 0.0)
+    assert not HeadSpec(dropout_rate=0.0).has_dropout
+    assert HeadSpec().describe() == "Dense(512) -> Dense(1024) -> Dropout(0.2)"

@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.demo_data import BROKEN_FILES, IGNORED_FILES, ensure_demo_data, write_demo_data
+from inception_retrain.demo_data import (
+    BROKEN_FILES,
+    IGNORED_FILES,
+    ensure_demo_data,
+    write_demo_data,
+)
 
 CLI = Path(sys.executable).parent / "inception-retrain"
 

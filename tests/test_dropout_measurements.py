@@ -1,7 +1,7 @@
 """Dropout measurements on small real Keras models where the answer is known exactly.
 
 A toy frozen "backbone" (Conv2D -> BatchNormalization -> ReLU) plus the project's own head
-(`tasks.head.build_head`, small hidden layers) stand in for InceptionV3 + head: the same
+(`inception_retrain.head.build_head`, small hidden layers) stand in for InceptionV3 + head: the same
 layer kinds, so the same rules apply, in milliseconds.
 """
 
@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.dropout import backward, chain, direct, forward, frozen, inference, verdicts
-from tasks.head import build_head
+from inception_retrain.dropout import backward, chain, direct, forward, frozen, inference, verdicts
+from inception_retrain.head import build_head
+from inception_retrain.head_spec import HeadSpec
 
 IMAGE = (12, 12, 3)
 
@@ -39,8 +40,8 @@ def data():
 
 
 def head_layers(feature_shape, placement="after_dense2", rate=0.2):
-    head = build_head(feature_shape, 2, hidden_units=(32, 64), dropout_rate=rate,
-                      placement=placement)  # fmt: skip
+    spec = HeadSpec(hidden_units=(32, 64), dropout_rate=rate, dropout_placement=placement)
+    head = build_head(feature_shape, 2, spec)
     return head, chain.measurement_layers(head)[0]
 
 

@@ -14,9 +14,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from inception_retrain.cli import app, dropout_report_command
-from inception_retrain.files import atomic_write_json
-from tasks.dropout.verdicts import ORDER, VERDICTS
+from inception_retrain.cli.main import app, dropout_report_command
+from inception_retrain.dropout.verdicts import ORDER, VERDICTS
+from inception_retrain.run_folder import write_config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def reported_run(tiny_run, tmp_path_factory):
     for name in ("manifest.parquet", "ingest.json", "extract.json", "head.keras"):
         shutil.copy(tiny_run.run_dir / name, run_dir / name)
     config = tiny_run.config.model_copy(update={"sweep_epochs": 1, "mc_passes": 5})
-    atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    write_config(run_dir, config, flow_run_id=None)
     # The command's function itself (CliRunner would hand Prefect's temporary server a
     # console stream that is closed before the server's exit log).
     dropout_report_command(
@@ -44,12 +44,15 @@ def test_report_has_twelve_computed_entries_and_answer_first(reported_run):
     assert "bitwise identical" in document["answer"][0]
 
     html = (run_dir / "dropout_impact.html").read_text()
-    assert re.search(r"<h1>[^<]+</h1>\s*<section><h2>Answer</h2>", html)
+    # the title, the random-weights banner (the tiny run has random weights), the answer
+    banner = r'<p class="banner" id="random-weights-banner">[^<]*RANDOM[^<]*</p>'
+    assert re.search(rf"<h1>[^<]+</h1>\s*{banner}\s*<section><h2>Answer</h2>", html)
     assert html.index(document["answer"][0][:60]) < html.index("C1: ")
     assert not re.search(r"(src|href)=\"(?!data:)", html), "external resource in the HTML"
     assert html.count('src="data:image/png;base64,') >= 7
     markdown = (run_dir / "dropout_impact.md").read_text()
     assert markdown.startswith("# ") and document["answer"][0] in markdown
+    assert "> **Warning: the backbone has RANDOM weights" in markdown
 
 
 def test_report_numbers_come_from_the_run_model(reported_run):

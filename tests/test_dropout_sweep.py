@@ -11,14 +11,13 @@ import hashlib
 import time
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
+from inception_retrain.dropout import sweep, verdicts
+from inception_retrain.dropout.report import sweep_cache_text
+from inception_retrain.dropout.sweep_store import SweepStore, training_rows_fingerprint
 from inception_retrain.files import read_json
-from tasks.dropout import sweep, verdicts
-from tasks.dropout.report import sweep_cache_text
-from tasks.dropout.sweep_store import SweepStore, training_rows_fingerprint
+from inception_retrain.head_spec import HeadSpec
 
 FINGERPRINT = "0123456789abcdef"
 SHAPE = (2, 2, 8)
@@ -74,20 +73,22 @@ def test_train_cell_trains_the_requested_head_deterministically(tiny_run):
 
 
 def write_manifest(path, ids, labels, splits) -> None:
-    pq.write_table(
-        pa.table({
-            "content_id": ids, "uri": [f"/img/{i}.png" for i in ids], "label_index": labels,
-            "split": splits, "status": ["ok"] * len(ids), "reason": [""] * len(ids),
-        }),
-        path,
-    )  # fmt: skip
+    from inception_retrain.manifest import ManifestRow, write_manifest
+
+    rows = [
+        ManifestRow(
+            uri=f"/img/{cid}.png", label=f"c{label}", label_index=label, split=split, content_id=cid
+        )  # fmt: skip
+        for cid, label, split in zip(ids, labels, splits, strict=True)
+    ]
+    write_manifest(path, rows, ["c0", "c1"], "test", {})
 
 
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
     """WORKDIR/cache/<fingerprint>/ with 24 real Parquet features whose class is learnable,
     and a manifest of the same rows; returns (workdir, ids, labels)."""
-    from tasks.feature_cache import feature_schema, write_part
+    from inception_retrain.feature_parts import feature_schema, write_part
 
     workdir = tmp_path_factory.mktemp("sweep-cache") / "work"
     labels = [i % 2 for i in range(len(SPLITS))]
@@ -104,7 +105,7 @@ def tiny_spec(workdir, **fields) -> sweep.SweepSpec:
     """Rates 0 and 0.5 after Dense 2, one seed: with C1/C4's added cell, 3 trainings."""
     values = dict(
         cache_dir=workdir / "cache" / FINGERPRINT, manifest_path=workdir / "manifest.parquet",
-        n_classes=2, feature_shape=SHAPE, hidden_units=(4, 4), learning_rate=1e-2,
+        n_classes=2, feature_shape=SHAPE, head=HeadSpec(hidden_units=(4, 4), learning_rate=1e-2),
         batch_size=8, epochs=1, rates=[0.0, 0.5], placements=["after_dense2"], seeds=[0],
     )  # fmt: skip
     return sweep.SweepSpec(**{**values, **fields})
@@ -112,7 +113,7 @@ def tiny_spec(workdir, **fields) -> sweep.SweepSpec:
 
 def run_flow(spec: sweep.SweepSpec) -> tuple[dict, str]:
     """The real `dropout_sweep` flow; its summary and flow run id."""
-    from flows.sweep import dropout_sweep
+    from inception_retrain.flows.sweep import dropout_sweep
 
     state = dropout_sweep(spec, return_state=True)
     return state.result(), str(state.state_details.flow_run_id)

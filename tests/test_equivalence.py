@@ -42,10 +42,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks import feature_cache
-from tasks.preprocess import image_dataset
-from tasks.train import deterministic, fit_head
-from tasks.training_data import epoch_order
+from inception_retrain import feature_parts as feature_cache
+from inception_retrain.fit import deterministic, fit_head
+from inception_retrain.head_spec import HeadSpec
+from inception_retrain.preprocess import image_dataset
+from inception_retrain.schemas import parquet_metadata
+from inception_retrain.training_data import epoch_order, load_split
 
 N_IMAGES = 32
 IMAGE_SIZE = 150
@@ -84,7 +86,7 @@ def seed_model(backbone, dropout_seed: int, optimizer: str = "keras"):
     import keras
     from keras import layers
 
-    from tasks.fused_rmsprop import FusedRMSprop
+    from inception_retrain.fused_rmsprop import FusedRMSprop
 
     for layer in backbone.layers:
         layer.trainable = False
@@ -136,7 +138,7 @@ def train_seed_way(
 
 @pytest.fixture(scope="module")
 def images_and_features(tmp_path_factory):
-    from tasks.backbone import inference_function, load_backbone
+    from inception_retrain.backbone import inference_function, load_backbone
 
     folder = tmp_path_factory.mktemp("equivalence")
     paths, labels = write_jpegs(folder / "images", N_IMAGES)
@@ -162,7 +164,7 @@ def test_training_on_cached_features_equals_the_seeds_end_to_end_training(
     schema = feature_cache.feature_schema(features.shape[1:], "float32", {})
     feature_cache.write_part(cache_dir, schema, ids, labels, ["train"] * N_IMAGES, features)
     manifest_path = write_manifest(folder / f"manifest-{seed_optimizer}.parquet", ids, labels)
-    cached_ids, cached, cached_labels = feature_cache.load_split(cache_dir, manifest_path, "train")
+    cached_ids, cached, cached_labels = load_split(cache_dir, manifest_path, "train")
     assert cached_ids == ids and np.array_equal(cached_labels, labels)
     assert np.array_equal(cached, features)  # float32 storage is lossless
 
@@ -176,11 +178,12 @@ def test_training_on_cached_features_equals_the_seeds_end_to_end_training(
     )
     assert not backbone.trainable_weights
 
-    head, history = fit_head(
-        (cached, cached_labels), None, hidden_units=(512, 1024), rate=DROPOUT,
-        placement="after_dense2", seed=SEED, epochs=EPOCHS, batch_size=BATCH,
-        learning_rate=1e-4, initial_weights=initial,
+    spec = HeadSpec(hidden_units=(512, 1024), dropout_rate=DROPOUT, learning_rate=1e-4)
+    head, result = fit_head(
+        (cached, cached_labels), None, spec=spec, seed=SEED, epochs=EPOCHS, batch_size=BATCH,
+        initial_weights=initial,
     )  # fmt: skip
+    history = result.history
 
     weights = list(zip(head.get_weights(), trained_full, initial, strict=True))
     worst = max(float(np.abs(cached_way - seed_way).max()) for cached_way, seed_way, _ in weights)
@@ -221,6 +224,8 @@ def write_manifest(path, ids, labels):
                 "status": ["ok"] * n,
                 "reason": [""] * n,
             }
+        ).replace_schema_metadata(
+            parquet_metadata("manifest", 2, {"class_names": ["c0", "c1"], "source": "test"})
         ),
         path,
     )

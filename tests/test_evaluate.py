@@ -1,18 +1,22 @@
-"""Evaluation: numpy metrics against hand-computed values, and the evaluate stage's outputs."""
+"""Evaluation: metrics against hand-computed values and scikit-learn, and the evaluate stage's outputs."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from inception_retrain import metrics as M
 from inception_retrain.errors import DataError
-from tasks import metrics as M
+from inception_retrain.evaluation_report import write_evaluation_report
+from inception_retrain.head_spec import HeadSpec
+from inception_retrain.schemas import parquet_metadata, write_document
 
 # --- metrics, hand-computed ----------------------------------------------------------------
 #
@@ -51,6 +55,25 @@ def test_binary_metrics_match_hand_computed_values():
     assert counts == [0, 0, 0, 0, 0, 2, 1, 1, 2, 0]
     assert report["calibration"]["bins"][5]["accuracy"] == pytest.approx(0.5)
     assert report["notes"] == []
+
+
+def test_the_hand_written_metrics_agree_with_scikit_learn():
+    """log_loss and the calibration are written here (see metrics.py); the rest is
+    scikit-learn's. On random 3-class softmax outputs, every number equals scikit-learn's."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 3)).astype(np.float32)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # float32 rows
+    labels = rng.integers(0, 3, size=200)
+    report = M.classification_report(labels, probabilities, ["a", "b", "c"])
+    with warnings.catch_warnings():  # "y_prob values do not sum to one": the reason
+        warnings.simplefilter("ignore", UserWarning)
+        expected_loss = sk.log_loss(labels, probabilities.astype(np.float64), labels=[0, 1, 2])
+    assert report["log_loss"] == pytest.approx(expected_loss, rel=1e-6)
+    expected_auc = np.mean([sk.roc_auc_score(labels == k, probabilities[:, k]) for k in range(3)])
+    assert report["roc_auc"] == pytest.approx(expected_auc)
+    assert report["accuracy"] == pytest.approx(sk.accuracy_score(labels, probabilities.argmax(1)))
 
 
 def test_roc_auc_counts_ties_as_half():
@@ -114,8 +137,8 @@ def test_one_class_split_leaves_roc_auc_undefined_with_a_note():
 def test_evaluation_reports_are_complete_and_consistent(tiny_run):
     import keras
 
-    from tasks.feature_cache import load_split
-    from tasks.head import probabilities_to_scores
+    from inception_retrain.head import probabilities_to_scores
+    from inception_retrain.training_data import load_split
 
     run_dir, evaluation = tiny_run.run_dir, tiny_run.evaluation
     document = json.loads(evaluation.json_path.read_text())
@@ -156,7 +179,8 @@ def test_evaluation_reports_are_complete_and_consistent(tiny_run):
         assert (run_dir / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "misclassified.png").is_file() == (wrong > 0)
 
-    page = evaluation.html_path.read_text()
+    md_path, html_path = write_evaluation_report(run_dir)  # no promotion decision yet
+    page = html_path.read_text()
     assert "<h1>Evaluation report</h1>" in page
     assert f"{document['metrics']['accuracy']:.4f}" in page
     assert "RANDOM weights" in page
@@ -165,7 +189,7 @@ def test_evaluation_reports_are_complete_and_consistent(tiny_run):
     assert len(sources) >= 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page and "url(" not in page
 
-    markdown = evaluation.md_path.read_text()
+    markdown = md_path.read_text()
     assert markdown.startswith("# Evaluation report")
     assert "![ROC curve](roc.png)" in markdown
 
@@ -178,7 +202,7 @@ def _rewrite_manifest(source, target, change):
 
 
 def test_one_class_test_split_gives_null_roc_auc_not_a_crash(tiny_run, tmp_path):
-    from tasks.evaluate import evaluate
+    from inception_retrain.evaluation import evaluate
 
     # The manifest decides labels: relabel every test image as class 0.
     def relabel(row):
@@ -194,7 +218,8 @@ def test_one_class_test_split_gives_null_roc_auc_not_a_crash(tiny_run, tmp_path)
     assert evaluation.metrics["roc_auc"] is None
     assert document["metrics"]["roc_auc"] is None
     assert any("ROC-AUC is undefined" in note for note in document["notes"])
-    assert "ROC-AUC is undefined" in evaluation.html_path.read_text()
+    _, html_path = write_evaluation_report(tmp_path)
+    assert "ROC-AUC is undefined" in html_path.read_text()
     assert not (tmp_path / "roc.png").exists()
     assert (
         evaluation.metrics["test_split_fingerprint"]
@@ -203,7 +228,7 @@ def test_one_class_test_split_gives_null_roc_auc_not_a_crash(tiny_run, tmp_path)
 
 
 def test_empty_test_split_is_a_clear_data_error(tiny_run, tmp_path):
-    from tasks.evaluate import evaluate
+    from inception_retrain.evaluation import evaluate
 
     def no_test(row):
         row["split"] = "train" if row["split"] == "test" else row["split"]
@@ -218,7 +243,7 @@ def test_empty_test_split_is_a_clear_data_error(tiny_run, tmp_path):
 
 
 def test_test_images_without_cached_features_are_a_data_error(tiny_run, tmp_path):
-    from tasks.evaluate import evaluate
+    from inception_retrain.evaluation import evaluate
 
     table = pq.read_table(tiny_run.manifest.path)
     extra = next(r for r in table.to_pylist() if r["split"] == "test" and r["status"] == "ok")
@@ -234,10 +259,10 @@ def test_test_images_without_cached_features_are_a_data_error(tiny_run, tmp_path
 
 def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
     """A 3-class head on a small hand-made cache: per-class curves, macro metrics."""
-    from inception_retrain.artifacts import FeatureCache, TrainedHead
-    from tasks.evaluate import evaluate
-    from tasks.feature_cache import feature_schema, write_part
-    from tasks.head import build_head, compile_head
+    from inception_retrain.evaluation import evaluate
+    from inception_retrain.feature_cache import FeatureCache
+    from inception_retrain.feature_parts import feature_schema, write_part
+    from inception_retrain.head import TrainedHead, build_head, compile_head
 
     rows = [r for r in pq.read_table(tiny_run.manifest.path).to_pylist() if r["status"] == "ok"]
     names = ["a", "b", "c"]
@@ -245,7 +270,7 @@ def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
         row["label_index"] = i % 3
         row["label"] = names[i % 3]
     table = pq.read_table(tiny_run.manifest.path)
-    metadata = {b"inception_retrain": json.dumps({"class_names": names, "source": "test"})}
+    metadata = parquet_metadata("manifest", 2, {"class_names": names, "source": "test"})
     path = tmp_path / "manifest.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema.with_metadata(metadata)), path)
     manifest = tiny_run.manifest.model_copy(update={"path": path, "class_names": names})
@@ -263,10 +288,11 @@ def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
         feature_shape=shape, dtype="float32", computed=len(rows), reused=0,
         report_path=tmp_path / "extract.json",
     )  # fmt: skip
-    model = compile_head(build_head(shape, 3, hidden_units=(8, 8)), 3, 1e-2)
+    model = compile_head(build_head(shape, 3, HeadSpec(hidden_units=(8, 8))), 3, 1e-2)
     model.fit(features, np.array(labels), epochs=20, verbose=0)
     model.save(tmp_path / "head.keras")
-    (tmp_path / "history.json").write_text(json.dumps({"loss": [1.0, 0.5], "accuracy": [0.4, 0.7]}))
+    history = {"loss": [1.0, 0.5], "accuracy": [0.4, 0.7]}
+    write_document(tmp_path / "history.json", "training-history", 1, history)
     head = TrainedHead(
         head_path=tmp_path / "head.keras", history_path=tmp_path / "history.json",
         fingerprint="x", device="cpu",

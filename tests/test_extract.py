@@ -20,14 +20,17 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from inception_retrain.cli import app
+from inception_retrain.backbone import load_backbone
+from inception_retrain.cli.main import app
 from inception_retrain.config import RetrainConfig
-from tasks.backbone import load_backbone
-from tasks.demo_data import CLASSES, demo_image
-from tasks.extract import extract_features, list_caches, read_ok_rows
-from tasks.feature_cache import TEMP_GLOB, load_split, parts
-from tasks.ingest import ingest
-from tasks.preprocess import image_dataset
+from inception_retrain.demo_data import CLASSES, demo_image
+from inception_retrain.extraction import extract_features
+from inception_retrain.feature_cache import list_caches
+from inception_retrain.feature_parts import TEMP_GLOB, parts
+from inception_retrain.ingest import ingest
+from inception_retrain.manifest import read_image_rows as read_ok_rows
+from inception_retrain.preprocess import image_dataset
+from inception_retrain.training_data import load_split
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -222,9 +225,9 @@ _KILLED_RUN = """
 import sys, time
 from pathlib import Path
 import pyarrow.parquet as pq
-from inception_retrain.artifacts import Manifest
+from inception_retrain.manifest import Manifest
 from inception_retrain.config import RetrainConfig
-from tasks.extract import extract_features
+from inception_retrain.extraction import extract_features
 
 real_write_table = pq.write_table
 calls = []

@@ -26,7 +26,11 @@ def _yaml_deployments() -> dict[str, dict]:
 def test_prefect_yaml_agrees_with_the_served_deployments():
     from prefect.flows import load_flow_from_entrypoint
 
-    from flows.deployments import NIGHTLY_CRON, NIGHTLY_TIMEZONE, build_deployments
+    from inception_retrain.flows.deployments import (
+        NIGHTLY_CRON,
+        NIGHTLY_TIMEZONE,
+        build_deployments,
+    )
 
     in_yaml = _yaml_deployments()
     served = {d.name: d for d in build_deployments()}
@@ -49,16 +53,18 @@ def test_prefect_yaml_agrees_with_the_served_deployments():
         assert deployment.enforce_parameter_schema is spec["enforce_parameter_schema"] is True
         assert sorted(deployment.tags) == sorted(spec["tags"]), name
         assert deployment.description == spec["description"], name
-        # Same flow: the served module path and the yaml file path load the same function.
+        # Same flow: the served module path (in the installed namespace) and the yaml file
+        # path (in the repository) load the same function.
         module, _, function = deployment.entrypoint.rpartition(".")
-        assert spec["entrypoint"] == f"{module.replace('.', '/')}.py:{function}"
+        path = module.removeprefix("inception_retrain.").replace(".", "/")
+        assert spec["entrypoint"] == f"{path}.py:{function}"
         loaded = load_flow_from_entrypoint(str(REPO / spec["entrypoint"]))
         assert loaded.name == deployment.flow_name
 
 
 def test_nightly_parameters_are_a_valid_config_and_overrides_merge():
-    from flows.deployments import nightly_parameters
     from inception_retrain.config import RetrainConfig
+    from inception_retrain.flows.deployments import nightly_parameters
 
     config = RetrainConfig.model_validate(nightly_parameters()["config"])
     # A relative workdir resolves against the folder the flow run starts in.
@@ -73,8 +79,9 @@ def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary
 ):
     import keras
 
-    from flows.retrain import run_retrain
     from inception_retrain.config import RetrainConfig
+    from inception_retrain.flows.retrain import run_retrain
+    from inception_retrain.run_folder import read_config, read_status
 
     # A real Keras weights file, of the wrong architecture.
     wrong = tmp_path / "tiny-dense.weights.h5"
@@ -88,7 +95,8 @@ def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary
     assert message.startswith(f"extract failed: weights file {wrong} ")
     assert "InceptionV3" in message and "\n" not in message
     assert run_dir is not None and run_dir.parent == tmp_path / "work" / "runs"
-    assert json.loads((run_dir / "config.json").read_text())["weights"] == str(wrong)
+    assert read_config(run_dir)[0]["weights"] == str(wrong)
+    assert read_status(run_dir)["state"] == "failed"
     failure = json.loads((run_dir / "failure.json").read_text())
     assert failure["state"] == "Failed" and failure["message"] == message
     assert message in (run_dir / "failure.md").read_text()
@@ -97,8 +105,8 @@ def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary
 
 
 def test_an_empty_test_split_fails_the_run_right_after_ingest(small_demo_dir, tmp_path):
-    from flows.retrain import run_retrain
     from inception_retrain.config import RetrainConfig
+    from inception_retrain.flows.retrain import run_retrain
 
     config = RetrainConfig(
         data=str(small_demo_dir), weights="random:0", workdir=tmp_path / "work",
@@ -120,13 +128,13 @@ def test_an_empty_test_split_fails_the_run_right_after_ingest(small_demo_dir, tm
      ("/data/photos/", "photos")],
 )  # fmt: skip
 def test_source_label_names_the_data_in_task_run_names(data, label):
-    from flows.retrain import source_label
+    from inception_retrain.flows.retrain import source_label
 
     assert source_label(data) == label
 
 
 def test_markdown_for_ui_replaces_only_relative_images(tmp_path):
-    from inception_retrain.prefect_artifacts import markdown_for_ui
+    from inception_retrain.tasks.ui import markdown_for_ui
 
     text = "# R\n\n![ROC curve](roc.png)\n\n![inline](data:image/png;base64,AAAA)\n"
     shown = markdown_for_ui(text, tmp_path, "evaluation.html")
@@ -136,7 +144,7 @@ def test_markdown_for_ui_replaces_only_relative_images(tmp_path):
 
 
 def test_a_value_the_schema_cannot_check_fails_the_run_before_any_stage(tmp_path):
-    from flows.retrain import retrain
+    from inception_retrain.flows.retrain import retrain
 
     missing = tmp_path / "no-such-folder"
     state = retrain(
@@ -158,7 +166,7 @@ def test_cli_run_on_all_corrupt_data_fails_with_one_clean_error_and_no_traceback
         [
             sys.executable,
             "-m",
-            "inception_retrain",
+            "inception_retrain.cli",
             "run",
             "--data",
             str(data),

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tasks.fused_rmsprop import FusedRMSprop
+from inception_retrain.fused_rmsprop import FusedRMSprop
 
 
 def train(optimizer, steps: int = 6, seed: int = 0, units: int = 48):
@@ -68,7 +68,7 @@ def test_a_second_model_of_the_same_shapes_trains_after_the_first_is_gone():
 RSS_SCRIPT = """
 import gc, json
 import numpy as np
-from tasks.head import build_head, compile_head
+from inception_retrain.head import build_head, compile_head
 
 def rss_mib():
     status = open("/proc/self/status").read()
@@ -78,7 +78,7 @@ x = np.ones((32, 7, 7, 768), np.float32)
 y = np.zeros((32,), np.int32)
 readings = []
 for seed in range(5):
-    model = compile_head(build_head((7, 7, 768), 2, seed=seed), 2)  # the seed's head, 19.8 M
+    model = compile_head(build_head((7, 7, 768), 2, seed=seed), 2, 1e-4)  # the seed's, 19.8 M
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     del model
     gc.collect()

@@ -22,7 +22,10 @@ from PIL import Image
 
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError
-from tasks.ingest import MANIFEST_SCHEMA, SPLITS, ingest, split_for
+from inception_retrain.ingest import ingest, split_for
+from inception_retrain.manifest import SCHEMA as MANIFEST_SCHEMA
+from inception_retrain.manifest import SPLITS
+from inception_retrain.schemas import read_document
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -98,6 +101,7 @@ def test_folder_with_every_bad_file_kind(tmp_path):
         "dogs/bomb.png": (_png_header_only(8000, 8000), "too-many-pixels"),
         "dogs/pillow-bomb.png": (_png_header_only(20000, 20000), "too-many-pixels"),
         "stray.jpg": (_image_bytes(12, "JPEG"), "no-class-folder"),
+        "dogs/tiny.png": (_image_bytes(13, "PNG", size=(40, 20)), "too-small"),
     }
     litter = [
         "cats/.DS_Store",
@@ -130,15 +134,16 @@ def test_folder_with_every_bad_file_kind(tmp_path):
     assert len(rows) == len(good) + len(expected_skips)  # litter makes no rows
     assert not any("DS_Store" in r["uri"] or "MACOSX" in r["uri"] for r in rows)
 
-    counts = json.loads((run_dir / "ingest.json").read_text())
+    counts = read_document(run_dir / "ingest.json", "ingest-counts", 1)
     assert counts == manifest.counts
-    assert counts["ok"] == 8 and counts["skipped"] == 10 and counts["files"] == 18
+    assert counts["ok"] == 8 and counts["skipped"] == 11 and counts["files"] == 19
     assert counts["skipped_by_reason"] == {
         "corrupt": 1,
         "empty-file": 1,
         "no-class-folder": 1,
         "not-an-image": 1,
         "too-many-pixels": 2,
+        "too-small": 1,
         "truncated": 2,
         "unreadable": 1,
         "unsupported-extension": 1,
@@ -158,22 +163,27 @@ def test_folder_with_every_bad_file_kind(tmp_path):
 
 def test_ok_rows_carry_decoded_size_format_label_and_split(tmp_path):
     root = tmp_path / "data"
-    _write(root / "a" / "wide.png", _image_bytes(1, "PNG", size=(64, 20)))
-    _write(root / "b" / "tall.jpg", _image_bytes(2, "JPEG", size=(20, 64)))
+    _write(root / "a" / "wide.png", _image_bytes(1, "PNG", size=(96, 40)))
+    _write(root / "b" / "tall.jpg", _image_bytes(2, "JPEG", size=(40, 96)))
     exif = Image.Exif()
-    exif[0x0112] = 6  # stored 64x20, displayed rotated: 20x64
+    exif[0x0112] = 6  # stored 96x40, displayed rotated: 40x96
     rotated = io.BytesIO()
-    Image.fromarray(np.zeros((20, 64, 3), np.uint8)).save(rotated, "JPEG", exif=exif.tobytes())
+    Image.fromarray(np.zeros((40, 96, 3), np.uint8)).save(rotated, "JPEG", exif=exif.tobytes())
     _write(root / "b" / "rotated.jpg", rotated.getvalue())
     manifest = ingest(_config(root, tmp_path / "w"), tmp_path / "run")
 
     table = pq.read_table(manifest.path)
     assert table.schema.names == MANIFEST_SCHEMA.names
     metadata = json.loads(table.schema.metadata[b"inception_retrain"])
-    assert metadata == {"class_names": ["a", "b"], "source": str(root)}
+    assert metadata == {
+        "schema": "inception-retrain/manifest",
+        "schema_version": 2,
+        "class_names": ["a", "b"],
+        "source": str(root),
+    }
     rows = {Path(r["uri"]).name: r for r in table.to_pylist()}
     wide = rows["wide.png"]
-    assert (wide["width"], wide["height"], wide["format"]) == (64, 20, "PNG")
+    assert (wide["width"], wide["height"], wide["format"]) == (96, 40, "PNG")
     assert (wide["label"], wide["label_index"], wide["status"], wide["reason"]) == (
         "a",
         0,
@@ -184,7 +194,7 @@ def test_ok_rows_carry_decoded_size_format_label_and_split(tmp_path):
     assert wide["content_id"] == expected_id
     assert wide["split"] == split_for(expected_id, (0.8, 0.1, 0.1))
     assert (rows["tall.jpg"]["label_index"], rows["tall.jpg"]["format"]) == (1, "JPEG")
-    assert (rows["rotated.jpg"]["width"], rows["rotated.jpg"]["height"]) == (20, 64)
+    assert (rows["rotated.jpg"]["width"], rows["rotated.jpg"]["height"]) == (40, 96)
 
     digest = hashlib.sha256()
     for cid, label, split in sorted(
@@ -374,7 +384,7 @@ def test_empty_folder_is_a_data_error(tmp_path):
 
 
 def test_demo_source_is_generated_and_its_broken_files_counted(tmp_path):
-    from tasks.demo_data import BROKEN_FILES
+    from inception_retrain.demo_data import BROKEN_FILES
 
     config = RetrainConfig(data="demo", workdir=tmp_path / "w")
     manifest = ingest(config, tmp_path / "run")
@@ -410,7 +420,8 @@ def test_tfds_source_with_only_train_gets_hash_splits(tmp_path):
     import tensorflow_datasets as tfds
 
     workdir = tmp_path / "w"
-    config = RetrainConfig(data="tfds:cats_vs_dogs", workdir=workdir)
+    # tfds mock images have random sizes, some below the default minimum image size
+    config = RetrainConfig(data="tfds:cats_vs_dogs", workdir=workdir, min_image_size=1)
     # data_dir: mock_data's default would point into the installed tfds package.
     with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
         manifest = ingest(config, tmp_path / "run1")
@@ -446,7 +457,7 @@ def test_tfds_source_with_only_train_gets_hash_splits(tmp_path):
 def test_tfds_splits_map_to_split_folders(tmp_path):
     import tensorflow_datasets as tfds
 
-    from tasks.tfds_source import materialise_tfds
+    from inception_retrain.tfds_source import materialise_tfds
 
     data_dir = tmp_path / "tfds"
     _tfds_metadata("beans", data_dir, {"train": 3, "validation": 3, "test": 3, "extra": 3})
@@ -475,13 +486,13 @@ def test_ingest_task_in_a_flow_runs_the_tfds_download_as_its_own_task(tmp_path):
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from tasks.ingest import ingest_task
+    from inception_retrain.tasks.ingest import ingest_task
 
     @flow(name="ingest-only")
     def ingest_only(config: RetrainConfig, run_dir: Path):
         return ingest_task(config, run_dir)
 
-    config = RetrainConfig(data="tfds:cats_vs_dogs", workdir=tmp_path / "w")
+    config = RetrainConfig(data="tfds:cats_vs_dogs", workdir=tmp_path / "w", min_image_size=1)
     with tfds.testing.mock_data(num_examples=10, data_dir=str(tmp_path / "tfds")):
         state = ingest_only(config, tmp_path / "run", return_state=True)
     assert state.is_completed(), state.message

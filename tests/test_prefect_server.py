@@ -20,8 +20,8 @@ from prefect_fixtures import NIGHTLY, REPO, api_client, child_env, deployment_ru
 
 from inception_retrain.run_folder import run_dir_for_flow_run
 
-STAGE_PREFIXES = ("ingest-", "extract-", "train-", "evaluate-", "dropout-report-", "export-",
-                  "promote-")  # fmt: skip
+STAGE_PREFIXES = ("ingest-", "extract-", "train-", "evaluate-", "dropout-report-",
+                  "decide-promotion-", "export-", "promote-", "report-")  # fmt: skip
 
 
 def _run_dir(runs, flow_run_id) -> Path:
@@ -87,7 +87,7 @@ def test_second_trigger_waited_for_the_running_one(server_runs):
 def test_keyed_artifacts_hold_the_run_folder_reports(server_runs):
     from prefect.client.schemas.filters import ArtifactFilter
 
-    from inception_retrain.prefect_artifacts import markdown_for_ui
+    from inception_retrain.tasks.ui import markdown_for_ui
 
     run_dir = _run_dir(server_runs, server_runs.first)
     with api_client(server_runs.server.api_url) as client:
@@ -147,7 +147,7 @@ def test_keyed_artifacts_hold_the_run_folder_reports(server_runs):
 def test_all_corrupt_run_failed_with_the_ingest_error_and_a_failure_summary(server_runs, tmp_path):
     from inception_retrain.config import RetrainConfig
     from inception_retrain.errors import DataError
-    from tasks.ingest import ingest
+    from inception_retrain.ingest import ingest
 
     # The DataError a user gets for this data, computed here independently of the server.
     with pytest.raises(DataError) as raised:
@@ -174,8 +174,8 @@ def test_bad_parameters_are_rejected_before_a_run_exists(prefect_server, served)
         before = {r.id for r in deployment_runs(client, deployment.id)}
         for bad, field in (
             ({"epochs": 0}, "epochs"),
-            ({"dropout_placement": "sideways"}, "dropout_placement"),
-            ({"dropout_rate": 1.5}, "dropout_rate"),
+            ({"head": {"dropout_placement": "sideways"}}, "dropout_placement"),
+            ({"head": {"dropout_rate": 1.5}}, "dropout_rate"),
             ({"epoch": 3}, "epoch"),  # a typo: RetrainConfig forbids unknown fields
         ):
             with pytest.raises(PrefectHTTPStatusError) as rejected:
@@ -218,5 +218,5 @@ def test_prefect_yaml_deploys_to_what_serve_serves(prefect_server, served, tmp_p
             assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "UTC")
         assert from_yaml.parameters == from_serve.parameters
         assert from_yaml.parameter_openapi_schema == from_serve.parameter_openapi_schema
-        assert from_serve.entrypoint == "flows.retrain.retrain"
+        assert from_serve.entrypoint == "inception_retrain.flows.retrain.retrain"
         assert from_yaml.entrypoint == "flows/retrain.py:retrain"

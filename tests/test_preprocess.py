@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.preprocess import check_image_size, image_dataset, load_rgb, preprocessing_layers
+from inception_retrain.images import load_rgb
+from inception_retrain.preprocess import check_image_size, image_dataset, preprocessing_layers
 
 RED, BLUE, GREEN, WHITE = (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255)
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from inception_retrain.artifacts import Evaluation, ModelVersion
-from inception_retrain.files import atomic_write_json, read_json
+from inception_retrain.evaluation import Evaluation
+from inception_retrain.files import read_json, write_json
+from inception_retrain.registry import ModelVersion
 
 
 def add_version(workdir: Path, source: Path, metrics: dict, split: str) -> ModelVersion:
     """Publish a copy of `source` whose metrics.json records `metrics` on test split `split`."""
-    from tasks.registry import models_dir, publish_version
+    from inception_retrain.registry import models_dir, publish_version
 
     models = models_dir(workdir)
     models.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,7 @@ def add_version(workdir: Path, source: Path, metrics: dict, split: str) -> Model
     recorded.update(
         metrics={**metrics, "test_split_fingerprint": split}, test_split_fingerprint=split
     )
-    atomic_write_json(staging / "metrics.json", recorded)  # a new file: the link is not written
+    write_json(staging / "metrics.json", recorded)  # a new file: the link is not written
     path = publish_version(staging, models)
     return ModelVersion(
         version=path.name, path=path, promoted=False, score=None, champion_score=None
@@ -41,14 +42,14 @@ def add_version(workdir: Path, source: Path, metrics: dict, split: str) -> Model
 
 
 def make_evaluation(run_dir: Path, tiny_run, metrics: dict, split: str) -> Evaluation:
-    """An evaluation of the tiny run (its reports copied into `run_dir`) with given metrics."""
+    """An evaluation of the tiny run (its evaluation.json and plots copied into `run_dir`)
+    with given metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("evaluation.json", "evaluation.md", "evaluation.html"):
-        shutil.copy(tiny_run.run_dir / name, run_dir / name)
+    for path in tiny_run.run_dir.glob("*"):
+        if path.name == "evaluation.json" or path.suffix == ".png":
+            shutil.copy(path, run_dir / path.name)
     return Evaluation(
         json_path=run_dir / "evaluation.json",
-        md_path=run_dir / "evaluation.md",
-        html_path=run_dir / "evaluation.html",
         metrics={**metrics, "test_split_fingerprint": split},
     )
 
@@ -69,7 +70,7 @@ def registry(tmp_path, tiny_run, tiny_version):
 
 
 def promote_evaluated(version: ModelVersion, evaluation: Evaluation, config) -> ModelVersion:
-    from tasks.registry import promote
+    from inception_retrain.promotion import promote
 
     return promote(version, evaluation, config, evaluation.json_path.parent)
 
@@ -79,7 +80,9 @@ def champion_version(workdir: Path) -> str:
 
 
 def test_first_model_becomes_champion_and_the_reports_show_it(registry):
-    from tasks.registry import promote, resolve_model
+    from inception_retrain.evaluation_report import write_evaluation_report
+    from inception_retrain.promotion import promote, read_promotion
+    from inception_retrain.registry import resolve_model
 
     config, new_version, new_evaluation = registry
     version = new_version({"roc_auc": 0.7})
@@ -94,17 +97,18 @@ def test_first_model_becomes_champion_and_the_reports_show_it(registry):
     assert resolve_model(config.workdir, "champion") == version.path
     record = read_json(evaluation.json_path.parent / "promotion.json")
     assert record["decision"] == "promoted" and "first champion" in record["reason"]
-    assert "## Promotion" in evaluation.md_path.read_text()
-    page = evaluation.html_path.read_text()
+    # The evaluation report is rendered once the decision is known, and shows it.
+    promotion = read_promotion(evaluation.run_dir)
+    md_path, html_path = write_evaluation_report(evaluation.run_dir, promotion)
+    assert md_path.read_text().count("## Promotion") == 1
+    page = html_path.read_text()
     assert 'id="promotion-decision"' in page and "PROMOTED" in page
-    # Promoting again (a re-run) replaces the section instead of adding a second one.
-    promote(version, evaluation, config, evaluation.json_path.parent)
-    assert evaluation.html_path.read_text().count("<h2>Promotion</h2>") == 1
-    assert evaluation.md_path.read_text().count("## Promotion") == 1
+    assert page.count("<h2>Promotion</h2>") == 1
 
 
 def test_challenger_must_reach_the_champion_score_minus_the_tolerance(registry):
-    from tasks.registry import promote
+    from inception_retrain.evaluation_report import write_evaluation_report
+    from inception_retrain.promotion import promote
 
     config, new_version, new_evaluation = registry
     champion = new_version({"roc_auc": 0.80})
@@ -121,9 +125,10 @@ def test_challenger_must_reach_the_champion_score_minus_the_tolerance(registry):
     assert record["champion_score"] == pytest.approx(0.80)
     assert record["champion_score_source"] == "recorded on the same test split"
     assert record["metric"] == "roc_auc" and record["tolerance"] == 0.0
-    markdown = evaluation.md_path.read_text()
+    md_path, html_path = write_evaluation_report(evaluation.run_dir, record)
+    markdown = md_path.read_text()
     assert "rejected" in markdown and "0.7800" in markdown and "0.8000" in markdown
-    assert "REJECTED" in evaluation.html_path.read_text()
+    assert "REJECTED" in html_path.read_text()
 
     tolerant = config.model_copy(update={"promotion_tolerance": 0.05})
     result = promote_evaluated(worse, new_evaluation({"roc_auc": 0.78}), tolerant)
@@ -148,7 +153,7 @@ def test_neg_log_loss_prefers_the_lower_loss(registry):
 
 
 def test_champion_scored_on_another_test_split_is_rescored_on_the_current_one(registry, tiny_run):
-    from tasks.registry import promote
+    from inception_retrain.promotion import promote
 
     config, new_version, new_evaluation = registry
     actual = tiny_run.evaluation.metrics
@@ -175,7 +180,7 @@ def test_a_champion_with_other_classes_cannot_be_compared_and_is_replaced(regist
     config, new_version, new_evaluation = registry
     champion = new_version({"roc_auc": 0.99}, split="an-older-test-split")
     labels = {"class_names": ["cats", "dogs"], "output": "sigmoid"}
-    atomic_write_json(champion.path / "labels.json", labels)  # replaces the hard link
+    write_json(champion.path / "labels.json", labels)  # replaces the hard link
     promote_evaluated(champion, new_evaluation({"roc_auc": 0.99}, "an-older-test-split"), config)
 
     split = tiny_run.evaluation.metrics["test_split_fingerprint"]
@@ -189,7 +194,7 @@ def test_a_champion_with_other_classes_cannot_be_compared_and_is_replaced(regist
 
 
 def test_resolve_model_errors_are_one_line(registry):
-    from tasks.registry import ModelNotFoundError, resolve_model
+    from inception_retrain.registry import ModelNotFoundError, resolve_model
 
     config, new_version, _ = registry
     with pytest.raises(ModelNotFoundError, match="no champion model") as error:
@@ -208,9 +213,10 @@ def test_resolve_model_errors_are_one_line(registry):
 PROMOTER = """
 import itertools, sys
 from pathlib import Path
-from inception_retrain.artifacts import Evaluation, ModelVersion
 from inception_retrain.config import RetrainConfig
-from tasks.registry import promote
+from inception_retrain.evaluation import Evaluation
+from inception_retrain.promotion import promote
+from inception_retrain.registry import ModelVersion
 
 workdir, evaluation_json, loop, *names = sys.argv[1:]
 config = RetrainConfig(workdir=workdir, promotion_tolerance=1.0)  # every challenger wins
@@ -224,7 +230,7 @@ for name in itertools.cycle(names) if loop == "loop" else names:
 
 
 def start_promoter(config, evaluation, names, loop=False, crash_at=None):
-    from tasks.registry import CRASH_ENV
+    from inception_retrain.promotion import CRASH_ENV
 
     artifact = evaluation.json_path.parent / "evaluation-artifact.json"
     artifact.write_text(evaluation.model_dump_json())
@@ -239,7 +245,7 @@ def start_promoter(config, evaluation, names, loop=False, crash_at=None):
 
 
 def assert_champion_is_complete(workdir: Path, allowed: set[str]) -> str:
-    from tasks.registry import is_complete
+    from inception_retrain.registry import is_complete
 
     pointer = read_json(workdir / "models" / "champion.json")  # parses: never partial
     assert pointer["version"] in allowed
@@ -282,14 +288,15 @@ def test_killing_a_promoting_process_at_random_moments_never_loses_the_champion(
         process.wait(timeout=60)
         assert process.returncode == -signal.SIGKILL, process.stderr.read()[-2000:]
         assert_champion_is_complete(config.workdir, set(names))
-        # The reports it was rewriting are complete too (atomic replace).
-        assert evaluation.html_path.read_text().rstrip().endswith("</html>")
+        # The record it was rewriting is complete too (atomic replace).
+        record = evaluation.run_dir / "promotion.json"
+        assert not record.exists() or read_json(record)["decision"]
     # The promoter did complete promotions between kills (only it writes this record).
     assert read_json(evaluation.json_path.parent / "promotion.json")["promoted"] is True
 
 
 def test_publishing_removes_only_old_abandoned_staging_and_temp_files(registry):
-    from tasks.registry import models_dir
+    from inception_retrain.registry import models_dir
 
     config, new_version, _ = registry
     models = models_dir(config.workdir)

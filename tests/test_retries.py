@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from inception_retrain.errors import DownloadError, WeightsError, retry_on_download_error
-from tasks.backbone import WeightsDownloadError
-from tasks.extract import extract_task
-from tasks.tfds_source import TfdsDownloadError, materialise_tfds_task
+from inception_retrain.backbone import WeightsDownloadError
+from inception_retrain.errors import DownloadError, WeightsError
+from inception_retrain.tasks.extract import extract_task
+from inception_retrain.tasks.ingest import materialise_tfds_task
+from inception_retrain.tasks.runtime import retry_on_download_error
+from inception_retrain.tfds_source import TfdsDownloadError
 
 
 def _flaky(error: Exception, failures: int):

@@ -1,4 +1,4 @@
-"""Head training on a real Parquet feature cache (written with tasks.feature_cache.write_part)
+"""Head training on a real Parquet feature cache (written with feature_parts.write_part)
 and a real manifest.parquet: determinism, streaming vs in-memory, device selection, resuming,
 3 classes, dropout placement, no validation split, early stopping.
 
@@ -9,7 +9,6 @@ second or two; the real backbone is exercised in test_equivalence.py.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import keras
@@ -18,13 +17,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inception_retrain.artifacts import FeatureCache, Manifest
+from inception_retrain import feature_parts
 from inception_retrain.config import RetrainConfig
+from inception_retrain.device import select_device
 from inception_retrain.errors import DeviceError
-from tasks import feature_cache
-from tasks.device import select_device
-from tasks.train import fit_head, new_head, run_epochs, train_head
-from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
+from inception_retrain.feature_cache import FeatureCache
+from inception_retrain.fit import fit, fit_head, new_head
+from inception_retrain.head_spec import HeadSpec
+from inception_retrain.manifest import Manifest, read_image_rows
+from inception_retrain.schemas import parquet_metadata, read_document
+from inception_retrain.training import train_head
+from inception_retrain.training_data import IN_MEMORY, STREAMING, load_split, load_training_data
 
 SMALL = (2, 2, 8)
 
@@ -74,16 +77,16 @@ def write_dataset(
             "reason": [""] * len(rows),
         }
     ).replace_schema_metadata(
-        {"inception_retrain": json.dumps({"class_names": class_names, "source": "test"})}
+        parquet_metadata("manifest", 2, {"class_names": class_names, "source": "test"})
     )
     root.mkdir(parents=True, exist_ok=True)
     pq.write_table(manifest_table, manifest_path)
 
     cache_dir = root / "cache" / "fp"
-    schema = feature_cache.feature_schema(feature_shape, dtype, {"test": True})
+    schema = feature_parts.feature_schema(feature_shape, dtype, {"test": True})
     for start in range(0, len(rows), rows_per_part):
         chunk = rows[start : start + rows_per_part]
-        feature_cache.write_part(
+        feature_parts.write_part(
             cache_dir, schema, [r[0] for r in chunk], [r[1] for r in chunk],
             [r[2] for r in chunk], np.stack([r[3] for r in chunk]),
         )  # fmt: skip
@@ -99,13 +102,23 @@ def write_dataset(
     return manifest, cache
 
 
+HEAD = HeadSpec(hidden_units=(16, 32), learning_rate=1e-3)
+
+
 def config(tmp_path: Path, **overrides) -> RetrainConfig:
     values = dict(
-        workdir=tmp_path, hidden_units=(16, 32), epochs=4, batch_size=8, patience=0,
-        learning_rate=1e-3, device="cpu", seed=3,
+        workdir=tmp_path, head=HEAD, epochs=4, batch_size=8, patience=0, device="cpu", seed=3
     )  # fmt: skip
     values.update(overrides)
     return RetrainConfig(**values)
+
+
+def split_rows(manifest: Manifest, split: str) -> dict[str, int]:
+    return read_image_rows(manifest.path, split).label_of()
+
+
+def history_of(path: Path) -> dict:
+    return read_document(path, "training-history", 1)
 
 
 def head_weights(path: Path) -> list[np.ndarray]:
@@ -151,8 +164,8 @@ def test_two_runs_with_one_seed_give_identical_weights(binary, tmp_path):
         np.array_equal(a, b) for a, b in zip(head_weights(first.head_path), differing, strict=True)
     )
 
-    history = json.loads(first.history_path.read_text())
-    repeated = json.loads(second.history_path.read_text())
+    history = history_of(first.history_path)
+    repeated = history_of(second.history_path)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "best_epoch"):
         assert history[key] == repeated[key]
     assert history["epochs_run"] == 4 and len(history["loss"]) == 4
@@ -173,14 +186,12 @@ def test_fit_head_is_the_same_training_as_train_head(binary, tmp_path):
     """The sweep's array function reproduces the stage bit for bit from the same arrays."""
     manifest, cache = binary
     trained = train_head(manifest, cache, config(tmp_path), tmp_path / "run")
-    _, x, y = feature_cache.load_split(cache.cache_dir, manifest.path, "train")
-    _, xv, yv = feature_cache.load_split(cache.cache_dir, manifest.path, "validation")
-    model, history = fit_head(
-        (x, y), (xv, yv), hidden_units=(16, 32), rate=0.2, placement="after_dense2", seed=3,
-        epochs=4, batch_size=8, learning_rate=1e-3,
-    )  # fmt: skip
+    _, x, y = load_split(cache.cache_dir, manifest.path, "train")
+    _, xv, yv = load_split(cache.cache_dir, manifest.path, "validation")
+    model, result = fit_head((x, y), (xv, yv), spec=HEAD, seed=3, epochs=4, batch_size=8)
     assert_identical(model.get_weights(), head_weights(trained.head_path))
-    recorded = json.loads(trained.history_path.read_text())
+    recorded = history_of(trained.history_path)
+    history = result.history
     assert history["loss"] == recorded["loss"] and history["val_loss"] == recorded["val_loss"]
 
 
@@ -193,16 +204,13 @@ def test_streaming_equals_in_memory_for_the_same_order(tmp_path, dtype):
     weights = {}
     for mode in (IN_MEMORY, STREAMING):
         data = load_training_data(
-            cache.cache_dir, manifest.path, batch_size=8, seed=0, memory_budget_mb=1,
-            mode=mode, shuffle=False,
+            cache.cache_dir, split_rows(manifest, "train"), split_rows(manifest, "validation"),
+            batch_size=8, seed=0, memory_budget_mb=1, mode=mode, shuffle=False,
         )  # fmt: skip
         assert data.mode == mode
         keras.utils.set_random_seed(0)
-        model = new_head(
-            SMALL, 2, hidden_units=(16, 32), rate=0.2, placement="after_dense2", seed=0,
-            learning_rate=1e-3,
-        )  # fmt: skip
-        run_epochs(model, data.train, data.validation, epochs=3, patience=0)
+        model = new_head(SMALL, 2, HEAD, seed=0)
+        fit(model, data.train, data.validation, epochs=3, patience=0)
         weights[mode] = model.get_weights()
     assert_identical(weights[IN_MEMORY], weights[STREAMING])
 
@@ -215,14 +223,18 @@ def test_streaming_shuffle_is_bounded_complete_and_trains_as_well(tmp_path):
         tmp_path / "data", {"train": 96, "validation": 32}, feature_shape=(8, 8, 64)
     )
     data = load_training_data(
-        cache.cache_dir, manifest.path, batch_size=8, seed=1, memory_budget_mb=1
-    )
+        cache.cache_dir, split_rows(manifest, "train"), split_rows(manifest, "validation"),
+        batch_size=8, seed=1, memory_budget_mb=1,
+    )  # fmt: skip
     assert data.mode == STREAMING
     assert data.train.buffer_rows < data.train.n == 96
-    _, x, _ = feature_cache.load_split(cache.cache_dir, manifest.path, "train")
-    epoch0 = np.concatenate([b[0].numpy() for b in data.train.dataset(0)])
-    epoch1 = np.concatenate([b[0].numpy() for b in data.train.dataset(1)])
-    again0 = np.concatenate([b[0].numpy() for b in data.train.dataset(0)])
+    _, x, _ = load_split(cache.cache_dir, manifest.path, "train")
+
+    def epoch_rows(epoch: int) -> np.ndarray:
+        data.train.epoch = epoch  # as fit.EpochOrder sets it
+        return np.concatenate([b[0].numpy() for b in data.train.dataset()])
+
+    epoch0, epoch1, again0 = epoch_rows(0), epoch_rows(1), epoch_rows(0)
     key = lambda rows: sorted(map(bytes, rows.reshape(len(rows), -1)))  # noqa: E731
     assert key(epoch0) == key(x) == key(epoch1)  # every row exactly once
     assert np.array_equal(epoch0, again0) and not np.array_equal(epoch0, epoch1)
@@ -231,7 +243,7 @@ def test_streaming_shuffle_is_bounded_complete_and_trains_as_well(tmp_path):
     for budget in (1, 64):
         cfg = config(tmp_path, memory_budget_mb=budget, epochs=5)
         trained = train_head(manifest, cache, cfg, tmp_path / f"run-{budget}")
-        runs[budget] = json.loads(trained.history_path.read_text())
+        runs[budget] = history_of(trained.history_path)
     assert runs[1]["data_mode"] == STREAMING and runs[64]["data_mode"] == IN_MEMORY
     assert runs[1]["val_accuracy"][-1] >= 0.8 and runs[64]["val_accuracy"][-1] >= 0.8
     assert abs(runs[1]["val_loss"][-1] - runs[64]["val_loss"][-1]) < 0.05
@@ -286,13 +298,13 @@ def test_interrupted_training_resumes_and_ends_like_an_uninterrupted_one(tmp_pat
         train_head(
             manifest, cache, cfg, run_dir, callbacks=[InterruptAtEpoch(2)], checkpoint_every_s=0
         )
-    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
-    assert len(state["state"]["history"]["loss"]) == 2  # epochs 1 and 2 were checkpointed
+    state = read_document(run_dir / "checkpoints" / "state.json", "training-checkpoint", 1)
+    assert state["epochs_done"] == 2 and len(state["history"]["loss"]) == 2
     assert not (run_dir / "head.keras").exists()
 
     resumed = train_head(manifest, cache, cfg, run_dir)
-    history = json.loads(resumed.history_path.read_text())
-    expected = json.loads(reference.history_path.read_text())
+    history = history_of(resumed.history_path)
+    expected = history_of(reference.history_path)
     assert history["resumed_from_epoch"] == 2
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "best_epoch", "epochs_run"):
         assert history[key] == expected[key], key
@@ -306,16 +318,13 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
         tmp_path / "data", {"train": 48, "validation": 16}, flip_validation=True
     )
     trained = train_head(manifest, cache, config(tmp_path, epochs=8, patience=2), tmp_path / "r")
-    history = json.loads(trained.history_path.read_text())
+    history = history_of(trained.history_path)
     best = history["best_epoch"]
     assert history["stopped_early"] and history["epochs_run"] == best + 2
     assert history["val_loss"][best - 1] == min(history["val_loss"])
 
-    _, x, y = feature_cache.load_split(cache.cache_dir, manifest.path, "train")
-    model, _ = fit_head(
-        (x, y), None, hidden_units=(16, 32), seed=3, epochs=best, batch_size=8,
-        learning_rate=1e-3,
-    )  # fmt: skip
+    _, x, y = load_split(cache.cache_dir, manifest.path, "train")
+    model, _ = fit_head((x, y), None, spec=HEAD, seed=3, epochs=best, batch_size=8)
     assert_identical(model.get_weights(), head_weights(trained.head_path))
 
 
@@ -325,9 +334,9 @@ def test_three_classes_use_softmax_and_learn(tmp_path):
     model = keras.saving.load_model(trained.head_path)
     assert model.output_shape == (None, 3)
     assert model.get_layer("predictions").activation.__name__ == "softmax"
-    history = json.loads(trained.history_path.read_text())
+    history = history_of(trained.history_path)
     assert history["head"]["loss"] == "sparse_categorical_crossentropy"
-    _, xv, yv = feature_cache.load_split(cache.cache_dir, manifest.path, "validation")
+    _, xv, yv = load_split(cache.cache_dir, manifest.path, "validation")
     probabilities = model.predict(xv, verbose=0)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert (probabilities.argmax(axis=1) == yv).mean() >= 0.8  # chance is 1/3
@@ -336,7 +345,8 @@ def test_three_classes_use_softmax_and_learn(tmp_path):
 @pytest.mark.parametrize(("placement", "dropouts"), [("after_both", 2), ("none", 0)])
 def test_dropout_placement_from_config(binary, tmp_path, placement, dropouts):
     manifest, cache = binary
-    cfg = config(tmp_path, dropout_placement=placement, dropout_rate=0.5, epochs=1)
+    head = HEAD.with_dropout(0.5, placement)
+    cfg = config(tmp_path, head=head, epochs=1)
     model = keras.saving.load_model(train_head(manifest, cache, cfg, tmp_path / "r").head_path)
     found = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert len(found) == dropouts
@@ -348,7 +358,7 @@ def test_dropout_placement_from_config(binary, tmp_path, placement, dropouts):
 def test_a_split_without_validation_images_trains_and_says_so(tmp_path):
     manifest, cache = write_dataset(tmp_path / "data", {"train": 32, "test": 8})
     trained = train_head(manifest, cache, config(tmp_path, patience=2), tmp_path / "run")
-    history = json.loads(trained.history_path.read_text())
+    history = history_of(trained.history_path)
     assert history["n_validation"] == 0 and history["val_loss"] == []
     assert history["early_stopping"] is False and history["epochs_run"] == 4
     assert any("no validation images" in note for note in history["notes"])
@@ -358,21 +368,22 @@ def test_a_split_without_validation_images_trains_and_says_so(tmp_path):
 def test_the_prefect_task_retries_only_unexpected_failures():
     from prefect.states import Failed
 
-    from tasks.train import _retry_unless_expected, train_task
+    from inception_retrain.tasks.runtime import retry_unless_expected
+    from inception_retrain.tasks.train import train_task
 
     assert train_task.name == "train" and train_task.timeout_seconds > 0
     assert train_task.retries == 1
-    assert not _retry_unless_expected(None, None, Failed(data=DeviceError("no GPU")))
-    assert _retry_unless_expected(None, None, Failed(data=RuntimeError("OOM")))
+    assert not retry_unless_expected(None, None, Failed(data=DeviceError("no GPU")))
+    assert retry_unless_expected(None, None, Failed(data=RuntimeError("OOM")))
 
 
 def test_under_mixed_precision_the_head_outputs_float32():
-    from tasks.head import build_head
+    from inception_retrain.head import build_head
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_head(SMALL, 2, hidden_units=(4, 8))
+        model = build_head(SMALL, 2, HeadSpec(hidden_units=(4, 8)))
         probabilities = model(np.ones((2, *SMALL), np.float32))
     finally:
         keras.mixed_precision.set_global_policy(previous)

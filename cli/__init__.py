@@ -1,0 +1,1 @@
+"""The command line, `inception-retrain`: the top layer (`main.py`)."""

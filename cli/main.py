@@ -1,0 +1,334 @@
+"""The `inception-retrain` command line: the top layer, over the flows and the core library.
+
+`run` takes one option per `RetrainConfig` field, the `HeadSpec` fields of `config.head`
+included (generated from the models, so the CLI and the deployment parameters cannot drift
+apart). Bad input exits with code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import os
+import sys
+import typing
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
+from inception_retrain.config import RetrainConfig
+from inception_retrain.head_spec import HeadSpec
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="Retrain a Dense/Dropout head on a frozen InceptionV3 and measure what Dropout does.",
+)
+cache_app = typer.Typer(no_args_is_help=True, help="List and prune feature caches.")
+app.add_typer(cache_app, name="cache")
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line with exit code 2."""
+
+
+def fail(message: str, code: int = 2) -> typing.NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def quiet_tensorflow() -> None:
+    """Quiet defaults a user can still override: TF's C++ logs, Prefect's telemetry."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    names = [str(part) for part in first["loc"] if str(part) in OPTION_FIELDS]
+    where = names[-1] if names else "config"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{_option(where)}: {message}"
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# Every option of `run` and `serve`: RetrainConfig's fields, with those of its nested
+# HeadSpec in place of `head` (name -> (model, the config key it goes under or None)).
+OPTION_FIELDS: dict[str, tuple[type, str | None]] = {}
+for _name in RetrainConfig.model_fields:
+    if _name == "head":
+        OPTION_FIELDS.update({n: (HeadSpec, "head") for n in HeadSpec.model_fields})
+    else:
+        OPTION_FIELDS[_name] = (RetrainConfig, None)
+
+
+def _option(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
+    """Build the config from CLI strings; pydantic does the conversion and validation."""
+    values: dict[str, object] = {}
+    for name, raw in options.items():
+        if raw is None:
+            continue
+        model, group = OPTION_FIELDS[name]
+        annotation = model.model_fields[name].annotation
+        origin = typing.get_origin(annotation)
+        items = _split_list(raw)
+        if origin is tuple and len(items) != len(typing.get_args(annotation)):
+            count = len(typing.get_args(annotation))
+            raise UsageError(
+                f"{_option(name)}: expected {count} comma-separated values, got {raw!r}"
+            )
+        value = items if origin in (tuple, list) else raw
+        if group:
+            values.setdefault(group, {})[name] = value
+        else:
+            values[name] = value
+    try:
+        return RetrainConfig.model_validate(values)
+    except ValidationError as error:
+        raise UsageError(validation_message(error)) from None
+
+
+def _field_help(name: str) -> str:
+    model, _ = OPTION_FIELDS[name]
+    field = model.model_fields[name]
+    default = field.default
+    if isinstance(default, list | tuple):
+        default = ",".join(map(str, default))
+    kind = typing.get_origin(field.annotation)
+    shown = "comma-separated; " if kind in (tuple, list) else ""
+    if kind is typing.Literal:
+        shown = "|".join(typing.get_args(field.annotation)) + "; "
+    return f"{field.description or ''} [{shown}default: {default}]".strip()
+
+
+def _config_options(command):
+    """Give `command` one `--field-name` string option per RetrainConfig field."""
+    params = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, _option(name), help=_field_help(name)),
+            annotation=str | None,
+        )
+        for name in OPTION_FIELDS
+    ]
+    command.__signature__ = inspect.Signature(params)
+    return command
+
+
+@app.command("run")
+@_config_options
+def run_command(**options: str | None) -> None:
+    """Run the retrain flow once (embedded Prefect, no server needed); prints the run folder."""
+    quiet_tensorflow()
+    try:
+        config = config_from_options(options)
+    except UsageError as error:
+        fail(str(error))
+    from inception_retrain.flows.retrain import run_retrain
+
+    # Prefect stops its temporary server at exit (atexit) and logs that. An atexit handler
+    # registered before the server starts runs after that stop (LIFO), so the run folder
+    # stays the last line of the output.
+    last_line: list[str] = []
+    atexit.register(lambda: last_line and print(last_line[0], flush=True))
+    run_dir, ok, message = run_retrain(config)
+    if run_dir is not None:
+        last_line.append(str(run_dir))
+    if not ok:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("demo-data")
+def demo_data_command(
+    directory: Path = typer.Argument(..., help="Folder to write the demo classes into."),
+    per_class: int = typer.Option(200, min=10, help="Good images per class."),
+    seed: int = typer.Option(0, help="Random seed (the output is deterministic)."),
+) -> None:
+    """Write a deterministic two-class folder of JPEG/PNG images, plus a few broken files."""
+    from inception_retrain.demo_data import write_demo_data
+
+    summary = write_demo_data(directory, per_class=per_class, seed=seed)
+    good, broken = summary["good"], summary["broken"]
+    typer.echo(f"wrote {good} images and {broken} broken files to {directory}")
+
+
+@app.command("predict")
+def predict_command(
+    paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    model: str = typer.Option("champion", help="'champion' or a version name under models/."),
+    workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
+    output: Path = typer.Option(Path("predictions.csv"), help="Output table: .csv or .parquet."),
+) -> None:
+    """Predict images with a registered model; bad files become error rows, not failures."""
+    quiet_tensorflow()
+    from inception_retrain.errors import PipelineError
+    from inception_retrain.predict import predict_files
+    from inception_retrain.registry import resolve_model
+
+    try:
+        summary = predict_files(resolve_model(workdir, model), paths, output)
+    except PipelineError as error:
+        fail(str(error))
+    typer.echo(f"wrote {summary['n_files']} predictions ({summary['n_failed']} failed) to {output}")
+
+
+@cache_app.command("ls")
+def cache_ls_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+) -> None:
+    """List feature caches: fingerprint, images, size, dtype, last used, layer, weights."""
+    from inception_retrain.feature_cache import list_caches
+
+    caches = list_caches(workdir)
+    if not caches:
+        typer.echo(f"no feature caches under {workdir / 'cache'}")
+        return
+    typer.echo(format_cache_table(caches))
+
+
+def format_cache_table(caches: list[dict]) -> str:
+    header = ("fingerprint", "images", "MB", "dtype", "last used", "in use", "layer", "weights")
+    lines = [header] + [
+        (
+            c["fingerprint"],
+            str(c["images"]),
+            f"{c['bytes'] / 1e6:.1f}",
+            c["dtype"],
+            c["last_used"] or "-",
+            "yes" if c["in_use"] else "-",
+            f"{c['layer']}@{c['image_size']}px",
+            c["weights_description"],
+        )
+        for c in caches
+    ]
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in lines
+    )
+
+
+@cache_app.command("prune")
+def cache_prune_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+    keep_latest: int = typer.Option(1, min=0, help="Keep this many most recently used caches."),
+    keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+) -> None:
+    """Remove feature caches except the most recently used ones (and --keep)."""
+    from inception_retrain.feature_cache import prune_caches
+
+    removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for cache in removed:
+        typer.echo(
+            f"{verb} {cache['fingerprint']} ({cache['images']} images, "
+            f"{cache['bytes'] / 1e6:.1f} MB, last used {cache['last_used'] or '-'})"
+        )
+    total = sum(c["bytes"] for c in removed) / 1e6
+    typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
+
+
+@app.command("serve")
+@_config_options
+def serve_command(**options: str | None) -> None:
+    """Serve the deployments (nightly-retrain on its cron, dropout-sweep, batch-predict) here.
+
+    No work pool or worker: runs start here as their own processes. Options override
+    nightly-retrain's default parameters (see flows/deployments.py and prefect.yaml).
+    """
+    quiet_tensorflow()
+    overrides = {name: raw for name, raw in options.items() if raw is not None}
+    try:
+        config = config_from_options(overrides)
+    except UsageError as error:
+        fail(str(error))
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():  # from the environment or the active Prefect profile
+        typer.echo(
+            "note: PREFECT_API_URL is not set: serving against a temporary local server that "
+            "ends with this process; start `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api to use the UI",
+            err=True,
+        )
+    from inception_retrain.flows.deployments import serve_deployments
+
+    serve_deployments(config.model_dump(mode="json", include=set(overrides)))
+
+
+@app.command("dropout-report")
+def dropout_report_command(
+    run: Path = typer.Option(..., "--run", help="A finished run folder (WORKDIR/runs/<id>/)."),
+    sweep_rates: str | None = typer.Option(
+        None, "--sweep-rates", help="Comma-separated rates in [0, 1) [default: the run's]."
+    ),
+    sweep_placements: str | None = typer.Option(
+        None,
+        "--sweep-placements",
+        help="Comma-separated after_dense2|after_both|none [default: the run's].",
+    ),
+    sweep_seeds: int | None = typer.Option(
+        None, "--sweep-seeds", min=1, help="Seeds per grid cell [default: the run's]."
+    ),
+    sweep_epochs: int | None = typer.Option(
+        None, "--sweep-epochs", min=1, help="Epochs per sweep training [default: the run's]."
+    ),
+    sweep_workers: int = typer.Option(
+        1, "--sweep-workers", min=1, help="Processes for the sweep (1: one after another)."
+    ),
+) -> None:
+    """Rebuild dropout_impact.{json,md,html} of an existing run; prints the JSON's path."""
+    quiet_tensorflow()
+    from inception_retrain.finished_run import NEEDED
+    from inception_retrain.flows.dropout_report import rebuild_dropout_report
+
+    missing = [name for name in NEEDED if not (run / name).is_file()]
+    if missing:
+        fail(f"{run} lacks {', '.join(missing)}: not a finished run folder")
+    overrides = {
+        "sweep_rates": _split_list(sweep_rates) if sweep_rates else None,
+        "sweep_placements": _split_list(sweep_placements) if sweep_placements else None,
+        "sweep_seeds": sweep_seeds,
+        "sweep_epochs": sweep_epochs,
+    }
+    state = rebuild_dropout_report(run, overrides, sweep_workers, return_state=True)
+    if not state.is_completed():
+        fail(state.message or "the dropout report failed", code=1)
+    typer.echo(state.result())
+
+
+def main() -> None:
+    """Console entry point: usage errors become one line on stderr with exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:
+        typer.echo(error.format_message(), err=True)
+        sys.exit(2)
+    except ClickException as error:
+        typer.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except UsageError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

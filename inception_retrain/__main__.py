@@ -1,3 +1,0 @@
-from inception_retrain.cli import main
-
-main()

@@ -1,0 +1,114 @@
+"""F3, frozen means frozen: training leaves every backbone variable bitwise unchanged.
+
+`measure_frozen` builds the seed's own model (backbone + a copy of the trained head), takes a
+byte-exact snapshot of every backbone variable (kernels, BatchNorm gamma/beta AND moving
+mean/variance), runs a few real `fit` steps on real images, and compares byte for byte. It
+also checks that training happened (head variables moved), so "unchanged" is not vacuous.
+Whatever `backbone` is passed is measured as is: an unfrozen backbone changes, and the verdict
+flips.
+
+`cache_training_facts` shows the pipeline's own training never touches the backbone at all:
+the trained head has no backbone layer or variable, only the cached features as input, and
+the backbone loaded now has exactly the weights the cache was computed with.
+
+    frozen = measure_frozen(backbone, copy_head(head), images, labels, n_classes)
+    frozen["backbone_variables_changed"]   # 0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inception_retrain.dropout import chain
+
+_BN_STATS = ("moving_mean", "moving_variance")
+
+
+def _bytes(variable) -> tuple[str, tuple, bytes]:
+    values = np.ascontiguousarray(variable.numpy())
+    return values.dtype.str, values.shape, values.tobytes()
+
+
+def measure_frozen(
+    backbone,
+    head_copy,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    learning_rate: float = 1e-4,
+    batch_size: int = 4,
+    epochs: int = 1,
+) -> dict:
+    """Bitwise comparison of backbone variables around real `fit` steps of the full model.
+
+    `head_copy` is trained here: pass a copy, not the head other measurements use.
+    """
+    import keras
+
+    from inception_retrain.head import compile_head
+
+    x = backbone.output
+    for layer in chain.head_layers(head_copy):
+        x = layer(x)
+    model = keras.Model(backbone.input, x, name="seed_model")
+    compile_head(model, n_classes, learning_rate)
+
+    backbone_before = [(v.path, _bytes(v)) for v in backbone.weights]
+    head_before = [_bytes(v) for v in head_copy.weights]
+    model.fit(
+        images,
+        chain.loss_targets(labels, n_classes),
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+    )
+    changed, bn_changed, bn_total = [], 0, 0
+    for variable, (path, before) in zip(backbone.weights, backbone_before, strict=True):
+        is_stat = variable.path.endswith(_BN_STATS)
+        bn_total += is_stat
+        if _bytes(variable) != before:
+            changed.append(path)
+            bn_changed += is_stat
+    head_changed = sum(
+        _bytes(v) != before for v, before in zip(head_copy.weights, head_before, strict=True)
+    )
+    bn_layers = [layer for layer in backbone.layers if "BatchNormalization" in type(layer).__name__]
+    return {
+        "fit_steps": epochs * -(-len(images) // batch_size),
+        "images": int(len(images)),
+        "backbone_variables": len(backbone_before),
+        "backbone_trainable_variables": len(backbone.trainable_weights),
+        "backbone_variables_changed": len(changed),
+        "changed_examples": changed[:5],
+        "batchnorm_layers": len(bn_layers),
+        "batchnorm_moving_statistics": int(bn_total),
+        "batchnorm_moving_statistics_changed": int(bn_changed),
+        "head_variables": len(head_before),
+        "head_variables_changed": int(head_changed),
+        "model_trainable_variables": len(model.trainable_weights),
+    }
+
+
+def cache_training_facts(head, feature_shape, backbone=None, cache_metadata=None) -> dict:
+    """The trained head never contains the backbone; the cache came from this backbone."""
+    layers = chain.head_layers(head)
+    kinds = sorted({type(layer).__name__ for layer in layers})
+    facts = {
+        "head_layer_types": kinds,
+        "head_input_shape": [int(d) for d in head.input_shape[1:]],
+        "cached_feature_shape": [int(d) for d in feature_shape],
+        "head_variables": len(head.weights),
+        "head_has_conv_or_batchnorm": any(
+            "Conv" in kind or "BatchNormalization" in kind for kind in kinds
+        ),
+    }
+    facts["head_input_is_cached_features"] = (
+        facts["head_input_shape"] == facts["cached_feature_shape"]
+    )
+    recorded = (cache_metadata or {}).get("weights_sha256")
+    if backbone is not None and recorded:
+        from inception_retrain.backbone import weights_digest
+
+        facts["backbone_digest_matches_cache"] = weights_digest(backbone) == recorded
+    return facts

@@ -1,0 +1,189 @@
+"""The dropout report of a run: answer "which layers does Dropout affect?" for its model.
+
+Every number is computed here, on the run's trained head (`head.keras`), the frozen backbone
+loaded with the run's weights, layer and image size, and the run's own data: a few real
+training images (decoded and preprocessed as in extraction) for the full-model measurements,
+and the cached features for everything that only needs the head. The measurements live in
+the modules beside this one, the verdict rules in `verdicts.py`. The sweep (F5) is an input:
+its trainings run before, one Prefect task run each (`flows.sweep`), and arrive here as the
+summary of `sweep.summarize`.
+
+    json_path = dropout_report(manifest, cache, head, sweep_summary, config, run_dir)
+    # run_dir/dropout_impact.{json,md,html} and run_dir/dropout_*.png
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from inception_retrain import feature_cache
+from inception_retrain.config import RetrainConfig
+from inception_retrain.errors import DataError, PipelineError
+from inception_retrain.feature_cache import FeatureCache
+from inception_retrain.head import TrainedHead
+from inception_retrain.manifest import SPLITS, Manifest, read_image_rows
+
+FORWARD_IMAGES = 8  # real images through the full model (F1) and its fit steps (F3)
+FROZEN_BATCH = 4  # batch size of F3's fit steps: 2 real steps on FORWARD_IMAGES images
+PER_SAMPLE_STEPS = 8  # one-sample gradient steps of F2
+MASK_ROWS = 256  # cached training rows in F1's fit epoch (mask statistics)
+C2_ROWS = 64  # rows of real Dense(1024) pre-activations for C2
+PLACEMENT_TEXT = {
+    "after_dense2": "after Dense({units}) (hidden_2), as in the seed",
+    "after_both": "after each of the two Dense layers",
+    "none": "nowhere",
+}
+
+
+class ReportInputError(PipelineError):
+    """The run folder lacks what the dropout report needs."""
+
+
+@contextmanager
+def _timed(timings: dict, name: str):
+    started = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - started, 3)
+
+
+def _image_uris(manifest_path: Path, content_ids: list[str]) -> list[str]:
+    rows = read_image_rows(manifest_path)
+    uris = dict(zip(rows.content_ids, rows.uris, strict=True))
+    return [uris[cid] for cid in content_ids]
+
+
+def _load_images(uris: list[str], image_size: int) -> np.ndarray:
+    from inception_retrain.preprocess import image_dataset
+
+    batches = [np.asarray(b) for b in image_dataset(uris, image_size, batch_size=len(uris))]
+    return np.concatenate(batches)
+
+
+def _find(mapping: dict, key: str):
+    """A key anywhere in nested dicts (cache metadata nests the fingerprint inputs)."""
+    if key in mapping:
+        return mapping[key]
+    for value in mapping.values():
+        if isinstance(value, dict) and (found := _find(value, key)) is not None:
+            return found
+    return None
+
+
+def dropout_report(
+    manifest: Manifest,
+    cache: FeatureCache,
+    head: TrainedHead,
+    sweep: dict,
+    config: RetrainConfig,
+    run_dir: Path,
+) -> Path:
+    """Measure, judge and write dropout_impact.{json,md,html}; returns the JSON's path."""
+    with feature_cache.reading(cache.cache_dir):
+        return _measure_and_report(manifest, cache, head, sweep, config, run_dir)
+
+
+def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
+    import keras
+
+    from inception_retrain.backbone import load_backbone
+    from inception_retrain.dropout import (
+        backward,
+        direct,
+        forward,
+        frozen,
+        inference,
+        plots,
+        report,
+    )
+    from inception_retrain.dropout.chain import copy_head, measurement_layers
+    from inception_retrain.dropout.verdicts import judge
+    from inception_retrain.feature_parts import read_metadata
+    from inception_retrain.training_data import load_split
+
+    run_dir = Path(run_dir)
+    n_classes = len(manifest.class_names)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with _timed(timings, "load"):
+        splits = {s: load_split(cache.cache_dir, manifest.path, s) for s in SPLITS}
+        train_ids, train_x, train_y = splits["train"]
+        if not train_ids:
+            raise DataError(
+                f"no cached training features in {cache.cache_dir}: run extraction first"
+            )
+        if not Path(head.head_path).is_file():
+            raise ReportInputError(f"trained head not found: {head.head_path}")
+        trained = keras.saving.load_model(head.head_path, compile=False)
+        backbone = load_backbone(config.weights, config.layer, config.image_size)
+        layers, inserted = measurement_layers(trained, config.head.dropout_rate, seed=config.seed)
+        image_ids = train_ids[:FORWARD_IMAGES]
+        images = _load_images(_image_uris(manifest.path, image_ids), config.image_size)
+        mc_split = next((s for s in ("test", "validation", "train") if splits[s][0]), "train")
+        metadata = read_metadata(cache.cache_dir)
+    placement = "after_dense2" if inserted else config.head.dropout_placement
+    context = {
+        "run_dir": str(run_dir),
+        "weights": config.weights,
+        "weights_description": config.weights_source.description,
+        "random_weights": config.weights_source.is_random,
+        "layer": config.layer,
+        "image_size": config.image_size,
+        "hidden_units": list(config.head.hidden_units),
+        "rate": config.head.dropout_rate,
+        "placement": config.head.dropout_placement,
+        "placement_text": PLACEMENT_TEXT[placement].format(units=config.head.hidden_units[1]),
+        "inserted": inserted,
+        "n_classes": n_classes,
+        "class_names": list(manifest.class_names),
+        "split_sizes": {s: len(splits[s][0]) for s in splits},
+        "mc_split": mc_split,
+        "backbone_dropout_layers": sum(
+            isinstance(layer, keras.layers.Dropout) for layer in backbone.layers
+        ),
+    }
+    m: dict = {"context": context}
+    with _timed(timings, "F1_forward"):
+        m["forward"] = forward.measure_forward(backbone, layers, images, train_x[: len(images)])
+    with _timed(timings, "F1_fit_masks"):
+        m["fit_masks"] = forward.measure_fit_masks(
+            layers, train_x, train_y, n_classes, config.batch_size, config.head.learning_rate,
+            max_rows=MASK_ROWS, seed=config.seed,
+        )  # fmt: skip
+    with _timed(timings, "F2_backward"):
+        rows = min(config.batch_size, len(train_y))
+        m["backward"] = backward.measure_backward(
+            layers, train_x[:rows], train_y[:rows], n_classes, backbone, PER_SAMPLE_STEPS
+        )
+    with _timed(timings, "F3_frozen"):
+        m["frozen"] = frozen.measure_frozen(
+            backbone, copy_head(trained), images, train_y[: len(images)], n_classes,
+            config.head.learning_rate, batch_size=FROZEN_BATCH,
+        )  # fmt: skip
+        m["cache_facts"] = frozen.cache_training_facts(
+            trained,
+            cache.feature_shape,
+            backbone,
+            {"weights_sha256": _find(metadata, "weights_sha256")},
+        )
+    with _timed(timings, "F4_inference"):
+        ids, mc_x, mc_y = splits[mc_split]
+        m["inference"] = inference.measure_inference(
+            layers, mc_x, mc_y, n_classes, config.mc_passes, content_ids=ids
+        )
+    with _timed(timings, "C2_C7_direct"):
+        rate = m["forward"]["dropouts"][-1]["rate"]
+        z = direct.pre_activations(layers, train_x[:C2_ROWS])
+        m["activation_order"] = direct.measure_activation_order(z, rate, seed=config.seed)
+        m["noise_shapes"] = direct.measure_noise_shapes(seed=config.seed)
+    del backbone, trained, layers
+    m["sweep"] = sweep
+    timings["F5_sweep"] = round(float(sweep.get("seconds_total", 0.0)), 3)
+    entries = judge(m)
+    with _timed(timings, "plots"):
+        figures = plots.save_all(run_dir, m)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    return report.write_reports(run_dir, m, entries, figures, timings)

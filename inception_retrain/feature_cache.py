@@ -1,0 +1,238 @@
+"""A feature cache folder, `WORKDIR/cache/<backbone-fingerprint>/`: its lifecycle and locks.
+
+One folder per backbone fingerprint (weights content, layer, image size, preprocessing,
+stored dtype and part format: `inception_retrain.backbone.backbone_fingerprint`). Inside:
+
+    backbone.json    what the fingerprint stands for, `created` and `last_used`
+    part-*.parquet   the features (`inception_retrain.feature_parts` owns their format)
+    .lock, .in-use   the two locks below
+
+Locks (`locks.file_lock`):
+  * `.lock`, exclusive (`writing`): one extraction at a time adds parts;
+  * `.in-use`, shared (`reading`): any number of stages read the cache (training, evaluation,
+    the dropout report) while nobody removes it.
+
+`prune_caches` removes a cache only while it holds both exclusively (`removable`, without
+waiting), so it never deletes features a running stage reads or writes; it renames the folder
+away first, so an interrupted removal never leaves half a cache under its fingerprint. A
+reader that finds its cache gone gets a one-line DataError.
+
+    >>> with reading(cache.cache_dir):
+    ...     ids, x, y = feature_parts.load_rows(cache.cache_dir, wanted)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from inception_retrain.errors import DataError
+from inception_retrain.feature_parts import TEMP_GLOB, parts
+from inception_retrain.locks import file_lock
+from inception_retrain.schemas import read_document, write_document
+
+log = logging.getLogger(__name__)
+
+BACKBONE_KIND, BACKBONE_VERSION, BACKBONE_JSON = "feature-cache", 1, "backbone.json"
+WRITE_LOCK = ".lock"
+READ_LOCK = ".in-use"
+
+
+class FeatureCache(BaseModel):
+    """A feature cache as the extraction stage hands it on, with what this run did to it."""
+
+    cache_dir: Path
+    backbone_fingerprint: str
+    manifest_fingerprint: str
+    feature_shape: tuple[int, ...]
+    dtype: str
+    computed: int  # images whose features were computed in this run
+    reused: int  # images already cached under this fingerprint
+    report_path: Path  # extract.json in the run folder
+
+
+def cache_root(workdir: str | os.PathLike[str]) -> Path:
+    return Path(workdir) / "cache"
+
+
+def cache_dir_for(workdir: str | os.PathLike[str], fingerprint: str) -> Path:
+    return cache_root(workdir) / fingerprint
+
+
+# --- locks -------------------------------------------------------------------------------------
+
+
+def _pruned(cache_dir: Path) -> DataError:
+    return DataError(f"feature cache {cache_dir} is gone (pruned?): run extraction again")
+
+
+def writing(cache_dir: Path, wait: bool = True):
+    """The extraction lock, exclusive; creates the cache folder. Yields whether it is held."""
+    return file_lock(Path(cache_dir) / WRITE_LOCK, wait=wait)
+
+
+@contextmanager
+def reading(cache_dir: Path) -> Iterator[None]:
+    """Keep the cache from being pruned while the block reads it (shared, waits for a prune
+    in progress). A missing or pruned cache is a DataError."""
+    if not Path(cache_dir).is_dir():
+        raise _pruned(cache_dir)
+    try:
+        with file_lock(Path(cache_dir) / READ_LOCK, shared=True, create=False):
+            yield
+    except FileNotFoundError:
+        raise _pruned(cache_dir) from None
+
+
+@contextmanager
+def removable(cache_dir: Path) -> Iterator[bool]:
+    """Both locks exclusively, without waiting: yields False if anyone reads or writes.
+    A folder already gone is a DataError."""
+    try:
+        with ExitStack() as stack:
+            for name in (WRITE_LOCK, READ_LOCK):
+                lock = file_lock(Path(cache_dir) / name, wait=False, create=False)
+                if not stack.enter_context(lock):
+                    yield False
+                    return
+            yield True
+    except FileNotFoundError:
+        raise _pruned(cache_dir) from None
+
+
+def in_use(cache_dir: Path) -> bool:
+    """Whether a stage reads or writes the cache right now (a probe of `removable`)."""
+    try:
+        with removable(cache_dir) as free:
+            return not free
+    except DataError:  # pruned meanwhile: nobody uses it
+        return False
+
+
+# --- bookkeeping ---------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record_use(cache_dir: Path, fingerprint: str, inputs: dict, description: str) -> dict:
+    """Create or refresh backbone.json (keeps `created`, sets `last_used` to now)."""
+    import keras
+    import tensorflow as tf
+
+    path = Path(cache_dir) / BACKBONE_JSON
+    try:
+        created = read_document(path, BACKBONE_KIND, BACKBONE_VERSION).get("created")
+    except DataError:
+        created = None
+    info = {
+        "fingerprint": fingerprint,
+        "inputs": inputs,
+        "weights_description": description,
+        "feature_shape": inputs["feature_shape"],
+        "dtype": inputs["feature_dtype"],
+        "created": created or _now(),
+        "last_used": _now(),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    write_document(path, BACKBONE_KIND, BACKBONE_VERSION, info)
+    return info
+
+
+def remove_temp_files(cache_dir: Path) -> int:
+    """Delete temporary parts left by killed writers (call with the write lock held)."""
+    stray = list(Path(cache_dir).glob(TEMP_GLOB))
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return len(stray)
+
+
+def cache_size(cache_dir: Path) -> tuple[int, int]:
+    """(rows, bytes) over the readable parts, from Parquet footers only (cheap)."""
+    rows = size = 0
+    for part in parts(cache_dir):
+        try:
+            rows += pq.read_metadata(part).num_rows
+            size += part.stat().st_size
+        except Exception:  # unreadable: check_parts will quarantine it on the next run
+            continue
+    return rows, size
+
+
+# --- listing and pruning ------------------------------------------------------------------
+
+
+def list_caches(workdir: Path) -> list[dict]:
+    """One dict per cache folder, most recently used first."""
+    root = cache_root(workdir)
+    if not root.is_dir():
+        return []
+    caches = []
+    for cache_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            info = read_document(cache_dir / BACKBONE_JSON, BACKBONE_KIND, BACKBONE_VERSION)
+        except DataError:
+            info = {}
+        images, size = cache_size(cache_dir)
+        inputs = info.get("inputs", {})
+        caches.append(
+            {
+                "fingerprint": cache_dir.name,
+                "path": str(cache_dir),
+                "images": images,
+                "bytes": size,
+                "dtype": info.get("dtype", "?"),
+                "layer": inputs.get("layer", "?"),
+                "image_size": inputs.get("image_size"),
+                "weights_description": info.get("weights_description", "unknown"),
+                "created": info.get("created", ""),
+                "last_used": info.get("last_used", ""),
+                "in_use": in_use(cache_dir),
+            }
+        )
+    return sorted(caches, key=lambda c: c["last_used"], reverse=True)
+
+
+def prune_caches(
+    workdir: Path,
+    keep: list[str] | None = None,
+    keep_latest: int = 1,
+    dry_run: bool = False,
+) -> list[dict]:
+    """Remove every cache except the `keep_latest` most recently used and those in `keep`.
+
+    A cache in use is left alone (see module docstring). Returns the caches removed (or,
+    with `dry_run`, that would be removed).
+    """
+    caches = list_caches(workdir)
+    kept = set(keep or []) | {c["fingerprint"] for c in caches[: max(keep_latest, 0)]}
+    removed = []
+    for cache in caches:
+        if cache["fingerprint"] in kept:
+            continue
+        if dry_run:
+            removed.append(cache)
+            continue
+        cache_dir = Path(cache["path"])
+        try:
+            with removable(cache_dir) as free:
+                if not free:
+                    log.warning("cache %s is in use; not pruned", cache["fingerprint"])
+                    continue
+                trash = cache_dir.parent / f".trash-{cache_dir.name}-{secrets.token_hex(3)}"
+                os.replace(cache_dir, trash)
+        except DataError:  # another prune removed it meanwhile
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+        removed.append(cache)
+    return removed

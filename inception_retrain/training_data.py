@@ -1,0 +1,304 @@
+"""tf.data input for head training, read from the Parquet feature cache.
+
+Rows are the cache joined with the manifest: the caller passes, per split, the manifest's
+content id -> label index (the manifest decides labels and splits). Each split becomes an
+`InMemorySplit` or a `StreamingSplit` whose `dataset()` yields batches
+`(features float32 (B, *shape), labels int32 (B,))` in the order of its current `epoch`
+(set by `fit.EpochOrder` before each epoch; a new pass over the dataset reads it).
+
+Two modes, chosen by size (`mode="auto"`). Features are held and moved in the cache's dtype
+(float16 by default: half the bytes) and become float32 per batch in TF (an exact cast, and
+several times faster than NumPy's).
+  * in-memory, when (train + validation rows) x bytes per stored row fits the memory budget:
+    the split is read once into one array (`load_sorted`: `feature_parts.load_rows`'s rows
+    and order, sorted by content id, so the order does not depend on how extraction happened
+    to write its parts; peak memory while loading is the array plus one read chunk, then TF's copy
+    replaces it), and each epoch visits it in the order `epoch_order(n, seed, epoch)`, a
+    full permutation;
+  * streaming otherwise: `feature_parts.iter_rows` reads the parts in an order drawn for
+    the epoch, a few rows at a time, and each window of `buffer_rows` rows (at most half the
+    budget) is permuted before it is batched, so memory stays bounded by the window + one
+    Parquet row group + a couple of prefetched batches. A window shuffle only mixes rows
+    that are near each other in the cache, so its order differs from the in-memory
+    permutation: both train to the same quality, not to the same weights. With
+    `shuffle=False` both modes visit rows in cache order and give identical batches when the
+    parts are stored sorted by content id.
+
+The order of every epoch is a pure function of (seed, epoch), so training is deterministic
+and an interrupted training resumed at epoch k sees exactly the batches it would have seen.
+
+    >>> data = load_training_data(cache_dir, {"train": train_labels, "validation": val_labels},
+    ...                           batch_size=32, seed=0, memory_budget_mb=2048)
+    >>> data.mode, data.train.n, data.validation is None
+    ('in-memory', 1200, False)
+    >>> data.train.epoch = 3   # fit.EpochOrder does this
+    >>> model.fit(data.train.dataset(), validation_data=data.validation.dataset())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inception_retrain import feature_parts
+from inception_retrain.errors import DataError
+from inception_retrain.tf_data import without_autotune
+
+IN_MEMORY = "in-memory"
+STREAMING = "streaming"
+MODES = ("auto", IN_MEMORY, STREAMING)
+_MAX_READ_ROWS = 256  # rows decoded from Parquet per step while streaming
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A per-epoch seed derived from the run seed (stable across processes and versions)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The in-memory visiting order of epoch `epoch`: a permutation of range(n)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _n_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+class InMemorySplit:
+    """A split held in memory; each epoch is one full permutation (or the stored order).
+
+    Features stay in their dtype (a float16 cache takes half the memory) and become float32
+    per batch in TF; the cast is exact.
+    """
+
+    mode = IN_MEMORY
+
+    def __init__(self, features, labels, batch_size: int, seed: int = 0, shuffle: bool = True):
+        import tensorflow as tf
+
+        if len(features) != len(labels):
+            raise ValueError("features and labels differ in length")
+        features = np.asarray(features)
+        if features.dtype not in (np.float16, np.float32):
+            features = features.astype(np.float32)
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.epoch = 0
+        with tf.device("/CPU:0"):  # data lives in host memory whatever device trains
+            self._x = tf.constant(features)
+            self._y = tf.constant(self.labels)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_batches(self) -> int:
+        return _n_batches(self.n, self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        return epoch_order(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
+
+    def dataset(self):
+        """Batches in the order of `self.epoch`, read when a pass over the dataset begins."""
+        import tensorflow as tf
+
+        x, y = self._x, self._y
+        indices = tf.data.Dataset.from_generator(
+            lambda: iter([self.order(self.epoch).astype(np.int64)]),
+            output_signature=tf.TensorSpec([self.n], tf.int64),
+        ).unbatch()
+        batches = indices.batch(self.batch_size).map(
+            lambda idx: (tf.cast(tf.gather(x, idx), tf.float32), tf.gather(y, idx))
+        )
+        batches = batches.apply(tf.data.experimental.assert_cardinality(self.n_batches))
+        return without_autotune(batches.prefetch(2))
+
+
+def load_sorted(cache_dir: Path, wanted: Mapping[str, int], ids: Sequence[str], dtype):
+    """`load_rows`'s rows in its order (`ids`: the wanted content ids that are cached,
+    sorted), in the stored dtype, written straight to their rows of one preallocated array:
+    peak memory is the split plus one read chunk."""
+    shape = tuple(feature_parts.read_metadata(cache_dir)["feature_shape"])
+    features = np.empty((len(ids), *shape), dtype=dtype)
+    labels = np.empty((len(ids),), dtype=np.int32)
+    row_of = {cid: row for row, cid in enumerate(ids)}
+    filled = 0
+    for batch_ids, values, batch_labels in feature_parts.iter_rows(
+        cache_dir, wanted, _MAX_READ_ROWS, dtype=None
+    ):
+        rows = [row_of[cid] for cid in batch_ids]
+        features[rows] = values
+        labels[rows] = batch_labels
+        filled += len(rows)
+    if filled != len(ids):
+        raise DataError(f"the feature cache {cache_dir} changed while loading it")
+    return features, labels
+
+
+@dataclass
+class StreamingSplit:
+    """A split streamed from the cache through a bounded shuffle buffer."""
+
+    cache_dir: Path
+    wanted: Mapping[str, int]
+    n: int
+    feature_shape: tuple[int, ...]
+    batch_size: int
+    buffer_rows: int
+    seed: int = 0
+    shuffle: bool = True
+    stored_dtype: str = "float32"
+    mode: str = field(default=STREAMING, init=False)
+    epoch: int = field(default=0, init=False)
+
+    @property
+    def n_batches(self) -> int:
+        return _n_batches(self.n, self.batch_size)
+
+    def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """This epoch's batches, in the stored dtype: parts in a random order, rows read a
+        window of `buffer_rows` at a time and permuted within it (or cache order without
+        shuffle). Batches run across windows, as they would over one array."""
+        rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
+        order = rng.permutation(len(feature_parts.parts(self.cache_dir))) if rng else None
+        read_rows = max(1, min(_MAX_READ_ROWS, self.buffer_rows))
+        rows = feature_parts.iter_rows(self.cache_dir, self.wanted, read_rows, None, order)
+        pending_x: list[np.ndarray] = []
+        pending_y: list[np.ndarray] = []
+        window_x: list[np.ndarray] = []
+        window_y: list[np.ndarray] = []
+        held = 0
+
+        def flush_window():
+            x, y = np.concatenate(window_x), np.concatenate(window_y)
+            if rng is not None:
+                permutation = rng.permutation(len(y))
+                x, y = x[permutation], y[permutation]
+            window_x.clear(), window_y.clear()
+            pending_x.append(x), pending_y.append(y)
+
+        def full_batches(final: bool):
+            x, y = np.concatenate(pending_x), np.concatenate(pending_y)
+            pending_x.clear(), pending_y.clear()
+            stop = len(y) if final else len(y) - len(y) % self.batch_size
+            for start in range(0, stop, self.batch_size):
+                yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+            if stop < len(y):
+                pending_x.append(x[stop:]), pending_y.append(y[stop:])
+
+        for _, values, labels in rows:
+            window_x.append(values), window_y.append(labels)
+            held += len(labels)
+            if held >= self.buffer_rows:
+                flush_window()
+                held = 0
+                yield from full_batches(final=False)
+        if window_x:
+            flush_window()
+        if pending_x:
+            yield from full_batches(final=True)
+
+    def dataset(self):
+        """Batches of the order of `self.epoch`, made when a pass over the dataset begins.
+        Rows stay in the stored dtype (float16: half the bytes to copy and buffer) and become
+        float32 per batch in TF, which converts several times faster than NumPy."""
+        import tensorflow as tf
+
+        signature = (
+            tf.TensorSpec((None, *self.feature_shape), tf.as_dtype(self.stored_dtype)),
+            tf.TensorSpec((None,), tf.int32),
+        )
+        batches = tf.data.Dataset.from_generator(self._batches, output_signature=signature)
+        batches = batches.map(lambda x, y: (tf.cast(x, tf.float32), y))
+        batches = batches.prefetch(2).apply(tf.data.experimental.assert_cardinality(self.n_batches))
+        return without_autotune(batches)
+
+
+@dataclass
+class TrainingData:
+    """Train and validation input for one training run (validation may be absent)."""
+
+    train: InMemorySplit | StreamingSplit
+    validation: InMemorySplit | StreamingSplit | None
+    feature_shape: tuple[int, ...]
+    mode: str
+    bytes_per_row: int  # as stored and held (float16 or float32)
+    missing: dict[str, int]  # manifest rows of the split without cached features
+
+
+def _cached_subset(wanted: Mapping[str, int], cached: set[str]) -> tuple[list[str], int]:
+    """(the wanted ids that are cached, sorted; how many wanted ids are not cached)."""
+    ids = sorted(cid for cid in wanted if cid in cached)
+    return ids, len(wanted) - len(ids)
+
+
+def choose_mode(rows: int, bytes_per_row: int, memory_budget_mb: int) -> str:
+    """In memory when all rows (in the stored dtype) fit the budget, else streaming."""
+    return IN_MEMORY if rows * bytes_per_row <= memory_budget_mb * 2**20 else STREAMING
+
+
+def load_training_data(
+    cache_dir: Path,
+    train: Mapping[str, int],
+    validation: Mapping[str, int],
+    *,
+    batch_size: int,
+    seed: int,
+    memory_budget_mb: int,
+    mode: str = "auto",
+    shuffle: bool = True,
+) -> TrainingData:
+    """Input for training on the `train` rows, validating on `validation` (none -> None).
+
+    Each of `train` and `validation` maps content id -> label index (the manifest's)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown data mode {mode!r}; choose one of {MODES}")
+    cache_dir = Path(cache_dir)
+    if not feature_parts.parts(cache_dir):
+        raise DataError(f"no cached features in {cache_dir}: run extract first")
+    metadata = feature_parts.read_metadata(cache_dir)
+    feature_shape = tuple(int(d) for d in metadata["feature_shape"])
+    stored_dtype = np.dtype(metadata["dtype"])
+    bytes_per_row = int(np.prod(feature_shape)) * stored_dtype.itemsize
+    cached = feature_parts.cached_ids(cache_dir)
+    train_ids, train_missing = _cached_subset(train, cached)
+    val_ids, val_missing = _cached_subset(validation, cached)
+    if not train_ids:
+        raise DataError("no cached features for the training split: run extract first")
+    if mode == "auto":
+        mode = choose_mode(len(train_ids) + len(val_ids), bytes_per_row, memory_budget_mb)
+
+    def make(wanted: Mapping[str, int], ids: list[str], shuffled: bool):
+        wanted = {cid: wanted[cid] for cid in ids}
+        if mode == IN_MEMORY:
+            features, labels = load_sorted(cache_dir, wanted, ids, stored_dtype)
+            return InMemorySplit(features, labels, batch_size, seed, shuffled)
+        budget_rows = memory_budget_mb * 2**20 // 2 // bytes_per_row
+        buffer_rows = min(len(ids), max(batch_size, budget_rows))
+        return StreamingSplit(
+            cache_dir, wanted, len(ids), feature_shape, batch_size, buffer_rows,
+            seed, shuffled, stored_dtype.name,
+        )  # fmt: skip
+
+    return TrainingData(
+        train=make(train, train_ids, shuffle),
+        validation=make(validation, val_ids, False) if val_ids else None,
+        feature_shape=feature_shape,
+        mode=mode,
+        bytes_per_row=bytes_per_row,
+        missing={"train": train_missing, "validation": val_missing},
+    )
+
+
+def load_split(cache_dir: Path, manifest_path: Path, split: str | None):
+    """One split of a run in memory: (content_ids sorted, features float32, labels int32).
+
+    The manifest's rows of `split` (all ok rows for None) that are in the cache."""
+    from inception_retrain.manifest import read_image_rows
+
+    wanted = read_image_rows(Path(manifest_path), split).label_of()
+    return feature_parts.load_rows(Path(cache_dir), wanted)

@@ -1,0 +1,55 @@
+"""Where the backbone's weights come from: the `--weights` string, parsed once.
+
+* `imagenet`: Keras's ImageNet weights (downloaded once into the Keras cache);
+* `random[:SEED]`: seeded random weights, for demos and tests only, always labelled RANDOM;
+* anything else: a local weights file (`.h5`, `.weights.h5` or `.keras`).
+
+  >>> source = parse_weights("random:3")
+  >>> source.kind, source.seed, source.is_random
+  ('random', 3, True)
+  >>> source.description
+  'RANDOM weights (seed 3), not pretrained: demo/test only'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from inception_retrain.errors import ConfigError
+
+IMAGENET = "imagenet"
+_RANDOM = re.compile(r"^random(?::(\d+))?$")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: Literal["imagenet", "file", "random"]
+    seed: int | None = None  # random weights only
+    path: Path | None = None  # weights files only
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    @property
+    def description(self) -> str:
+        """A label for reports; random weights are always marked RANDOM."""
+        if self.kind == "random":
+            return f"RANDOM weights (seed {self.seed}), not pretrained: demo/test only"
+        if self.kind == "imagenet":
+            return "ImageNet weights (Keras download)"
+        return f"weights file {self.path.name}"
+
+
+def parse_weights(text: str) -> WeightsSource:
+    """Parse a `--weights` value (a file need not exist here; loading checks that)."""
+    if text == IMAGENET:
+        return WeightsSource("imagenet")
+    if match := _RANDOM.match(text):
+        return WeightsSource("random", seed=int(match.group(1) or 0))
+    if text.startswith("random"):
+        raise ConfigError(f"'{text}': random weights are 'random' or 'random:SEED'")
+    return WeightsSource("file", path=Path(text).expanduser())
