@@ -8,8 +8,8 @@ ingested and extracted by the real stages (seeded random InceptionV3 cut at mixe
 float16 zstd cache, all images in the train split), with the seed's head (512, 1024,
 Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
   (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
-      and preprocessing the JPEGs from disk every epoch with `tasks.preprocess.image_dataset`;
-  (b) an epoch of the head on cached features held in memory (`tasks.training_data`);
+      and preprocessing the JPEGs from disk every epoch with `preprocess.image_dataset`;
+  (b) an epoch of the head on cached features held in memory (`training_data`);
   (c) an epoch of the head streaming the same features from the Parquet cache through a
       bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
   (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
@@ -64,16 +64,13 @@ def seed_model(backbone, feature_shape):
     """The seed's full model: frozen backbone -> head, compiled as the seed does."""
     import keras
 
-    from tasks.train import new_head
+    from inception_retrain.fit import new_head
+    from inception_retrain.head import compile_head
+    from inception_retrain.head_spec import HeadSpec
 
-    head = new_head(
-        feature_shape, 2, hidden_units=(512, 1024), rate=0.2, placement="after_dense2",
-        seed=0, learning_rate=1e-4,
-    )  # fmt: skip
+    head = new_head(feature_shape, 2, HeadSpec(), seed=0)
     full = keras.Model(backbone.input, head(backbone.output), name="seed_model")
-    from tasks.head import compile_head
-
-    return compile_head(full, 2, 1e-4)
+    return compile_head(full, 2, HeadSpec().learning_rate)
 
 
 def main() -> None:
@@ -89,14 +86,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
-    from tasks.backbone import load_backbone
-    from tasks.training_data import IN_MEMORY
-
+    from inception_retrain.backbone import load_backbone
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.files import new_run_dir
-    from tasks.extract import extract_features
-    from tasks.ingest import ingest
-    from tasks.train import train_head
+    from inception_retrain.extraction import extract_features
+    from inception_retrain.ingest import ingest
+    from inception_retrain.run_folder import new_run_dir
+    from inception_retrain.training import train_head
+    from inception_retrain.training_data import IN_MEMORY
 
     info = machine()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -158,11 +154,13 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     """(a), (b), (c) and (e) at one batch size, epochs alternating; see the docstring."""
     import keras
     import tensorflow as tf
-    from tasks.head import build_head
-    from tasks.preprocess import image_dataset
-    from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
 
-    from tasks.train import new_head
+    from inception_retrain.fit import new_head
+    from inception_retrain.head import build_head
+    from inception_retrain.head_spec import HeadSpec
+    from inception_retrain.manifest import read_image_rows
+    from inception_retrain.preprocess import image_dataset
+    from inception_retrain.training_data import IN_MEMORY, STREAMING, load_training_data
 
     # Like the seed's way, these run without op determinism; the stage (d) runs as it does
     # in the pipeline.
@@ -170,21 +168,18 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     heads, splits = {}, {}
     for mode in (IN_MEMORY, STREAMING):
         loaded = load_training_data(
-            cache.cache_dir, manifest.path, batch_size=batch_size, seed=0,
-            memory_budget_mb=args.stream_budget_mb, mode=mode,
+            cache.cache_dir, read_image_rows(manifest.path, "train").label_of(), {},
+            batch_size=batch_size, seed=0, memory_budget_mb=args.stream_budget_mb, mode=mode,
         )  # fmt: skip
         splits[mode] = loaded.train
-        heads[mode] = new_head(
-            cache.feature_shape, 2, hidden_units=(512, 1024), rate=0.2,
-            placement="after_dense2", seed=0, learning_rate=1e-4,
-        )  # fmt: skip
-        timed_epoch(heads[mode], splits[mode].dataset(0), 0)  # trace, warm caches
+        heads[mode] = new_head(cache.feature_shape, 2, HeadSpec(), seed=0)
+        timed_epoch(heads[mode], splits[mode].dataset(), 0)  # trace, warm caches
     splits[UNFUSED] = splits[IN_MEMORY]
-    heads[UNFUSED] = build_head(cache.feature_shape, 2)
+    heads[UNFUSED] = build_head(cache.feature_shape, 2, HeadSpec())
     heads[UNFUSED].compile(
         keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"]
     )
-    timed_epoch(heads[UNFUSED], splits[UNFUSED].dataset(0), 0)
+    timed_epoch(heads[UNFUSED], splits[UNFUSED].dataset(), 0)
 
     # (a): the seed's way, decoding JPEGs every epoch.
     full = seed_model(backbone, cache.feature_shape)
@@ -200,7 +195,8 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     ways = [IN_MEMORY, STREAMING, UNFUSED]
     for epoch in range(1, args.repeats + 1):
         for way in ways[epoch % 3 :] + ways[: epoch % 3]:  # rotate who goes first
-            times[way].append(timed_epoch(heads[way], splits[way].dataset(epoch), epoch, way))
+            splits[way].epoch = epoch  # as fit.EpochOrder sets it
+            times[way].append(timed_epoch(heads[way], splits[way].dataset(), epoch, way))
         if len(times["seed"]) < args.seed_epochs and epoch % seed_every == 0:
             times["seed"].append(timed_epoch(full, jpeg_epoch(), epoch, "seed"))
         done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
