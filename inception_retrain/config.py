@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
-from inception_retrain.images import DEFAULT_MIN_SIZE
+from inception_retrain.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
 from inception_retrain.weights import WeightsSource, parse_weights
 
 DEMO_SOURCE = "demo"
@@ -48,7 +48,9 @@ class RetrainConfig(BaseModel):
         (0.8, 0.1, 0.1), description="train/validation/test fractions without split folders."
     )
     max_pixels: int = Field(
-        40_000_000, ge=1, description="Images with more pixels are skipped (decompression bombs)."
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="Images with more pixels are skipped (decompression bombs).",
     )
     min_image_size: int = Field(
         DEFAULT_MIN_SIZE,

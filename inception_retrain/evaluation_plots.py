@@ -18,6 +18,7 @@ import numpy as np
 from inception_retrain import metrics as M
 from inception_retrain.figures import new_figure, save_png
 from inception_retrain.images import load_rgb
+from inception_retrain.reports import sig
 
 THUMBNAIL_PX = 128
 TITLES = {
@@ -27,10 +28,6 @@ TITLES = {
     "reliability": "Reliability diagram",
     "misclassified": "Most confidently misclassified test images",
 }
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _curve_classes(n_classes: int) -> list[int]:
@@ -50,7 +47,7 @@ def roc_figure(labels, probabilities, class_names, roc_auc):
         return None
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate")
-    ax.set_title(f"ROC (AUC {_fmt(roc_auc)})")
+    ax.set_title(f"ROC (AUC {sig(roc_auc)})")
     ax.legend(loc="lower right")
     return fig
 
@@ -70,7 +67,7 @@ def pr_figure(labels, probabilities, class_names, pr_auc):
     if not drawn:
         return None
     ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
-    ax.set_title(f"Precision-recall (AP {_fmt(pr_auc)})")
+    ax.set_title(f"Precision-recall (AP {sig(pr_auc)})")
     ax.legend(loc="lower left")
     return fig
 
@@ -108,7 +105,7 @@ def reliability_figure(calibration: dict, ece: float | None):
     )
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     ax.set(xlabel="confidence (top-label)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.set_title(f"Reliability (ECE {_fmt(ece)})")
+    ax.set_title(f"Reliability (ECE {sig(ece)})")
     ax.legend(loc="upper left")
     return fig
 

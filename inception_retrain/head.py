@@ -135,7 +135,9 @@ def save_head(model, spec: HeadSpec, n_classes: int, seed: int, path: Path) -> s
     clean = build_head(model.input_shape[1:], n_classes, spec, seed)
     clean.set_weights(model.get_weights())
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")  # keeps the .keras suffix Keras requires
+    # Keras saves to a path ending in .keras, not to a file object, so files.atomic_file
+    # cannot serve: a temporary name with that suffix, then a rename.
+    tmp = path.with_name(f".tmp-{path.name}")
     clean.save(tmp)
     os.replace(tmp, path)
     return head_fingerprint(clean)

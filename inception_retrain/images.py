@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_MIN_SIZE = 32  # pixels on the short side: smaller images carry too little to learn from
+DEFAULT_MAX_PIXELS = 40_000_000  # more is a decompression bomb, not a photo
 
 # Reasons a file is not a usable image, in the order they are checked.
 REASONS = {

@@ -33,11 +33,10 @@ from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.files import atomic_file, read_json
 from inception_retrain.head import probabilities_to_scores
 from inception_retrain.image_files import find_files
-from inception_retrain.images import DEFAULT_MIN_SIZE, examine
+from inception_retrain.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, examine
 from inception_retrain.predictions import predictions_table
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq")
-MAX_PIXELS = 40_000_000  # the RetrainConfig default: decompression bombs are refused
 
 
 def load_inference_model(model_dir: Path):
@@ -104,7 +103,7 @@ def predict_files(
     for begin in range(0, len(found.files), chunk):  # bounded memory: a chunk at a time
         good = []
         for i in range(begin, min(begin + chunk, len(found.files))):
-            check = examine(files[i], MAX_PIXELS, min_size, keep_rgb=True)
+            check = examine(files[i], DEFAULT_MAX_PIXELS, min_size, keep_rgb=True)
             reasons[i], details[i] = check.reason, check.detail
             if check.ok:
                 good.append((i, check.rgb))
