@@ -29,12 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from inception_retrain import metrics as M
+from inception_retrain.backbone import load_backbone
 from inception_retrain.config import RetrainConfig
 from inception_retrain.evaluation import HEADLINE, Evaluation, read_evaluation
 from inception_retrain.feature_cache import FeatureCache
 from inception_retrain.files import atomic_write
 from inception_retrain.head import TrainedHead, load_head
 from inception_retrain.manifest import Manifest, read_metadata, split_class_counts
+from inception_retrain.preprocess import preprocessing_layers
 from inception_retrain.registry import ModelVersion, models_dir, new_staging, publish_version
 from inception_retrain.reports import render
 from inception_retrain.schemas import write_document
@@ -46,9 +48,6 @@ METRICS_KIND, METRICS_VERSION = "model-metrics", 1
 def build_inference_model(head_path: Path, weights: str, layer: str, image_size: int):
     """Raw RGB images -> probabilities, as one functional Keras model."""
     import keras
-
-    from inception_retrain.backbone import load_backbone
-    from inception_retrain.preprocess import preprocessing_layers
 
     head = load_head(head_path)
     backbone = load_backbone(weights, layer, image_size)

@@ -45,7 +45,7 @@ from inception_retrain.feature_parts import check_parts, feature_schema, schema_
 from inception_retrain.manifest import ImageRows, Manifest, read_image_rows
 from inception_retrain.preprocess import image_dataset
 from inception_retrain.progress import Progress
-from inception_retrain.schemas import write_document
+from inception_retrain.schemas import read_document, write_document
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,6 @@ def extract_features(
 
 def read_extract_report(run_dir: Path) -> FeatureCache:
     """The FeatureCache a finished run's extraction handed on, from its extract.json."""
-    from inception_retrain.schemas import read_document
-
     report = read_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION)
     return FeatureCache(
         cache_dir=Path(report["cache_dir"]),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from inception_retrain.fused_rmsprop import FusedRMSprop
 from inception_retrain.head_spec import HeadSpec
 
 
@@ -85,7 +86,6 @@ def build_head(
 
 def compile_head(model, n_classes: int, learning_rate: float):
     """Compile as the seed does. `metrics=` by keyword: positionally it is loss_weights."""
-    from inception_retrain.fused_rmsprop import FusedRMSprop
 
     loss = "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
     model.compile(

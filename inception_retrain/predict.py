@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from inception_retrain.backbone import inference_function
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.files import atomic_file, read_json
 from inception_retrain.head import probabilities_to_scores
@@ -89,8 +90,6 @@ def predict_files(
     files = found.files + [Path(folder) for folder, _ in found.unreadable]
     if not files:
         raise DataError(f"no image files found in {', '.join(map(str, paths)) or '(nothing)'}")
-    from inception_retrain.backbone import inference_function
-
     model, class_names = load_inference_model(Path(model_dir))
     n_classes = len(class_names)
     infer = inference_function(model)  # traced once, reused for every chunk

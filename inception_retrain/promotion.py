@@ -30,11 +30,14 @@ from pydantic import BaseModel
 
 from inception_retrain import metrics as M
 from inception_retrain import registry
+from inception_retrain.backbone import inference_function
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.evaluation import Evaluation, read_evaluation
 from inception_retrain.files import read_json
+from inception_retrain.images import load_rgb
 from inception_retrain.manifest import read_image_rows
+from inception_retrain.predict import load_inference_model, predict_arrays
 from inception_retrain.registry import ModelVersion
 from inception_retrain.schemas import read_document, write_document
 
@@ -70,10 +73,6 @@ def champion_score(
     Recorded in the champion's metrics.json when that test split is the same one; otherwise
     its model.keras predicts the current test images (raw files, `chunk` at a time).
     """
-    from inception_retrain.backbone import inference_function
-    from inception_retrain.images import load_rgb
-    from inception_retrain.predict import load_inference_model, predict_arrays
-
     recorded = read_json(champion_dir / "metrics.json")
     split = evaluation.metrics.get("test_split_fingerprint")
     if split and recorded.get("test_split_fingerprint") == split:

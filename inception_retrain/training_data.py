@@ -45,6 +45,7 @@ import numpy as np
 
 from inception_retrain import feature_parts
 from inception_retrain.errors import DataError
+from inception_retrain.manifest import read_image_rows
 from inception_retrain.tf_data import without_autotune
 
 IN_MEMORY = "in-memory"
@@ -298,7 +299,5 @@ def load_split(cache_dir: Path, manifest_path: Path, split: str | None):
     """One split of a run in memory: (content_ids sorted, features float32, labels int32).
 
     The manifest's rows of `split` (all ok rows for None) that are in the cache."""
-    from inception_retrain.manifest import read_image_rows
-
     wanted = read_image_rows(Path(manifest_path), split).label_of()
     return feature_parts.load_rows(Path(cache_dir), wanted)
