@@ -1,4 +1,4 @@
-"""Export stage: one self-contained inference model per version under `WORKDIR/models/`.
+"""Export: one self-contained inference model per version under `WORKDIR/models/`.
 
 The exported `model.keras` maps a batch of raw RGB images (float32, (None, None, None, 3),
 values 0-255, any size) to probabilities:
