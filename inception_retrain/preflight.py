@@ -68,7 +68,9 @@ def check_run_inputs(config: RetrainConfig) -> None:
 def check_workdir(workdir: str | os.PathLike[str]) -> None:
     """The workdir is a writable folder, or can be created (creates nothing)."""
     workdir = Path(workdir)
-    if workdir.exists() or workdir.is_symlink():
+    if workdir.is_symlink() and not workdir.exists():
+        raise ConfigError(f"workdir {workdir} is a symbolic link to nothing")
+    if workdir.exists():
         if not workdir.is_dir():
             raise ConfigError(f"workdir {workdir} exists and is not a folder")
         if not os.access(workdir, os.W_OK | os.X_OK):

@@ -1,12 +1,12 @@
 """The workdir as runs share it: one run at a time, and what runs that died left behind.
 
 `WORKDIR/.run.lock` is an flock (`locks.file_lock`) that a run holds for its whole life
-(`run_lock`). A second run on the same workdir waits for it, saying which run it waits for,
-or refuses at once with `wait=False` (a `BusyError`). So two runs never train, publish or
-promote the same thing twice: the second starts after the first, and reuses its feature
-cache and sweep results. The lock is re-entrant within a process: the CLI takes it before
-Prefect starts, and the retrain flow it then runs takes it again (as a deployment run, the
-flow alone takes it).
+(`run_lock`); `.run.holder.json` beside it names the holding process. A second run on the
+same workdir waits for it, saying which run it waits for, or refuses at once with
+`wait=False` (a `BusyError`). So two runs never train, publish or promote the same thing
+twice: the second starts after the first, and reuses its feature cache and sweep results.
+The lock is re-entrant within a process: the CLI takes it before Prefect starts, and the
+retrain flow it then runs takes it again (as a deployment run, the flow alone takes it).
 
 Whoever holds the lock knows that no other run is alive, so before it starts, a run calls
 `recover(workdir)`, which
@@ -30,18 +30,21 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from inception_retrain import feature_cache, registry, run_folder
 from inception_retrain.errors import BusyError
-from inception_retrain.files import TEMP_SUFFIX
+from inception_retrain.files import TEMP_SUFFIX, read_json, write_json
 from inception_retrain.locks import file_lock
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".run.lock"
+HOLDER_FILE = ".run.holder.json"  # who holds the lock (pid, host, since), for the waiting line
 TRASH_PREFIX = ".trash-"
 CHECKPOINTS = "checkpoints"  # training.py's folder in a run folder
 
@@ -53,12 +56,25 @@ def lock_path(workdir: str | os.PathLike[str]) -> Path:
 
 
 def describe_holder(workdir: str | os.PathLike[str]) -> str:
-    """'run <id> (pid N, started T)' for the live run of `workdir`, else 'another run'."""
+    """'run <id> (pid N, started T)' for the live run of `workdir`, or the process that holds
+    the lock before its run folder exists ('another run (pid N on HOST, since T)')."""
     for run_dir in reversed(run_folder.list_run_dirs(workdir)):
         status = run_folder.read_status(run_dir)
         if status and status["state"] == "running" and run_folder.is_alive(run_dir):
             return f"run {run_dir.name} (pid {status['pid']}, started {status['started']})"
-    return "another run"
+    try:
+        holder = read_json(Path(workdir) / HOLDER_FILE)
+        return f"another run (pid {holder['pid']} on {holder['host']}, since {holder['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another run"
+
+
+def _record_holder(workdir: str | os.PathLike[str]) -> None:
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json(
+        Path(workdir) / HOLDER_FILE,
+        {"pid": os.getpid(), "host": socket.gethostname(), "since": since},
+    )
 
 
 @contextmanager
@@ -91,6 +107,7 @@ def run_lock(
         return
     with file_lock(path, wait=False) as held:
         if held:
+            _record_holder(workdir)
             with _holding(path):
                 yield
             return
@@ -100,6 +117,7 @@ def run_lock(
     if on_wait is not None:
         on_wait(f"waiting for {holder} to finish: it is using the workdir {workdir}")
     with file_lock(path), _holding(path):
+        _record_holder(workdir)
         yield
 
 
