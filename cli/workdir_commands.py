@@ -83,8 +83,7 @@ def models_ls_command(
         typer.echo(f"no model versions under {models_dir(workdir)}")
         return
     rows = [
-        (v["version"], f"{v['bytes'] / 1e6:.1f}", "yes" if v["champion"] else "-")
-        for v in versions
+        (v["version"], f"{v['bytes'] / 1e6:.1f}", "yes" if v["champion"] else "-") for v in versions
     ]
     typer.echo(table(("version", "MB", "champion"), rows))
 
