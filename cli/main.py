@@ -8,6 +8,7 @@ apart). Bad input exits with code 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import atexit
+import functools
 import inspect
 import os
 import sys
@@ -22,7 +23,10 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException, NoArgsIsHelpError
 
+from inception_retrain.cli import stderr_filter
+from inception_retrain.cli.workdir_commands import models_app, runs_app
 from inception_retrain.config import RetrainConfig
+from inception_retrain.errors import BusyError, PipelineError
 from inception_retrain.head_spec import HeadSpec
 
 app = typer.Typer(
@@ -34,6 +38,9 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(no_args_is_help=True, help="List and prune feature caches.")
 app.add_typer(cache_app, name="cache")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another run holds the workdir; try again later
 
 
 class UsageError(Exception):
@@ -56,6 +63,9 @@ def validation_message(error: ValidationError) -> str:
     names = [str(part) for part in first["loc"] if str(part) in OPTION_FIELDS]
     where = names[-1] if names else "config"
     message = first["msg"].removeprefix("Value error, ")
+    given = first.get("input")
+    if isinstance(given, str | int | float) and not isinstance(given, bool):
+        message += f", got {given!r}"
     return f"{_option(where)}: {message}"
 
 
@@ -116,8 +126,8 @@ def _field_help(name: str) -> str:
     return f"{field.description or ''} [{shown}default: {default}]".strip()
 
 
-def _config_options(command):
-    """Give `command` one `--field-name` string option per RetrainConfig field."""
+def _config_options(command, extra: tuple[inspect.Parameter, ...] = ()):
+    """Give `command` one `--field-name` string option per RetrainConfig field (and `extra`)."""
     params = [
         inspect.Parameter(
             name,
@@ -127,19 +137,46 @@ def _config_options(command):
         )
         for name in OPTION_FIELDS
     ]
-    command.__signature__ = inspect.Signature(params)
+    command.__signature__ = inspect.Signature([*params, *extra])
     return command
 
 
+NO_WAIT = inspect.Parameter(
+    "no_wait",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        False, "--no-wait", help="Refuse (exit code 75) instead of waiting for a run in progress."
+    ),
+    annotation=bool,
+)
+
+
 @app.command("run")
-@_config_options
-def run_command(**options: str | None) -> None:
-    """Run the retrain flow once (embedded Prefect, no server needed); prints the run folder."""
+@functools.partial(_config_options, extra=(NO_WAIT,))
+def run_command(no_wait: bool = False, **options: str | None) -> None:
+    """Run the retrain flow once (embedded Prefect, no server needed); prints the run folder.
+
+    Inputs are checked first (nothing is written if they cannot work). One run per workdir:
+    a second one waits for the first, or refuses with --no-wait.
+    """
     quiet_tensorflow()
+    from inception_retrain import preflight, workdir
+
     try:
         config = config_from_options(options)
-    except UsageError as error:
+        preflight.check_run_inputs(config)  # before Prefect or TensorFlow is imported
+    except (UsageError, PipelineError) as error:
         fail(str(error))
+    wait_note = functools.partial(typer.echo, err=True)
+    try:
+        with workdir.run_lock(config.workdir, wait=not no_wait, on_wait=wait_note):
+            _run_locked(config)
+    except BusyError as error:
+        fail(str(error), code=BUSY_EXIT_CODE)
+
+
+def _run_locked(config: RetrainConfig) -> None:
+    stderr_filter.install()
     from inception_retrain.flows.retrain import run_retrain
 
     # Prefect stops its temporary server at exit (atexit) and logs that. An atexit handler
@@ -178,7 +215,7 @@ def predict_command(
 ) -> None:
     """Predict images with a registered model; bad files become error rows, not failures."""
     quiet_tensorflow()
-    from inception_retrain.errors import PipelineError
+    stderr_filter.install()
     from inception_retrain.predict import predict_files
     from inception_retrain.registry import resolve_model
 
@@ -232,7 +269,9 @@ def cache_prune_command(
     keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
 ) -> None:
-    """Remove feature caches except the most recently used ones (and --keep)."""
+    """Remove feature caches except the most recently used ones (and --keep), and the
+    dropout sweep results of every cache that is gone."""
+    from inception_retrain.dropout.sweep_folders import prune_sweeps
     from inception_retrain.feature_cache import prune_caches
 
     removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
@@ -244,6 +283,15 @@ def cache_prune_command(
         )
     total = sum(c["bytes"] for c in removed) / 1e6
     typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
+    sweeps = prune_sweeps(workdir, {c["fingerprint"] for c in removed}, dry_run=dry_run)
+    for sweep in sweeps:
+        typer.echo(
+            f"{verb} sweep results {sweep['path'].name} ({sweep['results']} trainings, "
+            f"cache {sweep['backbone_fingerprint']})"
+        )
+    if sweeps:
+        total = sum(s["bytes"] for s in sweeps) / 1e6
+        typer.echo(f"{verb} {len(sweeps)} sweep result folder(s), {total:.1f} MB")
 
 
 @app.command("serve")
@@ -260,6 +308,7 @@ def serve_command(**options: str | None) -> None:
         config = config_from_options(overrides)
     except UsageError as error:
         fail(str(error))
+    stderr_filter.install()  # the served flow runs' processes inherit it
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():  # from the environment or the active Prefect profile
@@ -303,6 +352,7 @@ def dropout_report_command(
     missing = [name for name in NEEDED if not (run / name).is_file()]
     if missing:
         fail(f"{run} lacks {', '.join(missing)}: not a finished run folder")
+    stderr_filter.install()
     overrides = {
         "sweep_rates": _split_list(sweep_rates) if sweep_rates else None,
         "sweep_placements": _split_list(sweep_placements) if sweep_placements else None,

@@ -23,6 +23,13 @@ Orchestration, decided here:
     "<ExceptionType>: <first line>" for anything unexpected (its traceback is in the task
     run's log). The run folder's status.json says running, completed or failed; the
     on_failure / on_crashed hook writes failure.json and failure.md.
+  * Before anything is written, the run's inputs are checked (`inception_retrain.preflight`:
+    workdir, data layout and classes, test split, tfds name, weights file); a refusal ends
+    the run `Failed` with "preflight failed: <cause>".
+  * One run per workdir (`inception_retrain.workdir`): the run holds the workdir's lock for
+    its whole life (a second one waits, with a warning saying for which run), marks runs
+    whose process died as killed and removes what they left (a staging folder, temporary
+    files, checkpoints); its run folder's lock tells others it is alive.
   * A rerun on unchanged data reuses the content-keyed feature cache (0 images computed) and
     the stored sweep results (0 sweep heads trained).
 
@@ -38,7 +45,7 @@ from prefect.context import FlowRunContext
 from prefect.states import Failed
 from prefect.utilities.annotations import BaseAnnotation, opaque, quote
 
-from inception_retrain import run_folder
+from inception_retrain import preflight, run_folder, workdir
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.dropout.sweep import SweepSpec
 from inception_retrain.errors import PipelineError
@@ -119,13 +126,27 @@ def record_failure(flow, flow_run, state) -> None:
 def retrain(config: RetrainConfig) -> str:
     """Retrain the head on `config.data` and write every report into a new run folder."""
     logger = get_run_logger()
-    run_dir = run_folder.new_run_dir(config.workdir)
-    context = FlowRunContext.get()
-    flow_run_id = str(context.flow_run.id) if context and context.flow_run else None
-    run_folder.write_config(run_dir, config, flow_run_id)
-    run_folder.write_status(run_dir, "running")
-    logger.info("run folder: %s", run_dir)
+    try:
+        preflight.check_run_inputs(config)
+    except PipelineError as error:  # refused before anything is written
+        message = f"preflight failed: {error}"
+        logger.error(message)
+        return Failed(message=message)
+    with workdir.run_lock(config.workdir, on_wait=logger.warning):
+        workdir.recover(config.workdir)
+        run_dir = run_folder.new_run_dir(config.workdir)
+        with run_folder.running(run_dir):
+            context = FlowRunContext.get()
+            flow_run_id = str(context.flow_run.id) if context and context.flow_run else None
+            run_folder.write_config(run_dir, config, flow_run_id)
+            run_folder.write_status(run_dir, "running")
+            logger.info("run folder: %s", run_dir)
+            return _run_stages(config, run_dir)
 
+
+def _run_stages(config: RetrainConfig, run_dir: Path):
+    """The stages, in order, into `run_dir`; the run's result or its Failed state."""
+    logger = get_run_logger()
     stage = "ingest"
     evaluated = False
     try:
@@ -197,7 +218,8 @@ def retrain(config: RetrainConfig) -> str:
             _run_stage(report_task, "report", f"report-{head_id}", run_dir, None)
         run_folder.write_status(run_dir, "failed", message)
         return Failed(message=message)
-    run_folder.write_status(run_dir, "completed")
+    outcome = {"decision": promotion["decision"], "version": promotion["version"]}
+    run_folder.write_status(run_dir, "completed", promotion=outcome)
     return str(run_dir)
 
 

@@ -148,8 +148,13 @@ def _full_model(weights: str, image_size: int):
 
 
 def _first_line(error: object) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
+    """The message's first line; one that ends in ':' (Keras's "Example error message for
+    object <Conv2D ...>:") with the line that completes it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0] if not lines[0].endswith(":") or len(lines) < 2 else " ".join(lines[:2])
+    return text[:400]
 
 
 def load_backbone(weights: str, layer: str = "mixed7", image_size: int = 150):

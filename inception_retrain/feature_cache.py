@@ -157,6 +157,26 @@ def remove_temp_files(cache_dir: Path) -> int:
     return len(stray)
 
 
+def remove_idle_temp_files(cache_dir: Path) -> list[tuple[Path, int]]:
+    """Temporary parts left by killed writers of a cache that no extraction is writing now
+    (probes the write lock without waiting); returns [(path, bytes)] removed."""
+    try:
+        with file_lock(Path(cache_dir) / WRITE_LOCK, wait=False, create=False) as free:
+            if not free:
+                return []
+            removed = []
+            for path in Path(cache_dir).glob(TEMP_GLOB):
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except OSError:
+                    continue
+                removed.append((path, size))
+            return removed
+    except FileNotFoundError:  # pruned meanwhile
+        return []
+
+
 def cache_size(cache_dir: Path) -> tuple[int, int]:
     """(rows, bytes) over the readable parts, from Parquet footers only (cheap)."""
     rows = size = 0

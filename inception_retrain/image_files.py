@@ -9,7 +9,8 @@ that cannot be read becomes a problem row (`unreadable`). Symbolic links to fold
 followed, each real folder once: a link back into a folder already walked is a problem row
 (`unreadable`, "symbolic link loop"), never an endless walk. A file link that leads nowhere
 or loops is a candidate whose check fails as `unreadable`. A path given as a file is a
-candidate as it is.
+candidate as it is. `has_file` walks the same way and stops at the first match (the
+preflight's "does this class folder hold any image file?").
 
     >>> found = find_files([Path("photos")])
     >>> found.files[:2], found.unreadable, found.ignored
@@ -19,7 +20,7 @@ candidate as it is.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,13 +45,23 @@ def find_files(paths: Iterable[str | os.PathLike[str]]) -> FoundFiles:
     found = FoundFiles()
     for path in map(Path, paths):
         if path.is_dir():
-            _walk(path, found)
+            found.files.extend(iter_files(path, found))
         else:
             found.files.append(path)
     return found
 
 
-def _walk(root: Path, found: FoundFiles) -> None:
+def has_file(root: str | os.PathLike[str], suffixes: tuple[str, ...]) -> bool:
+    """Whether the folder `root` holds a candidate file with one of `suffixes` (lower case);
+    stops walking at the first one."""
+    return any(path.suffix.lower() in suffixes for path in iter_files(Path(root)))
+
+
+def iter_files(root: Path, found: FoundFiles | None = None) -> Iterator[Path]:
+    """The candidate files under the folder `root`, lazily, in `find_files`'s order; folders
+    that cannot be read and ignored names are recorded in `found` when one is given."""
+    found = found if found is not None else FoundFiles()
+
     def on_error(error: OSError) -> None:
         found.unreadable.append((str(error.filename), error.strerror or str(error)))
 
@@ -74,4 +85,4 @@ def _walk(root: Path, found: FoundFiles) -> None:
             if is_ignored(name):
                 found.ignored += 1
             else:
-                found.files.append(Path(folder) / name)
+                yield Path(folder) / name

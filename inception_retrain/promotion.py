@@ -1,6 +1,8 @@
 """Promotion: does a new model deserve to be champion? Decided on the same test split.
 
-A challenger becomes champion iff its score on the frozen test split is at least the
+A challenger that is the champion itself (the same backbone and head fingerprints, as a rerun
+on unchanged data trains) is not promoted again: it would only publish a copy. Otherwise a
+challenger becomes champion iff its score on the frozen test split is at least the
 champion's score minus `config.promotion_tolerance` (metric `config.promotion_metric`, higher
 is better; `neg_log_loss` is minus the log loss). The first model becomes champion. Scores are
 compared on the SAME test split: if the champion was scored on another one (its metrics.json
@@ -115,14 +117,30 @@ def decide(
     return False, f"{new_score:.4f} < {old_score:.4f} - {tolerance:g}"
 
 
+def same_model(champion_dir: Path, evaluation: Evaluation) -> bool:
+    """Whether the evaluated model is the champion itself: the same backbone and head
+    fingerprints (weights content and architecture), as a rerun on unchanged data trains."""
+    try:
+        lineage = read_json(Path(champion_dir) / "metrics.json")["lineage"]
+        current = read_evaluation(evaluation.json_path)
+        head, backbone = current["head"]["fingerprint"], current["backbone"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError, DataError):
+        return False
+    recorded = (lineage.get("head_fingerprint"), lineage.get("backbone_fingerprint"))
+    return recorded == (head, backbone)
+
+
 def _decide_against(champion: dict | None, why: str, evaluation, config) -> PromotionDecision:
     metric, tolerance = config.promotion_metric, config.promotion_tolerance
     new_score = M.score(evaluation.metrics, metric)
     old_score, how = None, ""
+    models = registry.models_dir(config.workdir)
     if champion is None:
         promoted, reason = True, f"first champion ({why})"
+    elif same_model(models / champion["version"], evaluation):  # publishing it again: a copy
+        promoted = False
+        reason = f"the same model as the champion {champion['version']} (equal fingerprints)"
     else:
-        models = registry.models_dir(config.workdir)
         old_score, how = champion_score(models / champion["version"], evaluation, metric)
         promoted, reason = decide(new_score, old_score, tolerance, how)
     return PromotionDecision(

@@ -12,9 +12,18 @@
 Writers serialise on a lock of `models/.lock` (`registry_lock`). Which model deserves to be
 champion is `inception_retrain.promotion`'s question, not this module's.
 
+Retention: a version is published only when it is promoted (the retrain flow's default), and
+`prune_versions(models, keep=N)` removes all but the champion and the newest N versions
+(`inception-retrain models prune`). A removed version is renamed to a hidden `.trash-*`
+folder first, so it is never seen half-deleted. Staging folders and temporary files of a
+killed export are removed by the next run (`remove_leftovers`, called by
+`inception_retrain.workdir.recover` while it holds the workdir's run lock, which tells that
+no export is alive).
+
     staging = new_staging(models_dir(workdir))     # fill it, then:
     version_dir = publish_version(staging, models_dir(workdir))
     resolve_model("workdir", "champion")           # -> workdir/models/v0003-...
+    prune_versions(models_dir(workdir), keep=3)    # [{"version": ..., "bytes": ...}, ...]
 """
 
 from __future__ import annotations
@@ -22,16 +31,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from inception_retrain.errors import DataError, PipelineError
-from inception_retrain.files import UMASK, fsync_dir
+from inception_retrain.files import TEMP_SUFFIX, UMASK, fsync_dir
 from inception_retrain.locks import file_lock
 from inception_retrain.schemas import read_document, write_document
 
@@ -39,6 +48,7 @@ CHAMPION_KIND, CHAMPION_VERSION, CHAMPION_FILE = "champion", 1, "champion.json"
 REQUIRED_FILES = ("model.keras", "labels.json", "metrics.json", "model_card.md")
 VERSION_PATTERN = re.compile(r"^v(\d+)-")
 STAGING_PREFIX = ".staging-"
+TRASH_PREFIX = ".trash-"
 
 
 class ModelNotFoundError(PipelineError):
@@ -103,7 +113,6 @@ def publish_version(staging: Path, models: Path) -> Path:
             with open(path, "rb") as handle:  # durable before visible
                 os.fsync(handle.fileno())
     with registry_lock(models):
-        _remove_abandoned(models)
         versions = list_versions(models)
         number = int(VERSION_PATTERN.match(versions[-1]).group(1)) + 1 if versions else 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -113,19 +122,84 @@ def publish_version(staging: Path, models: Path) -> Path:
     return target
 
 
-def _remove_abandoned(models: Path, older_than_s: float = 6 * 3600) -> None:
-    """Staging folders and pointer temp files left by killed processes (old ones only: a
-    running export's staging folder is young)."""
-    now = time.time()
-    for path in Path(models).glob(".*"):
-        stale = path.name.startswith((STAGING_PREFIX, f".{CHAMPION_FILE}."))
-        with contextlib.suppress(OSError):
-            if not stale or now - path.stat().st_mtime <= older_than_s:
+def _size(path: Path) -> int:
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(models: Path) -> list[tuple[Path, int]]:
+    """Remove staging folders, trash and temporary files (e.g. of the champion pointer):
+    everything hidden but the lock. Only for a caller that knows no export or promotion is
+    alive (see module docstring). Returns [(path, bytes)] of what it removed."""
+    models = Path(models)
+    if not models.is_dir():
+        return []
+    removed = []
+    with registry_lock(models):
+        for path in sorted(models.glob(".*")):
+            stale = path.name.startswith((STAGING_PREFIX, TRASH_PREFIX)) or (
+                path.is_file() and path.name.endswith(TEMP_SUFFIX)
+            )
+            if not stale:
                 continue
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            with contextlib.suppress(OSError):
+                size = _size(path)
+                _delete(path)
+                removed.append((path, size))
+    return removed
+
+
+def _pointer_version(models: Path) -> str | None:
+    """The version champion.json names (complete or not), None without a pointer."""
+    pointer = Path(models) / CHAMPION_FILE
+    if not pointer.exists():
+        return None
+    try:
+        return str(read_document(pointer, CHAMPION_KIND, CHAMPION_VERSION)["version"])
+    except (DataError, KeyError, TypeError):
+        raise PipelineError(f"{pointer} is unreadable: not pruning until it is fixed") from None
+
+
+def list_version_info(models: Path) -> list[dict]:
+    """[{version, path, bytes, champion}] of the visible versions, oldest first."""
+    champion = _pointer_version(models)
+    return [
+        {"version": name, "path": Path(models) / name, "bytes": _size(Path(models) / name),
+         "champion": name == champion}
+        for name in list_versions(models)
+    ]  # fmt: skip
+
+
+def prune_versions(models: Path, keep: int, dry_run: bool = False) -> list[dict]:
+    """Remove every version but the champion and the newest `keep`; returns the removed ones
+    (with `dry_run`, those it would remove) as `list_version_info` rows."""
+    if keep < 0:
+        raise ValueError("keep must be >= 0")
+    if not Path(models).is_dir():
+        return []
+    removed = []
+    with registry_lock(models):
+        versions = list_version_info(models)
+        kept = {v["version"] for v in versions[len(versions) - keep :]} if keep else set()
+        for info in versions:
+            if info["champion"] or info["version"] in kept:
+                continue
+            if not dry_run:
+                trash = Path(models) / f"{TRASH_PREFIX}{info['version']}-{secrets.token_hex(3)}"
+                os.rename(info["path"], trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            removed.append(info)
+        if removed and not dry_run:
+            fsync_dir(models)
+    return removed
 
 
 def read_champion(models: Path) -> tuple[dict | None, str]:

@@ -1,13 +1,14 @@
 """The retrain flow in-process (embedded Prefect), and its deployment definitions.
 
 The served/deployed behaviour is in test_prefect_server.py; here: prefect.yaml against
-flows/deployments.py without a server, the failure path of `run_retrain` (what the CLI's
-`run` uses) with a wrong weights file, and the small helpers the flow relies on.
+flows/deployments.py without a server, the failure paths of `run_retrain` (what the CLI's
+`run` uses: a preflight refusal, a stage failure), and the small helpers the flow relies on.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,14 +75,13 @@ def test_nightly_parameters_are_a_valid_config_and_overrides_merge():
     assert changed == {"data": "demo", "weights": "random:0", "workdir": "/srv/work", "epochs": 3}
 
 
-def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary(
-    small_demo_dir, tmp_path
-):
+def test_the_flow_refuses_inputs_that_cannot_work_before_writing_anything(small_demo_dir, tmp_path):
+    """Deployment runs get the CLI's preflight: a wrong weights file fails the run at once,
+    with one line, and nothing is written (not even the workdir)."""
     import keras
 
     from inception_retrain.config import RetrainConfig
     from inception_retrain.flows.retrain import run_retrain
-    from inception_retrain.run_folder import read_config, read_status
 
     # A real Keras weights file, of the wrong architecture.
     wrong = tmp_path / "tiny-dense.weights.h5"
@@ -91,32 +91,40 @@ def test_wrong_weights_file_fails_the_run_in_extract_with_one_line_and_a_summary
     )
     run_dir, ok, message = run_retrain(config)
 
-    assert not ok
-    assert message.startswith(f"extract failed: weights file {wrong} ")
-    assert "InceptionV3" in message and "\n" not in message
-    assert run_dir is not None and run_dir.parent == tmp_path / "work" / "runs"
-    assert read_config(run_dir)[0]["weights"] == str(wrong)
-    assert read_status(run_dir)["state"] == "failed"
-    failure = json.loads((run_dir / "failure.json").read_text())
-    assert failure["state"] == "Failed" and failure["message"] == message
-    assert message in (run_dir / "failure.md").read_text()
-    assert (run_dir / "ingest.json").is_file()  # ingest ran; the run stopped at extract
-    assert not (run_dir / "head.keras").exists()
+    assert not ok and run_dir is None
+    assert message.startswith(f"preflight failed: weights file {wrong} does not fit InceptionV3")
+    assert "\n" not in message
+    assert not (tmp_path / "work").exists()
 
 
-def test_an_empty_test_split_fails_the_run_right_after_ingest(small_demo_dir, tmp_path):
+def test_an_empty_test_split_fails_the_run_right_after_ingest_with_a_summary(
+    small_demo_dir, tmp_path
+):
+    """The preflight sees a test folder with image files; ingestion finds none of them valid,
+    so the run fails right after ingest, with the failure summary in its run folder."""
     from inception_retrain.config import RetrainConfig
     from inception_retrain.flows.retrain import run_retrain
+    from inception_retrain.run_folder import read_config, read_status
 
+    data = tmp_path / "data"
+    for class_dir in (p for p in small_demo_dir.iterdir() if p.is_dir()):
+        shutil.copytree(class_dir, data / "train" / class_dir.name)
+    (data / "test" / "blobs").mkdir(parents=True)
+    (data / "test" / "blobs" / "broken.jpg").write_text("not an image")
     config = RetrainConfig(
-        data=str(small_demo_dir), weights="random:0", workdir=tmp_path / "work",
-        image_size=75, split_fractions=(0.9, 0.1, 0.0),
-    )  # fmt: skip
+        data=str(data), weights="random:0", workdir=tmp_path / "work", image_size=75
+    )
     run_dir, ok, message = run_retrain(config)
 
     assert not ok
     assert message.startswith("ingest failed: the test split is empty (images per split: ")
     assert "'test': 0" in message and "\n" not in message
+    assert run_dir is not None and run_dir.parent == tmp_path / "work" / "runs"
+    assert read_config(run_dir)[0]["data"] == str(data)
+    assert read_status(run_dir)["state"] == "failed"
+    failure = json.loads((run_dir / "failure.json").read_text())
+    assert failure["state"] == "Failed" and failure["message"] == message
+    assert message in (run_dir / "failure.md").read_text()
     assert (run_dir / "ingest.json").is_file() and (run_dir / "manifest.parquet").is_file()
     assert not (tmp_path / "work" / "cache").exists()  # nothing extracted, nothing trained
     assert not (run_dir / "head.keras").exists()

@@ -22,8 +22,13 @@ from inception_retrain.files import read_json, write_json
 from inception_retrain.registry import ModelVersion
 
 
-def add_version(workdir: Path, source: Path, metrics: dict, split: str) -> ModelVersion:
-    """Publish a copy of `source` whose metrics.json records `metrics` on test split `split`."""
+def add_version(
+    workdir: Path, source: Path, metrics: dict, split: str, same_model: bool = False
+) -> ModelVersion:
+    """Publish a copy of `source` whose metrics.json records `metrics` on test split `split`.
+
+    Each copy stands for another model (its own head fingerprint), unless `same_model`.
+    """
     from inception_retrain.registry import models_dir, publish_version
 
     models = models_dir(workdir)
@@ -34,6 +39,8 @@ def add_version(workdir: Path, source: Path, metrics: dict, split: str) -> Model
     recorded.update(
         metrics={**metrics, "test_split_fingerprint": split}, test_split_fingerprint=split
     )
+    if not same_model:
+        recorded["lineage"]["head_fingerprint"] = f"another-head-{staging.name}"
     write_json(staging / "metrics.json", recorded)  # a new file: the link is not written
     path = publish_version(staging, models)
     return ModelVersion(
@@ -60,8 +67,8 @@ def registry(tmp_path, tiny_run, tiny_version):
     config = tiny_run.config.model_copy(update={"workdir": tmp_path / "work"})
     counter = iter(range(1000))
 
-    def new_version(metrics, split="split-a"):
-        return add_version(config.workdir, tiny_version.path, metrics, split)
+    def new_version(metrics, split="split-a", same_model=False):
+        return add_version(config.workdir, tiny_version.path, metrics, split, same_model)
 
     def new_evaluation(metrics, split="split-a"):
         return make_evaluation(tmp_path / f"run-{next(counter)}", tiny_run, metrics, split)
@@ -295,8 +302,11 @@ def test_killing_a_promoting_process_at_random_moments_never_loses_the_champion(
     assert read_json(evaluation.json_path.parent / "promotion.json")["promoted"] is True
 
 
-def test_publishing_removes_only_old_abandoned_staging_and_temp_files(registry):
-    from inception_retrain.registry import models_dir
+def test_publishing_leaves_staging_folders_alone_and_remove_leftovers_takes_them(registry):
+    """Age tells nothing: an export's staging folder may be a day old and still be written.
+    Leftovers are removed by `remove_leftovers`, which the next run calls once the workdir's
+    lock says no export is alive (test_workdir.py)."""
+    from inception_retrain.registry import list_versions, models_dir, remove_leftovers
 
     config, new_version, _ = registry
     models = models_dir(config.workdir)
@@ -311,6 +321,67 @@ def test_publishing_removes_only_old_abandoned_staging_and_temp_files(registry):
     for path in (old_staging, old_temp):
         os.utime(path, (a_day_ago, a_day_ago))
 
+    version = new_version({"roc_auc": 0.5})
+    assert old_staging.is_dir() and young_staging.is_dir() and old_temp.is_file()
+    removed = remove_leftovers(models)
+    assert {path for path, _ in removed} == {old_staging, young_staging, old_temp}
+    assert dict(removed)[old_staging] == len(b"partial")
+    assert list_versions(models) == [version.version]
+    assert (models / ".lock").exists()  # the registry's lock file stays
+
+
+def test_the_champion_itself_is_not_promoted_again(registry):
+    """A rerun on unchanged data trains the same head: it is not published again."""
+    from inception_retrain.promotion import decide_promotion
+
+    config, new_version, new_evaluation = registry
+    champion = new_version({"roc_auc": 0.7}, same_model=True)
+    promote_evaluated(champion, new_evaluation({"roc_auc": 0.7}), config)
+
+    decision = decide_promotion(new_evaluation({"roc_auc": 0.7}), config)
+    assert not decision.promoted
+    assert decision.reason == (
+        f"the same model as the champion {champion.version} (equal fingerprints)"
+    )
+    other = decide_promotion(new_evaluation({"roc_auc": 0.7}), config.model_copy())
+    assert other == decision  # decided from the files, every time
+    # Another model with the same score is promoted as before (score >= champion's).
+    challenger = new_version({"roc_auc": 0.7})
+    evaluation = new_evaluation({"roc_auc": 0.7})
+    document = read_json(evaluation.json_path)
+    document["head"]["fingerprint"] = "another-head"
+    write_json(evaluation.json_path, document)
+    assert promote_evaluated(challenger, evaluation, config).promoted
+
+
+def test_prune_keeps_the_champion_and_the_newest_versions(registry):
+    from inception_retrain.errors import PipelineError
+    from inception_retrain.registry import list_versions, models_dir, prune_versions
+
+    config, new_version, new_evaluation = registry
+    models = models_dir(config.workdir)
+    versions = [new_version({"roc_auc": 0.5}).version for _ in range(5)]
+    champion = versions[1]
+    promote_evaluated(_version(models, champion), new_evaluation({"roc_auc": 0.5}), config)
+    would = prune_versions(models, keep=2, dry_run=True)
+    assert [v["version"] for v in would] == [versions[0], versions[2]]
+    assert list_versions(models) == versions  # a dry run removes nothing
+    removed = prune_versions(models, keep=2)
+    assert [v["version"] for v in removed] == [versions[0], versions[2]]
+    assert all(v["bytes"] > 0 for v in removed)
+    assert list_versions(models) == [champion, versions[3], versions[4]]
+    assert not list(models.glob(".trash-*"))
+    assert [v["version"] for v in prune_versions(models, keep=0)] == versions[3:]
+    assert list_versions(models) == [champion]
+
+    (models / "champion.json").write_text("{ not json")
     new_version({"roc_auc": 0.5})
-    assert not old_staging.exists() and not old_temp.exists()
-    assert young_staging.is_dir()  # may belong to an export still running
+    with pytest.raises(PipelineError, match="champion.json is unreadable"):
+        prune_versions(models, keep=0)
+    assert len(list_versions(models)) == 2  # nothing removed without a known champion
+
+
+def _version(models: Path, name: str) -> ModelVersion:
+    return ModelVersion(
+        version=name, path=models / name, promoted=False, score=None, champion_score=None
+    )

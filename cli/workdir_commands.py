@@ -1,0 +1,110 @@
+"""`inception-retrain runs ...` and `models ...`: what runs and model versions a workdir holds.
+
+    inception-retrain runs ls [--workdir W]              runs with status, data and promotion
+    inception-retrain models ls [--workdir W]            versions, sizes, the champion
+    inception-retrain models prune --keep N [--dry-run]  keep the champion and the newest N
+
+The core does the work (`inception_retrain.workdir.list_runs`, `registry.prune_versions`);
+these commands import it when they run, so `inception-retrain --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+runs_app = typer.Typer(no_args_is_help=True, help="List the runs of a workdir.")
+models_app = typer.Typer(no_args_is_help=True, help="List and prune model versions.")
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns; the last one is not padded."""
+    lines = [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True))
+        + "  "
+        + line[-1]
+        for line in lines
+    )
+
+
+def _model(promotion: dict | None) -> str:
+    if not promotion:
+        return "-"
+    return f"{promotion.get('version') or 'not published'} ({promotion.get('decision', '?')})"
+
+
+@runs_app.command("ls")
+def runs_ls_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds runs/."),
+) -> None:
+    """List runs: status (running, completed, failed, killed), start, data, images, model.
+
+    A run that says running but whose process is gone is marked killed here.
+    """
+    from inception_retrain.workdir import list_runs
+
+    runs = list_runs(workdir)
+    if not runs:
+        typer.echo(f"no runs under {workdir / 'runs'}")
+        return
+    header = ("run", "status", "started", "data", "images", "model", "message")
+    rows = [
+        (
+            r["run"],
+            r["state"],
+            r["started"].replace("T", " ").removesuffix("+00:00") or "-",
+            r["data"],
+            "-" if r["images"] is None else f"{r['images']} ok, {r['skipped']} skipped",
+            _model(r["promotion"]),
+            r["message"] or "",
+        )
+        for r in runs
+    ]
+    typer.echo(table(header, rows))
+
+
+@models_app.command("ls")
+def models_ls_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
+) -> None:
+    """List model versions, oldest first, with their size; the champion is marked."""
+    from inception_retrain.errors import PipelineError
+    from inception_retrain.registry import list_version_info, models_dir
+
+    try:
+        versions = list_version_info(models_dir(workdir))
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if not versions:
+        typer.echo(f"no model versions under {models_dir(workdir)}")
+        return
+    rows = [
+        (v["version"], f"{v['bytes'] / 1e6:.1f}", "yes" if v["champion"] else "-") for v in versions
+    ]
+    typer.echo(table(("version", "MB", "champion"), rows))
+
+
+@models_app.command("prune")
+def models_prune_command(
+    keep: int = typer.Option(..., "--keep", min=0, help="Newest versions to keep."),
+    workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+) -> None:
+    """Remove model versions except the champion and the newest --keep."""
+    from inception_retrain.errors import PipelineError
+    from inception_retrain.registry import models_dir, prune_versions
+
+    try:
+        removed = prune_versions(models_dir(workdir), keep=keep, dry_run=dry_run)
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    verb = "would remove" if dry_run else "removed"
+    for version in removed:
+        typer.echo(f"{verb} {version['version']} ({version['bytes'] / 1e6:.1f} MB)")
+    total = sum(v["bytes"] for v in removed) / 1e6
+    typer.echo(f"{verb} {len(removed)} version(s), {total:.1f} MB")
