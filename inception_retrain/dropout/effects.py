@@ -18,9 +18,10 @@ inconclusive and says why.
     layers. Full grids show the other rates too, for context; only rate 0.5 decides.
   * C4 (effect): Dropout(0.5) after both Dense layers is at least as good as the best other
     config, picked by mean validation accuracy and judged on test (never both on one split).
-  * F5: Dropout(0.2) after Dense(1024) (the seed's) against no dropout: the train - test
-    accuracy gap is smaller ("better", no dropout minus dropout > 0) AND test accuracy is at
-    least as good. Supported if both hold, refuted if either fails, else inconclusive.
+  * F5: the run's head's dropout (the seed's Dropout(0.2) after Dense(1024) by default, and
+    when the head has none) against no dropout: the train - test accuracy gap is smaller
+    ("better": no dropout minus dropout > 0) AND test accuracy is at least as good.
+    Supported if both hold, refuted if either fails, else inconclusive.
   * F4 (effect): misclassified test images carry higher MC-dropout uncertainty: supported when
     the permutation p-value is below 0.05 and the AUROC's bootstrap interval lies above 0.5,
     refuted when it lies below 0.5, not testable with fewer than two errors or two correct
@@ -246,9 +247,12 @@ def judge_c4(
     return [effect, history]
 
 
-def judge_f5(s: SweepSummary, margin: float, units=(512, 1024)) -> list[Finding]:
-    tested, none = s.config(*grid.SEED_CELL), s.config(*grid.NO_DROPOUT)
-    question = (f"On this data, does {label(grid.SEED_CELL, units)} shrink the train - "
+def judge_f5(
+    s: SweepSummary, margin: float, units=(512, 1024), cell=grid.SEED_CELL
+) -> list[Finding]:
+    """F5 for the dropout `cell` (the run's own head's; the seed's when it has none)."""
+    tested, none = s.config(*cell), s.config(*grid.NO_DROPOUT)
+    question = (f"On this data, does {label(cell, units)} shrink the train - "
                 f"{s.evaluation_split} accuracy gap without costing {s.evaluation_split} "
                 "accuracy?")  # fmt: skip
     if tested is None or none is None:

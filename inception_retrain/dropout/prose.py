@@ -120,8 +120,11 @@ def _inference(m: Measurements) -> Bullet:
 
 
 def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
+    from inception_retrain.dropout.effects import label
+    from inception_retrain.dropout.verdicts import f5_cell
+
     f5 = finding(entries, "F5", EFFECT)
-    question = "Does Dropout(0.2) help this head on this data?"
+    question = f"Does {label(f5_cell(m.context), m.context.hidden_units)} help on this data?"
     if f5 is None or f5.verdict not in CONCLUSIVE:
         why = f" ({f5.reason})" if f5 is not None and f5.reason else ""
         return Bullet(question, f"The sweep cannot tell: F5 is {f5.verdict if f5 else 'absent'}"

@@ -1,9 +1,10 @@
 """F5, the dropout sweep: the head trained on cached features for each (rate, placement) cell.
 
 The grid (`SweepSpec.grid`):
-  * "claims" (default): the four cells the claims need: no dropout (F5's and C4's reference),
-    Dropout(0.2) after Dense(1024) (the seed's, F5), Dropout(0.5) after Dense(1024) and
-    Dropout(0.5) after both Dense layers (C1 compares those two; C4 tests the latter);
+  * "claims" (default): the cells the claims need: no dropout (F5's and C4's reference),
+    Dropout(0.2) after Dense(1024) (the seed's), Dropout(0.5) after Dense(1024) and
+    Dropout(0.5) after both Dense layers (C1 compares those two; C4 tests the latter), and the
+    run's own head's dropout if it is another (F5 tests the run's own, else the seed's);
   * "full": every rate x placement of `rates` and `placements`, plus the claims' cells when
     missing (marked `added`).
 Rate 0 and placement "none" build the same head (no dropout), so such cells map to the one
@@ -110,15 +111,26 @@ class GridCell(BaseModel):
     added: bool  # not requested, added because a claim needs it
 
 
+def tested_cell(spec: SweepSpec) -> tuple[float, str]:
+    """F5's dropout: the run's own head's, or the seed's when the run's head has none."""
+    own = effective(spec.head.dropout_rate, spec.head.dropout_placement)
+    return SEED_CELL if own == NO_DROPOUT else own
+
+
+def claim_cells(spec: SweepSpec) -> list[tuple[float, str]]:
+    """The cells the claims need: CLAIM_CELLS and the run's own head (F5 tests it)."""
+    return list(dict.fromkeys([*CLAIM_CELLS, tested_cell(spec)]))
+
+
 def grid(spec: SweepSpec) -> list[GridCell]:
     """Grid cells in order: the requested ones, then those the claims need (`added`)."""
-    cells = list(CLAIM_CELLS)
+    cells = claim_cells(spec)
     requested = len(cells)
     if spec.grid == "full":
         cells = [(float(r), p) for r in spec.rates for p in spec.placements]
         requested = len(cells)
         have = {effective(*cell) for cell in cells}
-        cells += [cell for cell in CLAIM_CELLS if cell not in have]
+        cells += [cell for cell in claim_cells(spec) if cell not in have]
     return [
         GridCell(rate=rate, placement=placement, effective_rate=effective(rate, placement)[0],
                  effective_placement=effective(rate, placement)[1], added=index >= requested)

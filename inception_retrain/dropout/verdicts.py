@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from inception_retrain.dropout import effects, mechanisms
+from inception_retrain.dropout import effects, mechanisms, sweep_summary
 from inception_retrain.dropout.claims import CLAIMS, ORDER, VERDICTS, Entry
 from inception_retrain.dropout.measurements import Measurements
+from inception_retrain.dropout.sweep import SEED_CELL
 
 
 def judge(m: Measurements, margin: float) -> list[Entry]:
@@ -35,9 +36,15 @@ def judge(m: Measurements, margin: float) -> list[Entry]:
         "F3": [mechanisms.judge_f3(m.frozen, m.cache_facts)],
         "F4": [mechanisms.judge_f4_determinism(m.inference),
                effects.judge_f4_uncertainty(m.inference, context.mc_split)],
-        "F5": effects.judge_f5(m.sweep, margin, units),
+        "F5": effects.judge_f5(m.sweep, margin, units, f5_cell(context)),
     }  # fmt: skip
     return [Entry(key, CLAIMS[key], findings[key]) for key in ORDER]
+
+
+def f5_cell(context) -> tuple[float, str]:
+    """The dropout F5 tests: the run's own head's, or the seed's when it has none."""
+    own = sweep_summary.effective(context.rate, context.placement)
+    return SEED_CELL if own == sweep_summary.NO_DROPOUT else own
 
 
 def tally(entries: list[Entry]) -> dict[str, int]:
