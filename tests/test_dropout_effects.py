@@ -202,3 +202,33 @@ def test_a_config_that_does_not_beat_guessing_cannot_decide():
                     EVERY: [0.40, 0.41, 0.40, 0.42, 0.40]})  # fmt: skip
     found = effect(effects.judge_c1(s, MARGIN))
     assert found.verdict == INCONCLUSIVE and "majority class" in found.reason
+
+
+@pytest.mark.parametrize(("signal", "verdict"), [(2.0, SUPPORTED), (-2.0, REFUTED), (0.0, None)])
+def test_f4_uncertainty_against_errors_with_its_baseline(signal, verdict):
+    from types import SimpleNamespace
+
+    from inception_retrain.dropout.claims import NOT_TESTABLE
+
+    rng = np.random.default_rng(4)
+    errors = rng.random(120) < 0.25
+    spread = rng.normal(size=120) + signal * errors  # MC std, higher for errors when signal > 0
+    confidence = rng.normal(size=120)  # the baseline carries nothing here
+
+    def inference(err, std):
+        return SimpleNamespace(
+            errors=int(err.sum()), images=len(err), uncertainty=statistics.auroc_test(err, std),
+            baseline=statistics.auroc_test(err, confidence[: len(err)]),
+            difference=statistics.auroc_difference(err, std, confidence[: len(err)]),
+        )  # fmt: skip
+
+    found = effects.judge_f4_uncertainty(inference(errors, spread))
+    if verdict is not None:
+        assert found.verdict == verdict
+    else:  # no signal: not supported (the permutation test false-alarms 5% of the time)
+        assert found.verdict in (INCONCLUSIVE, REFUTED)
+    if signal > 0:
+        assert found.numbers["mc_minus_baseline_ci_low"] > 0  # better than the baseline
+    one_error = np.zeros(40, bool)
+    one_error[3] = True
+    assert effects.judge_f4_uncertainty(inference(one_error, spread[:40])).verdict == NOT_TESTABLE
