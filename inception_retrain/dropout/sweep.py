@@ -174,8 +174,7 @@ def _splits(cache_dir: str, manifest_path: str) -> dict:
 
 def train_cell(spec: SweepSpec, cell: SweepCell) -> TrainingResult:
     """Train one head of the sweep on the process's traced model and score it."""
-    from inception_retrain.dropout.sweep_model import sweep_head
-    from inception_retrain.fit import deterministic
+    from inception_retrain.dropout.sweep_model import op_determinism, sweep_head
 
     started = time.perf_counter()
     splits = _splits(str(spec.cache_dir), str(spec.manifest_path))
@@ -187,7 +186,7 @@ def train_cell(spec: SweepSpec, cell: SweepCell) -> TrainingResult:
     for split in (train, validation):
         if split is not None:  # this training's data order (validation is not shuffled)
             split.seed, split.epoch = cell.seed, 0
-    with deterministic(cell.seed):  # as fit.fit_head: the same seeding, order and loop
+    with op_determinism():  # as fit.fit_head, whose every random draw is seeded explicitly
         head.reset(cell.seed, rates)
         fitted = head.train(train, validation, epochs=spec.epochs, patience=spec.patience)
     scores = {
@@ -204,7 +203,8 @@ def train_cell(spec: SweepSpec, cell: SweepCell) -> TrainingResult:
         best_epoch=fitted.best_epoch,
         stopped_early=fitted.stopped_early,
         history={key: fitted.history[key] for key in ("loss", "accuracy", "val_loss",
-                                                        "val_accuracy") if key in fitted.history},
+                                                        "val_accuracy", "seconds")
+                 if key in fitted.history},
         scores=scores,
         seconds=time.perf_counter() - started,
     )  # fmt: skip

@@ -89,7 +89,7 @@ class TrainingResult(BaseModel):
     epochs_run: int
     best_epoch: int
     stopped_early: bool
-    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
+    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy, seconds
     scores: dict[str, SplitScore]  # per non-empty split
     seconds: float
 
