@@ -145,7 +145,7 @@ def sweep_curves(m: Measurements):
             if curve:
                 ax.plot([run.best_epoch], [curve[run.best_epoch - 1]], "o",
                         color=line.get_color(), ms=4)  # fmt: skip
-        ax.set_title(label(row, m.context.hidden_units), fontsize=8)
+        ax.set_title(label(row, m.context.hidden_units), fontsize=7)
         ax.set_xlabel("epoch (dot: best, restored)")
         if ax is not axes[0]:
             ax.sharey(axes[0])
@@ -154,13 +154,34 @@ def sweep_curves(m: Measurements):
     return fig
 
 
+def short_label(row, units) -> str:
+    """A config's name on two short lines, for tick labels."""
+    if row.placement == "none":
+        return "no dropout"
+    where = f"Dense({units[1]})" if row.placement == "after_dense2" else "both Dense"
+    return f"{row.rate:g} after\n{where}"
+
+
 def sweep_summary(m: Measurements):
     """Accuracy per config: seeds as points, mean and 95% t interval, majority-class line;
     validation and test on one shared axis; the train - test gap beside them."""
     s = m.sweep
     splits = list(dict.fromkeys([s.selection_split, s.evaluation_split]))
     fig, axes = new_figure(4.0 * (len(splits) + 1), 3.8, columns=len(splits) + 1)
-    names = [label(row, m.context.hidden_units).replace(" after ", "\nafter ") for row in s.configs]
+    names = [short_label(row, m.context.hidden_units) for row in s.configs]
+    lowest = min(
+        [
+            *s.majority_accuracy.values(),
+            *(
+                r.scores[k].accuracy
+                for row in s.configs
+                for r in row.runs
+                for k in splits
+                if k in r.scores
+            ),
+        ],
+        default=0.5,
+    )
     x = np.arange(len(s.configs))
     for ax, split in zip(axes, splits, strict=False):
         for i, row in enumerate(s.configs):
@@ -186,11 +207,15 @@ def sweep_summary(m: Measurements):
         ax.legend(fontsize=7, loc="lower right")
         if ax is not axes[0]:
             ax.sharey(axes[0])
+    axes[0].set_ylim(max(lowest - 0.05, 0.0), 1.02)  # accuracy is at most 1
     ax = axes[len(splits)]
     for i, row in enumerate(s.configs):
-        gaps = list(row.gap(s.evaluation_split).values())
-        ax.plot(i + np.linspace(-0.15, 0.15, max(len(gaps), 1))[: len(gaps)], gaps, "o",
-                color="0.45", ms=5)  # fmt: skip
+        gaps = row.gap(s.evaluation_split)
+        offsets = np.linspace(-0.15, 0.15, max(len(gaps), 1))
+        for offset, run in zip(offsets, [r for r in row.runs if r.seed in gaps], strict=False):
+            bad = run.degenerate(s.selection_split)
+            ax.plot(i + offset, gaps[run.seed], "x" if bad else "o",
+                    color="tab:red" if bad else "0.45", ms=5)  # fmt: skip
         stat = row.gap_accuracy
         if stat is not None and stat.low is not None:
             ax.errorbar(i + 0.3, stat.mean, yerr=[[stat.mean - stat.low], [stat.high - stat.mean]],
