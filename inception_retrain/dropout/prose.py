@@ -126,9 +126,8 @@ def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
     f5 = finding(entries, "F5", EFFECT)
     question = f"Does {label(f5_cell(m.context), m.context.hidden_units)} help on this data?"
     if f5 is None or f5.verdict not in CONCLUSIVE:
-        why = f" ({f5.reason})" if f5 is not None and f5.reason else ""
-        return Bullet(question, f"The sweep cannot tell: F5 is {f5.verdict if f5 else 'absent'}"
-                                f"{why}. See the statistical section.")  # fmt: skip
+        return Bullet(question, f"The sweep cannot tell here ({_why_undecided(f5)}); see F5 in "
+                                "the statistical section.")  # fmt: skip
     n = f5.numbers
     gap = (
         f"the train - test accuracy gap by {_g(n['gap_reduction'])} "
@@ -146,6 +145,21 @@ def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
             f"CIs over {n['seeds']} seeds)."
         )
     return Bullet(question, text)
+
+
+def _why_undecided(f5: Finding | None) -> str:
+    """Why F5 did not decide, in words only: sweep numbers are for conclusive verdicts."""
+    if f5 is None or not f5.comparisons:
+        return "the sweep lacks the configs F5 compares"
+    reasons = []
+    for c in f5.comparisons:
+        if "seed pair" in c.blocked:
+            reasons.append("too few seeds trained without degenerating")
+        elif "majority class" in c.blocked:
+            reasons.append("a config does not beat always predicting the majority class")
+        elif c.outcome == "inconclusive":
+            reasons.append("its confidence intervals are too wide to decide")
+    return "; ".join(dict.fromkeys(reasons)) or f5.verdict
 
 
 def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
