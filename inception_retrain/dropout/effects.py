@@ -147,11 +147,13 @@ def flip_text(c: Comparison) -> str:
             f"both configs beat the majority class; then the CI ({_f(c.mean)} [{low}, {high}]) "
             f"against {t} decides."
         )
+    raise_low = f"the CI's lower end ({low}) rose above {t}"
+    drop_high = f"its upper end ({high}) fell below {t}"
     if c.outcome == statistics.HOLDS:
-        return f"Inconclusive if the CI's lower end ({low}) reached {t}; refuted if its upper end ({high}) fell below {t}."  # noqa: E501
+        return f"Inconclusive if the CI's lower end ({low}) reached {t}; refuted if {drop_high}."
     if c.outcome == statistics.FAILS:
-        return f"Inconclusive if the CI's upper end ({high}) reached {t}; supported if its lower end ({low}) rose above {t}."  # noqa: E501
-    return f"Supported if the CI's lower end ({low}) rose above {t}; refuted if its upper end ({high}) fell below {t}."  # noqa: E501
+        return f"Inconclusive if the CI's upper end ({high}) reached {t}; supported if {raise_low}."
+    return f"Supported if {raise_low}; refuted if {drop_high}."
 
 
 def _numbers(c: Comparison) -> dict:
