@@ -323,27 +323,48 @@ def serve_command(**options: str | None) -> None:
     serve_deployments(config.model_dump(mode="json", include=set(overrides)))
 
 
+# The sweep settings `dropout-report` can override: every RetrainConfig field named sweep_*.
+SWEEP_FIELDS = [name for name in RetrainConfig.model_fields if name.startswith("sweep_")]
+
+
+def _run_default_help(name: str) -> str:
+    """The field's help with "default: the run's" in place of the config default."""
+    return _field_help(name).rsplit("default:", 1)[0] + "default: the run's]"
+
+
+def _sweep_options(command):
+    """Give `command` --run, --sweep-workers and one option per sweep field of the config."""
+    params = [
+        inspect.Parameter(
+            "run",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(..., "--run", help="A finished run folder (WORKDIR/runs/<id>/)."),
+            annotation=Path,
+        ),
+        inspect.Parameter(
+            "sweep_workers",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                1, "--sweep-workers", min=1, help="Processes for the sweep (1: one after another)."
+            ),
+            annotation=int,
+        ),
+    ] + [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, _option(name), help=_run_default_help(name)),
+            annotation=str | None,
+        )
+        for name in SWEEP_FIELDS
+    ]
+    command.__signature__ = inspect.Signature(params)
+    return command
+
+
 @app.command("dropout-report")
-def dropout_report_command(
-    run: Path = typer.Option(..., "--run", help="A finished run folder (WORKDIR/runs/<id>/)."),
-    sweep_rates: str | None = typer.Option(
-        None, "--sweep-rates", help="Comma-separated rates in [0, 1) [default: the run's]."
-    ),
-    sweep_placements: str | None = typer.Option(
-        None,
-        "--sweep-placements",
-        help="Comma-separated after_dense2|after_both|none [default: the run's].",
-    ),
-    sweep_seeds: int | None = typer.Option(
-        None, "--sweep-seeds", min=1, help="Seeds per grid cell [default: the run's]."
-    ),
-    sweep_epochs: int | None = typer.Option(
-        None, "--sweep-epochs", min=1, help="Epochs per sweep training [default: the run's]."
-    ),
-    sweep_workers: int = typer.Option(
-        1, "--sweep-workers", min=1, help="Processes for the sweep (1: one after another)."
-    ),
-) -> None:
+@_sweep_options
+def dropout_report_command(run: Path, sweep_workers: int = 1, **options: str | None) -> None:
     """Rebuild dropout_impact.{json,md,html} of an existing run; prints the JSON's path."""
     quiet_tensorflow()
     from inception_retrain.finished_run import NEEDED
@@ -353,12 +374,12 @@ def dropout_report_command(
     if missing:
         fail(f"{run} lacks {', '.join(missing)}: not a finished run folder")
     stderr_filter.install()
-    overrides = {
-        "sweep_rates": _split_list(sweep_rates) if sweep_rates else None,
-        "sweep_placements": _split_list(sweep_placements) if sweep_placements else None,
-        "sweep_seeds": sweep_seeds,
-        "sweep_epochs": sweep_epochs,
-    }
+    overrides = {}
+    for name, raw in options.items():
+        if raw is None:
+            continue
+        kind = typing.get_origin(RetrainConfig.model_fields[name].annotation)
+        overrides[name] = _split_list(str(raw)) if kind in (list, tuple) else raw
     state = rebuild_dropout_report(run, overrides, sweep_workers, return_state=True)
     if not state.is_completed():
         fail(state.message or "the dropout report failed", code=1)

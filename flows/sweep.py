@@ -6,23 +6,22 @@
 without a task run; each missing training runs as a task run named
 `sweep-<placement>-<rate>-seed<s>`, which stores its result as soon as it finishes (an
 interrupted sweep keeps what it trained).
-Returns `summarize(...)` plus `cache` = {dir, computed, reused} (JSON-able: it is the flow's
-result). A rerun on unchanged data trains nothing. The retrain flow calls it through
-`run_sweep` and hands its summary to the dropout-report stage; it is also deployable on its
-own, with a `SweepSpec` parameter (results are
-cached under `spec.sweeps_dir`, else WORKDIR/sweeps beside WORKDIR/cache/<fingerprint>).
+Returns the `SweepSummary` of `summarize(...)` with `cache` = {dir, computed, reused}. A
+rerun on unchanged data trains nothing. The retrain flow calls it through `run_sweep` and
+hands its summary to the dropout-report stage; it is also deployable on its own, with a
+`SweepSpec` parameter (results are cached under `spec.sweeps_dir`, else WORKDIR/sweeps beside
+WORKDIR/cache/<fingerprint>).
 
-How the task runs execute (measured on this project's 2-core machine, shared with other work,
-on the 400-image demo: 12 trainings of 5 epochs on 320 cached features):
+How the task runs execute:
   * `workers=1` (default): the task runs are called one after another on the flow's main
     thread. TensorFlow is not fork-safe and Keras is not thread-safe, so the default thread
     task runner is never used for training; each training is still its own task run in the
-    UI. Sweep 184 s, of which 145 s training.
+    UI. All trainings share the process's one traced head (`dropout.sweep_model`), so a
+    training costs its epochs and little else (bench/sweep.py).
   * `workers>1`: `.map` over a `ProcessPoolTaskRunner` (spawned processes, each importing
-    TensorFlow and loading the cached features once). It works and gives bit-identical
-    results, but with 2 workers on 2 cores it took 162 s: one training already keeps both
-    cores busy, so each took twice as long. It pays off with more cores than workers x TF's
-    threads.
+    TensorFlow, loading the cached features and tracing its head once). It gives
+    bit-identical results, but on 2 cores one training already keeps both cores busy; it
+    pays off with more cores than workers x TF's threads.
 
     summary = run_sweep(SweepSpec(cache_dir=..., manifest_path=..., n_classes=2,
                                   feature_shape=(7, 7, 768)), workers=1)
@@ -35,6 +34,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 
 from inception_retrain.dropout.sweep import SweepSpec, summarize, trainings
 from inception_retrain.dropout.sweep_store import SweepStore
+from inception_retrain.dropout.sweep_summary import CacheUse, SweepSummary
 from inception_retrain.tasks.sweep import sweep_cell_task
 
 DEFAULT_POOL = 2
@@ -45,7 +45,7 @@ DEFAULT_POOL = 2
     task_runner=ProcessPoolTaskRunner(max_workers=DEFAULT_POOL),
     log_prints=True,
 )
-def dropout_sweep(spec: SweepSpec, workers: int = 1) -> dict:
+def dropout_sweep(spec: SweepSpec, workers: int = 1) -> SweepSummary:
     """Train the sweep grid of `spec` on its cached features, reusing cached results;
     returns the summary."""
     cells = trainings(spec)
@@ -64,15 +64,15 @@ def dropout_sweep(spec: SweepSpec, workers: int = 1) -> dict:
         computed = iter([sweep_cell_task(spec, cell, store) for cell in missing])
     results = [result if result is not None else next(computed) for result in results]
     summary = summarize(spec, results)
-    summary["cache"] = {
-        "dir": str(store.directory) if store else None,
-        "computed": len(missing),
-        "reused": len(cells) - len(missing),
-    }
+    summary.cache = CacheUse(
+        dir=str(store.directory) if store else None,
+        computed=len(missing),
+        reused=len(cells) - len(missing),
+    )
     return summary
 
 
-def run_sweep(spec: SweepSpec, workers: int = 1) -> dict:
+def run_sweep(spec: SweepSpec, workers: int = 1) -> SweepSummary:
     """Run `dropout_sweep` (as a subflow when called inside a flow or task run)."""
     sweep = dropout_sweep
     if workers > DEFAULT_POOL:

@@ -91,14 +91,31 @@ class RetrainConfig(BaseModel):
     )
 
     # --- dropout-impact report ---------------------------------------------------------
+    sweep_grid: Literal["claims", "full"] = Field(
+        "claims",
+        description="The report's sweep: the claims' cells (no dropout; 0.2 and 0.5 after "
+        "Dense(1024); 0.5 after both) or the full --sweep-rates x --sweep-placements grid.",
+    )
     sweep_rates: list[float] = Field(
-        [0.0, 0.2, 0.5, 0.8], min_length=1, description="Dropout rates of the report's sweep."
+        [0.0, 0.2, 0.5, 0.8], min_length=1, description="Dropout rates of the full grid."
     )
     sweep_placements: list[DropoutPlacement] = Field(
-        list(PLACEMENTS), min_length=1, description="Placements swept."
+        list(PLACEMENTS), min_length=1, description="Placements of the full grid."
     )
-    sweep_seeds: int = Field(3, ge=1, le=20, description="Seeds per sweep configuration.")
-    sweep_epochs: int = Field(5, ge=1, le=200, description="Epochs per sweep training.")
+    sweep_seeds: int = Field(5, ge=1, le=20, description="Seeds per sweep configuration.")
+    sweep_epochs: int = Field(
+        20, ge=1, le=200, description="Maximum epochs per sweep training (early stopping)."
+    )
+    sweep_patience: int = Field(
+        3, ge=0, description="Sweep early-stopping patience on validation loss (0: off)."
+    )
+    equivalence_margin: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Accuracy margin of 'at least as good' in the dropout report, fixed "
+        "before the run: worse by less than this counts as at least as good.",
+    )
     mc_passes: int = Field(30, ge=2, le=1000, description="Stochastic passes for MC dropout.")
 
     @field_validator("weights")

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from inception_retrain.config import RetrainConfig
 from inception_retrain.dropout.measure import dropout_report
+from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.feature_cache import FeatureCache
 from inception_retrain.head import TrainedHead
 from inception_retrain.manifest import Manifest
@@ -22,7 +23,7 @@ def dropout_report_task(
     manifest: Manifest,
     cache: FeatureCache,
     head: TrainedHead,
-    sweep: dict,
+    sweep: SweepSummary,
     config: RetrainConfig,
     run_dir: Path,
 ) -> Path:

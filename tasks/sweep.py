@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from inception_retrain.dropout.sweep import SweepCell, SweepSpec, train_cell
 from inception_retrain.dropout.sweep_store import SweepStore
+from inception_retrain.dropout.sweep_summary import TrainingResult
 
 
 @task(
@@ -15,7 +16,7 @@ from inception_retrain.dropout.sweep_store import SweepStore
     task_run_name="sweep-{cell.placement}-{cell.rate}-seed{cell.seed}",
     cache_policy=NO_CACHE,
 )
-def sweep_cell_task(spec: SweepSpec, cell: SweepCell, store: SweepStore | None) -> dict:
+def sweep_cell_task(spec: SweepSpec, cell: SweepCell, store: SweepStore | None) -> TrainingResult:
     result = train_cell(spec, cell)
     if store is not None:
         store.save(spec, cell, result)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inception_retrain.dropout import backward, chain, direct, forward, frozen, inference, verdicts
+from inception_retrain.dropout import backward, chain, direct, forward, frozen, inference
+from inception_retrain.dropout import mechanisms as rules
+from inception_retrain.dropout.claims import CLARIFIED, REFUTED, SUPPORTED
 from inception_retrain.head import build_head
 from inception_retrain.head_spec import HeadSpec
 
@@ -49,24 +51,25 @@ def test_dropped_units_get_exactly_zero_gradient_columns(data):
     backbone, _, features, labels = data
     _, layers = head_layers(features.shape[1:])
     result = backward.measure_backward(layers, features[:16], labels[:16], 2, backbone)
-    check = result["dropped_columns"][0]
-    assert check["dense"] == "hidden_2" and check["dropped_units_total"] > 0
-    assert check["max_abs_gradient_dropped_kernel_columns"] == 0.0
-    assert check["max_abs_gradient_dropped_bias"] == 0.0
+    check = result.dropped_columns[0]
+    assert check.dense == "hidden_2" and check.dropped_units_total > 0
+    assert check.max_abs_gradient_dropped_kernel_columns == 0.0
+    assert check.max_abs_gradient_dropped_bias == 0.0
     # the zeros come from the mask: every kept, active unit does get a gradient
-    assert check["kept_active_units_with_nonzero_gradient"] == check["kept_active_units_total"] > 0
+    assert check.kept_active_units_with_nonzero_gradient == check.kept_active_units_total > 0
     # in a batch step only units silent for EVERY sample have an all-zero column
-    assert check["batch_zero_columns_match_silent_units"]
-    assert check["batch_units_dropped_somewhere_with_gradient"] > 0
-    changes = {row["variable"]: row["relative_change"] for row in result["variables"]}
-    assert changes["hidden_1/kernel"] > 0  # an earlier layer's gradient changes too
+    assert check.batch_zero_columns_match_silent_units
+    assert check.batch_units_dropped_somewhere_with_gradient > 0
+    assert result.relative_change("hidden_1/kernel") > 0  # an earlier layer's gradient changes
     # rate 1: no gradient reaches anything before the Dropout (Keras cuts the graph)
-    assert result["rate_1_zero_before_last_dropout"]
-    assert "hidden_1/kernel" in result["rate_1_variables_without_gradient_path"]
-    norms = {row["variable"]: row["norm_rate_1"] for row in result["variables"]}
-    assert norms["predictions/bias"] > 0  # ... while the output bias still learns
-    assert result["frozen"]["backbone_trainable_variables"] == 0
-    assert verdicts.judge_f2(result)["verdict"] == verdicts.CORRECTED
+    assert result.rate_1_zero_before_last_dropout
+    assert "hidden_1/kernel" in result.rate_1_variables_without_gradient_path
+    rows = {row.variable: row for row in result.variables}
+    assert rows["predictions/bias"].norm_rate_1 > 0  # ... while the output bias still learns
+    assert rows["hidden_1/kernel"].relative_change_rate_1 == 1.0  # all zero: a 100% change
+    assert result.frozen.backbone_trainable_variables == 0
+    # zero per sample, not per batch step: a definitional clarification, not a finding
+    assert rules.judge_f2(result).verdict == CLARIFIED
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.5])
@@ -74,26 +77,26 @@ def test_kept_values_are_scaled_by_exactly_one_over_keep_rate(data, rate):
     backbone, images, features, _ = data
     _, layers = head_layers(features.shape[1:], rate=rate)
     result = forward.measure_forward(backbone, layers, images)
-    scaling = result["dropouts"][0]["scaling"]
-    assert scaling["expected_factor"] == 1.0 / (1.0 - rate)
-    assert scaling["kept_values_checked"] > 0
-    assert scaling["fraction_bitwise_equal_to_float32_product"] == 1.0
-    assert abs(scaling["ratio_min"] - 1 / (1 - rate)) < 1e-6 * (1 / (1 - rate))
-    assert result["dropouts"][0]["mask_mismatches_on_active_units"] == 0  # replayed mask is real
+    scaling = result.dropouts[0].scaling
+    assert scaling.expected_factor == 1.0 / (1.0 - rate)
+    assert scaling.kept_values_checked > 0
+    assert scaling.fraction_bitwise_equal_to_float32_product == 1.0
+    assert abs(scaling.ratio_min - 1 / (1 - rate)) < 1e-6 * (1 / (1 - rate))
+    assert result.dropouts[0].mask_mismatches_on_active_units == 0  # replayed mask is real
 
 
 def test_masks_differ_across_steps_and_samples(data):
     _, _, features, labels = data
     _, layers = head_layers(features.shape[1:], rate=0.5)
     masks = forward.measure_fit_masks(layers, features, labels, 2, batch_size=16)
-    assert masks["steps"] == 6 and masks["distinct_step_masks"] == 6
-    assert masks["identical_consecutive_steps"] == 0
-    assert masks["samples_sharing_a_mask_within_a_step"] == 0
+    assert masks.steps == 6 and masks.distinct_step_masks == 6
+    assert masks.identical_consecutive_steps == 0
+    assert masks.samples_sharing_a_mask_within_a_step == 0
     # independent masks flip a unit with probability 2 r (1 - r) = 0.5
-    assert abs(masks["fraction_changed_between_steps"] - 0.5) < 0.05
-    standard_error = masks["expected_std"] / np.sqrt(masks["samples"])
-    assert abs(masks["dropped_mean"] - masks["expected_mean"]) < 4 * standard_error
-    assert sum(masks["histogram"]["samples"]) == 96
+    assert abs(masks.fraction_changed_between_steps - 0.5) < 0.05
+    standard_error = masks.expected_std / np.sqrt(masks.samples)
+    assert abs(masks.dropped_mean - masks.expected_mean) < 4 * standard_error
+    assert sum(masks.histogram.samples) == 96
 
 
 def test_placement_after_both_changes_the_touched_layers(data):
@@ -104,14 +107,15 @@ def test_placement_after_both_changes_the_touched_layers(data):
     cached = np.asarray(backbone(images)).astype(np.float16).astype(np.float32)
     seed = forward.measure_forward(backbone, seed_layers, images, cached)
     both = forward.measure_forward(backbone, both_layers, images)
-    assert seed["touched"] == ["dropout", "predictions"]
-    assert both["touched"] == ["dropout_1", "hidden_2", "dropout", "predictions"]
-    assert seed["backbone_layers_changed"] == both["backbone_layers_changed"] == 0
-    assert seed["backbone_vs_cache"]["within_float16_rounding"]
+    assert seed.touched == ["dropout", "predictions"]
+    assert both.touched == ["dropout_1", "hidden_2", "dropout", "predictions"]
+    assert seed.backbone_layers_changed == both.backbone_layers_changed == 0
+    assert seed.backbone_vs_cache.within_float16_rounding
     wrong = forward.measure_forward(backbone, seed_layers, images, cached[::-1].copy())
-    assert not wrong["backbone_vs_cache"]["within_float16_rounding"]
-    assert verdicts.judge_f1(seed, masks)["verdict"] == verdicts.SUPPORTED
-    assert verdicts.judge_f1(both, masks)["verdict"] == verdicts.CORRECTED
+    assert not wrong.backbone_vs_cache.within_float16_rounding
+    assert rules.judge_f1(seed, masks).verdict == SUPPORTED
+    flipped = rules.judge_f1(both, masks)  # Dense(1024)'s output changes too: F1 as stated fails
+    assert flipped.verdict == REFUTED and "hidden_2" in flipped.reason
 
 
 def test_unfrozen_backbone_flips_the_frozen_verdict(data):
@@ -123,61 +127,63 @@ def test_unfrozen_backbone_flips_the_frozen_verdict(data):
         result = frozen.measure_frozen(
             toy_backbone(trainable), chain.copy_head(head), images, labels[:8], 2, 1e-3
         )
-        results[trainable] = (result, verdicts.judge_f3(result, facts)["verdict"])
+        results[trainable] = (result, rules.judge_f3(result, facts).verdict)
     kept, verdict = results[False]
-    assert kept["backbone_variables_changed"] == 0 and kept["head_variables_changed"] > 0
-    assert kept["batchnorm_moving_statistics"] == 2
-    assert verdict == verdicts.SUPPORTED
+    assert kept.backbone_variables_changed == 0 and kept.head_variables_changed > 0
+    assert kept.batchnorm_moving_statistics == 2
+    assert verdict == SUPPORTED
     moved, verdict = results[True]
-    assert moved["backbone_variables_changed"] > 0
-    assert moved["batchnorm_moving_statistics_changed"] == 2  # BN in training mode
-    assert verdict == verdicts.REFUTED
+    assert moved.backbone_variables_changed > 0
+    assert moved.batchnorm_moving_statistics_changed == 2  # BN in training mode
+    assert verdict == REFUTED
 
 
 def test_noise_shape_patterns():
     shapes = direct.measure_noise_shapes(rate=0.5, batch=8, timesteps=10, features=64)
-    assert not shapes["3d_default"]["whole_features_dropped"]
-    assert shapes["3d_default"]["fraction_features_constant_across_timesteps"] < 0.05
+    patterns = shapes.patterns
+    assert not patterns["3d_default"].whole_features_dropped
+    assert patterns["3d_default"].fraction_features_constant_across_timesteps < 0.05
     for name in ("3d_noise_shape_batch_1_features", "3d_noise_shape_none_1_features"):
-        assert shapes[name]["fraction_features_constant_across_timesteps"] == 1.0
-        assert shapes[name]["samples_with_distinct_masks"] == 8
-    assert shapes["3d_noise_shape_1_1_features"]["same_mask_for_every_sample"]
-    assert shapes["3d_noise_shape_1_1_features"]["fraction_features_constant_across_timesteps"] == 1
-    assert shapes["2d_noise_shape_1_features"]["same_mask_for_every_sample"]
-    assert shapes["2d_default"]["samples_with_distinct_masks"] == 8
-    assert verdicts.judge_c7(shapes)["verdict"] == verdicts.SUPPORTED
+        assert patterns[name].fraction_features_constant_across_timesteps == 1.0
+        assert patterns[name].samples_with_distinct_masks == 8
+    assert patterns["3d_noise_shape_1_1_features"].same_mask_for_every_sample
+    assert patterns["3d_noise_shape_1_1_features"].fraction_features_constant_across_timesteps == 1
+    assert patterns["2d_noise_shape_1_features"].same_mask_for_every_sample
+    assert patterns["2d_default"].samples_with_distinct_masks == 8
+    assert rules.judge_c7(shapes).verdict == SUPPORTED
     # a per-element mask where whole features were claimed refutes C7
-    swapped = {**shapes, "3d_noise_shape_batch_1_features": shapes["3d_default"]}
-    assert verdicts.judge_c7(swapped)["verdict"] == verdicts.REFUTED
+    swapped = {**patterns, "3d_noise_shape_batch_1_features": patterns["3d_default"]}
+    assert rules.judge_c7(direct.NoiseShapes(0.5, swapped)).verdict == REFUTED
 
 
 def test_relu_commutes_with_dropout_and_sigmoid_does_not():
     z = np.random.default_rng(1).normal(scale=3.0, size=(32, 64)).astype(np.float32)
     result = direct.measure_activation_order(z, rate=0.3)
-    for order in (result["real"], result["standardised"]):
-        assert order["relu"]["same_mask"] and order["sigmoid"]["same_mask"]
-        assert order["relu"]["identical"] and order["relu"]["max_abs_delta"] == 0.0
-        assert not order["sigmoid"]["identical"]
-        assert order["sigmoid"]["max_abs_delta_on_dropped_units"] == 0.5  # sigmoid(0) vs 0
-        assert order["tanh"]["max_abs_delta_on_dropped_units"] == 0.0  # tanh(0) = 0 ...
-        assert order["tanh"]["max_abs_delta_on_kept_units"] > 1e-3  # but tanh(sz) != s tanh(z)
-    assert abs(result["standardised"]["input_std"] - 1.0) < 1e-5
-    assert verdicts.judge_c2(result)["verdict"] == verdicts.SUPPORTED
-    swapped = {**result, "standardised": {**result["standardised"],
-                                          "relu": result["standardised"]["sigmoid"]}}  # fmt: skip
-    assert verdicts.judge_c2(swapped)["verdict"] == verdicts.REFUTED
+    for order in (result.real, result.standardised):
+        assert order["relu"].same_mask and order["sigmoid"].same_mask
+        assert order["relu"].identical and order["relu"].max_abs_delta == 0.0
+        assert not order["sigmoid"].identical
+        assert order["sigmoid"].max_abs_delta_on_dropped_units == 0.5  # sigmoid(0) vs 0
+        assert order["tanh"].max_abs_delta_on_dropped_units == 0.0  # tanh(0) = 0 ...
+        assert order["tanh"].max_abs_delta_on_kept_units > 1e-3  # but tanh(sz) != s tanh(z)
+    assert abs(result.input_std - 3.0) < 0.3  # the raw values' std
+    assert rules.judge_c2(result).verdict == SUPPORTED
+    result.standardised["relu"] = result.standardised["sigmoid"]
+    assert rules.judge_c2(result).verdict == REFUTED
 
 
 def test_inference_is_deterministic_and_mc_dropout_varies(data):
     _, _, features, labels = data
     _, layers = head_layers(features.shape[1:])
     result = inference.measure_inference(layers, features[:40], labels[:40], 2, passes=8)
-    assert result["deterministic_bitwise"] and result["deterministic_max_abs_delta"] == 0.0
-    assert result["dropout_identity"][0]["max_abs_delta"] == 0.0
-    assert result["mc_images_varying"] == 40
-    assert len(result["per_image"]) == 40
-    assert result["auroc_std"] is None or 0.0 <= result["auroc_std"] <= 1.0
-    assert verdicts.judge_f4(result)["verdict"] in (verdicts.SUPPORTED, verdicts.CORRECTED)
+    assert result.deterministic_bitwise and result.deterministic_max_abs_delta == 0.0
+    assert result.dropout_identity == {"dropout": 0.0}
+    assert result.mc_images_varying == 40
+    assert len(result.per_image) == 40
+    errors = [row.error for row in result.per_image]
+    assert result.errors == sum(errors) and result.uncertainty.positives == sum(errors)
+    assert result.uncertainty.auroc is None or 0.0 <= result.uncertainty.auroc <= 1.0
+    assert rules.judge_f4_determinism(result).verdict == SUPPORTED
 
 
 def test_head_without_dropout_gets_one_inserted_for_measurement(data):

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inception_retrain.cli.main import app, dropout_report_command
-from inception_retrain.dropout.verdicts import ORDER, VERDICTS
+from inception_retrain.dropout.claims import KINDS, ORDER, VERDICTS
 from inception_retrain.run_folder import write_config
 
 
@@ -24,35 +24,56 @@ def reported_run(tiny_run, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("dropout-run")
     for name in ("manifest.parquet", "ingest.json", "extract.json", "head.keras"):
         shutil.copy(tiny_run.run_dir / name, run_dir / name)
-    config = tiny_run.config.model_copy(update={"sweep_epochs": 1, "mc_passes": 5})
+    config = tiny_run.config.model_copy(update={"sweep_epochs": 2, "mc_passes": 5})
     write_config(run_dir, config, flow_run_id=None)
     # The command's function itself (CliRunner would hand Prefect's temporary server a
     # console stream that is closed before the server's exit log).
-    dropout_report_command(
-        run=run_dir, sweep_rates="0,0.5", sweep_placements="after_dense2,after_both",
-        sweep_seeds=1, sweep_epochs=None, sweep_workers=1,
-    )  # fmt: skip
+    dropout_report_command(run=run_dir, sweep_workers=1, sweep_seeds="2", sweep_patience="1")
     return run_dir, json.loads((run_dir / "dropout_impact.json").read_text())
 
 
-def test_report_has_twelve_computed_entries_and_answer_first(reported_run):
+def findings(document) -> dict:
+    return {(c["id"], f["kind"]): f for c in document["claims"] for f in c["findings"]}
+
+
+def test_report_answers_first_in_the_questions_terms_with_every_finding(reported_run):
     run_dir, document = reported_run
     assert [c["id"] for c in document["claims"]] == list(ORDER)
-    for claim in document["claims"]:
-        assert claim["verdict"] in VERDICTS and claim["claim"] and claim["numbers"]
-    assert document["answer"][0].startswith("Short answer")
-    assert "bitwise identical" in document["answer"][0]
+    for finding in findings(document).values():
+        assert finding["verdict"] in VERDICTS and finding["rule"] and finding["flip"]
+        assert finding["kind"] in KINDS and finding["question"]
+    questions = [bullet["question"] for bullet in document["answer"]]
+    assert questions[:5] == [
+        "The whole network, frozen layers included?", "Only the newly added layers?",
+        "Only Dense(1024), the layer right before it?",
+        "Are the neurons switched off once per epoch?", "And at inference?",
+    ]  # fmt: skip
+    answers = [bullet["answer"] for bullet in document["answer"]]
+    assert answers[0].startswith("No.") and "bitwise identical" in answers[0]
+    assert answers[1].startswith("In the forward pass, no: only Dense(16)'s outputs are zeroed")
+    assert answers[2].startswith("Its outputs, yes") and "Dense(16) learn differently" in answers[2]
+    assert answers[3].startswith("No: a new mask for each sample at each step")
+    assert answers[4].startswith("Nothing")
+    f5 = findings(document)[("F5", "effect")]
+    if f5["verdict"] not in ("supported", "refuted"):  # sweep numbers only when conclusive
+        assert "cannot tell" in answers[5] and not re.search(r"\d\.\d", answers[5])
 
     html = (run_dir / "dropout_impact.html").read_text()
     # the title, the random-weights banner (the tiny run has random weights), the answer
     banner = r'<p class="banner" id="random-weights-banner">[^<]*RANDOM[^<]*</p>'
     assert re.search(rf"<h1>[^<]+</h1>\s*{banner}\s*<section><h2>Answer</h2>", html)
-    assert html.index(document["answer"][0][:60]) < html.index("C1: ")
+    assert html.index(answers[0][:40]) < html.index("C1 (effect)")
+    for title in KINDS.values():  # the three kinds of claim, apart, in this order
+        assert html.count(f"<h2>{title}</h2>") == 1
+    mechanism, effect, practice = (html.index(f"<h2>{t}</h2>") for t in KINDS.values())
+    assert mechanism < effect < practice < html.index("<h2>Timings</h2>")
     assert not re.search(r"(src|href)=\"(?!data:)", html), "external resource in the HTML"
-    assert html.count('src="data:image/png;base64,') >= 7
+    assert html.count('src="data:image/png;base64,') >= 8
+    assert not re.search(r"<td[^>]*>\s*[\[{]\s*[\"{]", html), "raw JSON in a table cell"
     markdown = (run_dir / "dropout_impact.md").read_text()
-    assert markdown.startswith("# ") and document["answer"][0] in markdown
+    assert markdown.startswith("# ") and answers[0] in markdown
     assert "> **Warning: the backbone has RANDOM weights" in markdown
+    assert "*Rule:*" in markdown and "*What would flip it:*" in markdown
 
 
 def test_report_numbers_come_from_the_run_model(reported_run):
@@ -62,20 +83,31 @@ def test_report_numbers_come_from_the_run_model(reported_run):
     assert forward["n_backbone_layers"] > 200  # every InceptionV3 layer up to mixed7
     assert forward["touched"] == ["dropout", "predictions"]
     assert forward["backbone_vs_cache"]["max_abs_delta"] <= 1e-6  # float32 cache: same model
-    assert claims["F1"]["verdict"] == "supported"
+    found = findings(document)
+    assert found[("F1", "mechanism")]["verdict"] == "supported"
     check = claims["F2"]["details"]["backward"]["dropped_columns"][-1]
     assert check["dense"] == "hidden_2" and check["dropped_units_total"] > 0
     assert check["max_abs_gradient_dropped_kernel_columns"] == 0.0
-    assert claims["F3"]["numbers"]["backbone_variables_changed"] == 0
-    assert claims["F3"]["numbers"]["head_variables_changed"] > 0
-    assert claims["F3"]["verdict"] == "supported"
-    assert claims["C6"]["verdict"] == "supported with a correction"  # frozen layers untouched
+    assert found[("F3", "mechanism")]["numbers"]["backbone_variables_changed"] == 0
+    assert found[("F3", "mechanism")]["verdict"] == "supported"
+    assert found[("C6", "mechanism")]["verdict"] == "clarified"  # frozen layers untouched
+    for definitional in ("C3", "C5", "F2"):
+        assert found[(definitional, "mechanism")]["verdict"] == "clarified"
+        assert "definitional" in found[(definitional, "mechanism")]["rule"]
+    for practice in ("C1", "C4"):
+        assert found[(practice, "practice")]["verdict"] == "not testable here"
+    uncertainty = found[("F4", "effect")]["numbers"]
+    assert {"auroc", "permutation_p", "baseline_auroc_confidence"} <= set(uncertainty)
 
     sweep = claims["F5"]["details"]["sweep"]
-    cells = {(c["rate"], c["placement"]) for c in sweep["grid"]}
-    assert {(0.0, "after_dense2"), (0.0, "after_both"), (0.5, "after_both")} <= cells
-    # rate 0 in any placement is the one "no dropout" model, trained once per seed
-    assert sweep["trainings"] == 3 and len(sweep["configs"]) == 3
+    assert sweep["grid"] == "claims" and sweep["seeds"] == [0, 1]
+    cells = {(c["rate"], c["placement"]) for c in sweep["grid_cells"]}
+    assert cells == {(0.0, "none"), (0.2, "after_dense2"), (0.5, "after_dense2"),
+                     (0.5, "after_both")}  # fmt: skip
+    assert sweep["trainings"] == 8 and len(sweep["configs"]) == 4
+    assert all(r["epochs_run"] <= 2 for c in sweep["configs"] for r in c["runs"])
+    for comparison in found[("C1", "effect")]["comparisons"]:
+        assert comparison["n"] <= 2 and comparison["outcome"] == "inconclusive"  # 2 seeds
 
 
 def test_sweep_ran_as_one_prefect_task_run_per_training(reported_run):
@@ -89,7 +121,7 @@ def test_sweep_ran_as_one_prefect_task_run_per_training(reported_run):
             task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="sweep-"))
         )
     names = {run.name for run in runs if run.state and run.state.is_completed()}
-    assert {"sweep-none-0.0-seed0", "sweep-after_both-0.5-seed0"} <= names
+    assert {"sweep-none-0.0-seed0", "sweep-after_both-0.5-seed1"} <= names
     assert len(names) >= sweep["trainings"]
 
 

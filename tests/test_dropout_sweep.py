@@ -1,27 +1,29 @@
-"""The F5 sweep: its grid, one real training per cell, the sweep cache that lets a rerun
-skip every training, and the rules C1, C4 and F5 apply.
+"""The F5 sweep: its grid, one real training per cell on the process's one traced head, the
+sweep cache that lets a rerun skip every training, and scoring.
 
 The cache tests run the real `dropout_sweep` flow (ephemeral Prefect server) on a real
-Parquet feature cache of 24 tiny (2, 2, 8) features, with a 4-4 head and 1 epoch.
+Parquet feature cache of tiny (2, 2, 8) features, with a 4-4 head and 1 epoch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
 import pytest
+from synthetic_features import splits_of, write_cache
 
-from inception_retrain.dropout import sweep, verdicts
+from inception_retrain.dropout import sweep
 from inception_retrain.dropout.report import sweep_cache_text
 from inception_retrain.dropout.sweep_store import SweepStore, training_rows_fingerprint
+from inception_retrain.dropout.sweep_summary import score_split
 from inception_retrain.files import read_json
+from inception_retrain.fit import fit_head
 from inception_retrain.head_spec import HeadSpec
 
 FINGERPRINT = "0123456789abcdef"
 SHAPE = (2, 2, 8)
-SPLITS = ["train"] * 14 + ["validation"] * 5 + ["test"] * 5
+SPLITS = splits_of(14, 5, 5)
 
 
 def spec_for(tmp_path, **fields) -> sweep.SweepSpec:
@@ -31,87 +33,144 @@ def spec_for(tmp_path, **fields) -> sweep.SweepSpec:
     )  # fmt: skip
 
 
-def test_rate_zero_and_none_are_one_training_and_claim_cells_are_added(tmp_path):
-    spec = spec_for(tmp_path, rates=[0.0, 0.2], placements=["after_dense2", "none"], seeds=[0, 1])
+def cells_of(spec) -> list[tuple[float, str]]:
+    return [(c.rate, c.placement) for c in sweep.grid(spec)]
+
+
+def test_the_claims_grid_is_four_cells_and_the_run_head_joins_it(tmp_path):
+    spec = spec_for(tmp_path)
+    assert cells_of(spec) == [(0.0, "none"), (0.2, "after_dense2"), (0.5, "after_dense2"),
+                              (0.5, "after_both")]  # fmt: skip
+    assert len(sweep.trainings(spec)) == 4 * 5  # five seeds by default
+    own = spec_for(tmp_path, head=HeadSpec(dropout_rate=0.3, dropout_placement="after_both"))
+    assert cells_of(own)[-1] == (0.3, "after_both") and sweep.tested_cell(own) == (
+        0.3,
+        "after_both",
+    )
+    plain = spec_for(tmp_path, head=HeadSpec(dropout_placement="none"))
+    assert len(cells_of(plain)) == 4 and sweep.tested_cell(plain) == (0.2, "after_dense2")
+
+
+def test_the_full_grid_maps_rate_zero_to_one_training_and_adds_the_claims_cells(tmp_path):
+    spec = spec_for(tmp_path, grid="full", rates=[0.0, 0.2], placements=["after_dense2", "none"],
+                    seeds=[0, 1])  # fmt: skip
     rows = sweep.grid(spec)
-    effective = {(r["rate"], r["placement"]): (r["effective_rate"], r["effective_placement"])
-                 for r in rows}  # fmt: skip
+    effective = {(r.rate, r.placement): (r.effective_rate, r.effective_placement) for r in rows}
     assert effective[(0.0, "after_dense2")] == effective[(0.2, "none")] == (0.0, "none")
-    assert effective[(0.2, "after_dense2")] == (0.2, "after_dense2")
-    added = [(r["rate"], r["placement"]) for r in rows if r["added"]]
+    added = [(r.rate, r.placement) for r in rows if r.added]
     assert added == [(0.5, "after_dense2"), (0.5, "after_both")]  # C1 and C4 need these
     cells = [(c.rate, c.placement, c.seed) for c in sweep.trainings(spec)]
     assert len(cells) == len(set(cells)) == 4 * 2
     assert cells.count((0.0, "none", 0)) == 1
 
 
-def test_train_cell_trains_the_requested_head_deterministically(tiny_run):
+def test_scores_and_degenerate_trainings():
+    labels = np.array([0, 0, 0, 1, 1])
+    one_class = score_split(np.tile([0.6, 0.4], (5, 1)), labels, 2)
+    assert one_class.one_class and one_class.accuracy == one_class.majority_accuracy == 0.6
+    assert one_class.predicted == [5, 0] and one_class.correct == "11100"
+    learned = score_split(np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]),
+                          labels, 2)  # fmt: skip
+    assert not learned.one_class and learned.accuracy == 0.6 and learned.correct == "11010"
+    assert learned.loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.3, 0.8, 0.4])))
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    """A learnable 2-class cache of 64 train, 32 validation and 40 test rows."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(136, *SHAPE)).astype(np.float32)
+    y = (x[:, 0, 0, 0] > 0).astype(int)
+    work = tmp_path_factory.mktemp("small-sweep") / "work"
+    cache_dir, manifest = write_cache(work, x, y, splits_of(64, 32, 40), "fedcba9876543210")
+    return cache_dir, manifest
+
+
+def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small_cache):
+    """The one traced model per process, reset in place, is the training stage's own loop:
+    the same weights and validation curve as a fresh `fit_head`, whatever ran before it."""
+    cache_dir, manifest = small_cache
+    head = HeadSpec(hidden_units=(16, 32), learning_rate=1e-2)
+    spec = sweep.SweepSpec(cache_dir=cache_dir, manifest_path=manifest, n_classes=2,
+                           feature_shape=SHAPE, head=head, batch_size=16, epochs=5, patience=2,
+                           seeds=[0, 3])  # fmt: skip
+    from inception_retrain.dropout.sweep_model import sweep_head
+
+    splits = sweep._splits(str(cache_dir), str(manifest))
+    cells = sweep.trainings(spec)
+    results = [sweep.train_cell(spec, cell) for cell in [*cells, cells[0]]]
+    for cell, result in zip(cells[-3:], results[-4:-1], strict=True):
+        assert (result.rate, result.placement, result.seed) == (
+            cell.rate,
+            cell.placement,
+            cell.seed,
+        )
+    last = cells[0]
+    model, fitted = fit_head(
+        splits["train"], splits["validation"], spec=head.with_dropout(last.rate, last.placement),
+        seed=last.seed, epochs=5, batch_size=16, patience=2,
+    )  # fmt: skip
+    traced = sweep_head(SHAPE, 2, head).model
+    for expected, got in zip(model.get_weights(), traced.trainable_weights, strict=True):
+        np.testing.assert_array_equal(expected, got.numpy())
+    assert results[-1].history["val_loss"] == fitted.history["val_loss"]
+    assert results[-1].scores == results[0].scores  # seed 0 again after seven others: same
+    both = next(r for r in results if r.placement == "after_both")
+    assert both.dropout_layers == 2 and results[0].dropout_layers == 0
+    assert set(both.scores) == {"train", "validation", "test"}
+    assert both.epochs_run == len(both.history["val_loss"]) <= 5
+
+
+def test_train_cell_on_a_real_run_cache(tiny_run):
     config = tiny_run.config
     spec = sweep.SweepSpec.from_run(
-        config.model_copy(update={"sweep_epochs": 2}), tiny_run.cache.cache_dir,
+        config.model_copy(update={"sweep_epochs": 2, "sweep_seeds": 2}), tiny_run.cache.cache_dir,
         tiny_run.manifest.path, 2, tiny_run.cache.feature_shape,
     )  # fmt: skip
+    assert spec.seeds == [config.seed, config.seed + 1] and spec.patience == config.sweep_patience
+    assert spec.sweeps_dir == config.workdir / "sweeps"  # the report stage's WORKDIR
     both = sweep.SweepCell(rate=0.5, placement="after_both", seed=3)
     first, again = sweep.train_cell(spec, both), sweep.train_cell(spec, both)
-    assert first["dropout_layers"] == 2
-    assert len(first["history"]["val_accuracy"]) == 2
-    assert first["split_sizes"]["train"] > 0 and first["test"]["accuracy"] is not None
-    for split in ("train", "validation", "test"):
-        assert first[split] == again[split]  # same seed, same data order: same model
-    assert spec.sweeps_dir == config.workdir / "sweeps"  # the report stage's WORKDIR
+    assert first.dropout_layers == 2 and first.epochs_run <= 2
+    assert first.scores == again.scores  # same seed, same data order: same model
     # every ok row is cached, so the rows the sweep is keyed on are the manifest's rows
     rows = training_rows_fingerprint(tiny_run.cache.cache_dir, tiny_run.manifest.path)
     assert rows == tiny_run.manifest.fingerprint
     plain = sweep.train_cell(spec, sweep.SweepCell(rate=0.0, placement="none", seed=3))
-    assert plain["dropout_layers"] == 0
     summary = sweep.summarize(spec, [first, plain])
-    assert summary["selection_split"] == "validation"
-    assert sweep.find(summary, 0.0, "after_both")["placement"] == "none"
+    assert (summary.selection_split, summary.evaluation_split) == ("validation", "test")
+    assert summary.config(0.0, "after_both").placement == "none"
+    assert summary.config(0.5, "after_both").test_accuracy.mean == first.scores["test"].accuracy
 
 
 # --- the sweep cache ---------------------------------------------------------------------
-
-
-def write_manifest(path, ids, labels, splits) -> None:
-    from inception_retrain.manifest import ManifestRow, write_manifest
-
-    rows = [
-        ManifestRow(
-            uri=f"/img/{cid}.png", label=f"c{label}", label_index=label, split=split, content_id=cid
-        )  # fmt: skip
-        for cid, label, split in zip(ids, labels, splits, strict=True)
-    ]
-    write_manifest(path, rows, ["c0", "c1"], "test", {})
 
 
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
     """WORKDIR/cache/<fingerprint>/ with 24 real Parquet features whose class is learnable,
     and a manifest of the same rows; returns (workdir, ids, labels)."""
-    from inception_retrain.feature_parts import feature_schema, write_part
+    from inception_retrain.manifest import read_image_rows
 
     workdir = tmp_path_factory.mktemp("sweep-cache") / "work"
     labels = [i % 2 for i in range(len(SPLITS))]
-    ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(len(SPLITS))]
-    noise = np.random.default_rng(0).normal(size=(len(ids), *SHAPE)).astype(np.float32)
+    noise = np.random.default_rng(0).normal(size=(len(labels), *SHAPE)).astype(np.float32)
     features = noise + 2.0 * np.array(labels, np.float32)[:, None, None, None]
-    schema = feature_schema(SHAPE, "float32", {"fingerprint": FINGERPRINT})
-    write_part(workdir / "cache" / FINGERPRINT, schema, ids, labels, SPLITS, features)
-    write_manifest(workdir / "manifest.parquet", ids, labels, SPLITS)
-    return workdir, ids, labels
+    _, manifest = write_cache(workdir, features, labels, SPLITS, FINGERPRINT)
+    return workdir, read_image_rows(manifest).content_ids, labels
 
 
 def tiny_spec(workdir, **fields) -> sweep.SweepSpec:
-    """Rates 0 and 0.5 after Dense 2, one seed: with C1/C4's added cell, 3 trainings."""
+    """The claims grid, one seed, one epoch: 4 trainings."""
     values = dict(
         cache_dir=workdir / "cache" / FINGERPRINT, manifest_path=workdir / "manifest.parquet",
         n_classes=2, feature_shape=SHAPE, head=HeadSpec(hidden_units=(4, 4), learning_rate=1e-2),
-        batch_size=8, epochs=1, rates=[0.0, 0.5], placements=["after_dense2"], seeds=[0],
+        batch_size=8, epochs=1, seeds=[0],
     )  # fmt: skip
     return sweep.SweepSpec(**{**values, **fields})
 
 
-def run_flow(spec: sweep.SweepSpec) -> tuple[dict, str]:
+def run_flow(spec: sweep.SweepSpec):
     """The real `dropout_sweep` flow; its summary and flow run id."""
     from inception_retrain.flows.sweep import dropout_sweep
 
@@ -133,8 +192,14 @@ def task_run_names(flow_run_id: str, at_least: int = 0, wait_s: float = 30.0) ->
             time.sleep(0.5)
 
 
-def without(summary: dict, *keys: str) -> dict:
-    return {key: value for key, value in summary.items() if key not in keys}
+def timeless(result: dict) -> dict:
+    """A stored training result without its wall-clock times."""
+    history = {k: v for k, v in result["history"].items() if k != "seconds"}
+    return {**result, "seconds": None, "history": history}
+
+
+def without(summary, *keys: str) -> dict:
+    return {key: value for key, value in summary.model_dump().items() if key not in keys}
 
 
 @pytest.fixture(scope="module")
@@ -149,53 +214,63 @@ def test_a_rerun_trains_nothing_and_a_recomputed_cell_equals_the_stored_one(firs
     spec, first, first_id = first_sweep
     store = SweepStore.for_spec(spec)
     assert store.directory.parent == spec.cache_dir.parent.parent / "sweeps"  # WORKDIR/sweeps
-    assert first["cache"] == {"dir": str(store.directory), "computed": 3, "reused": 0}
+    assert first.cache.model_dump() == {"dir": str(store.directory), "computed": 4, "reused": 0}
     assert read_json(store.directory / "key.json")["backbone_fingerprint"] == FINGERPRINT
 
     again, again_id = run_flow(spec)
-    assert again["cache"] == {"dir": str(store.directory), "computed": 0, "reused": 3}
+    assert again.cache.model_dump() == {"dir": str(store.directory), "computed": 0, "reused": 4}
     assert without(again, "cache") == without(first, "cache")  # the stored results as they were
-    assert "0 trained in this run, 3 reused" in sweep_cache_text(again)
+    assert "0 trained in this run, 4 reused" in sweep_cache_text(again)
 
     # A damaged file is a miss: that one training runs again and gives the stored result.
     victim = store.path(spec, sweep.SweepCell(rate=0.5, placement="after_both", seed=0))
     stored = read_json(victim)["result"]
     victim.write_text("{ not json")
     fixed, fixed_id = run_flow(spec)
-    assert fixed["cache"]["computed"] == 1 and fixed["cache"]["reused"] == 2
+    assert (fixed.cache.computed, fixed.cache.reused) == (1, 3)
     recomputed = read_json(victim)["result"]
-    assert without(recomputed, "seconds") == without(stored, "seconds")
-    assert without(fixed, "cache", "seconds_total") == without(first, "cache", "seconds_total")
+    assert timeless(recomputed) == timeless(stored)
+    assert without(fixed, "cache", "seconds_total", "configs") == without(
+        first, "cache", "seconds_total", "configs"
+    )
 
     # One task run per computed training, none for reused ones (the later run's task run
     # reaching the server means the earlier runs' have too: events arrive in order).
     assert task_run_names(fixed_id, at_least=1) == ["sweep-after_both-0.5-seed0"]
-    assert len(task_run_names(first_id, at_least=3)) == 3
+    assert len(task_run_names(first_id, at_least=4)) == 4
     assert task_run_names(again_id) == []
 
 
 def test_changed_inputs_train_again_and_a_grown_grid_reuses_its_cells(first_sweep):
     spec, _, _ = first_sweep
-    longer, _ = run_flow(spec.model_copy(update={"epochs": 2}))
-    assert longer["cache"]["computed"] == 3
-    assert len(longer["configs"][0]["curves"]["loss"]) == 2
-    grown, _ = run_flow(spec.model_copy(update={"rates": [0.0, 0.2, 0.5]}))
-    assert (grown["cache"]["computed"], grown["cache"]["reused"]) == (1, 3)  # only rate 0.2
+    longer, _ = run_flow(spec.model_copy(update={"epochs": 2, "patience": 0}))
+    assert longer.cache.computed == 4
+    assert longer.configs[0].runs[0].epochs_run == 2
+    grown, _ = run_flow(spec.model_copy(update={"grid": "full", "rates": [0.0, 0.5, 0.8],
+                                                 "placements": ["after_dense2"]}))  # fmt: skip
+    assert (grown.cache.computed, grown.cache.reused) == (1, 4)  # only rate 0.8
 
 
 def test_the_sweep_cache_key_follows_the_training_rows(tiny_cache, tmp_path):
+    from inception_retrain.manifest import ManifestRow, write_manifest
+
+    def manifest(path, ids, labels, splits):
+        rows = [ManifestRow(uri=f"/img/{cid}.png", label=f"c{label}", label_index=label,
+                            split=split, content_id=cid)
+                for cid, label, split in zip(ids, labels, splits, strict=True)]  # fmt: skip
+        write_manifest(path, rows, ["c0", "c1"], "test", {})
+
     workdir, ids, labels = tiny_cache
     spec = tiny_spec(workdir)
     directory = SweepStore.for_spec(spec).directory
     assert SweepStore.for_spec(tiny_spec(workdir, epochs=3)).directory == directory
 
     relabelled = [1 - labels[0], *labels[1:]]
-    write_manifest(tmp_path / "relabelled.parquet", ids, relabelled, SPLITS)
+    manifest(tmp_path / "relabelled.parquet", ids, relabelled, SPLITS)
     other = tiny_spec(workdir, manifest_path=tmp_path / "relabelled.parquet")
     assert SweepStore.for_spec(other).directory != directory
     # a manifest row without cached features is not trained on, so it changes nothing
-    extra = [*ids, "f" * 64]
-    write_manifest(tmp_path / "extra.parquet", extra, [*labels, 0], [*SPLITS, "train"])
+    manifest(tmp_path / "extra.parquet", [*ids, "f" * 64], [*labels, 0], [*SPLITS, "train"])
     same = tiny_spec(workdir, manifest_path=tmp_path / "extra.parquet")
     assert SweepStore.for_spec(same).directory == directory
 
@@ -209,76 +284,11 @@ def test_the_sweep_cache_key_follows_the_training_rows(tiny_cache, tmp_path):
     assert SweepStore.for_spec(tiny_spec(workdir, cache_dir=elsewhere)) is None
 
 
-def stat(mean: float, std: float = 0.0, n: int = 3) -> dict:
-    return {"mean": mean, "std": std, "n": n}
-
-
-def summary_of(rows: dict[tuple[float, str], tuple[float, float]], n_val: int = 100) -> dict:
-    """A sweep summary with the given (validation accuracy, train-validation gap) per config."""
-    configs = [
-        {"rate": rate, "placement": placement, "seeds": 3,
-         "validation_accuracy": stat(acc), "gap_accuracy": stat(gap)}
-        for (rate, placement), (acc, gap) in rows.items()
-    ]  # fmt: skip
-    return {
-        "selection_split": "validation", "split_sizes": {"validation": n_val}, "epochs": 5,
-        "seeds": [0, 1, 2], "configs": configs,
-    }  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("end_only", "every_layer", "expected"),
-    [(0.90, 0.80, verdicts.SUPPORTED), (0.80, 0.805, verdicts.SUPPORTED),
-     (0.70, 0.80, verdicts.REFUTED)],
-)  # fmt: skip
-def test_c1_compares_end_only_with_every_layer(end_only, every_layer, expected):
-    summary = summary_of({
-        (0.0, "none"): (0.8, 0.1),
-        (0.5, "after_dense2"): (end_only, 0.1),
-        (0.5, "after_both"): (every_layer, 0.1),
-    })  # fmt: skip
-    assert verdicts.judge_c1(summary)["verdict"] == expected
-
-
-def test_c4_and_f5_follow_the_numbers():
-    best_is_p05 = summary_of({
-        (0.0, "none"): (0.80, 0.15), (0.2, "after_dense2"): (0.82, 0.05),
-        (0.5, "after_dense2"): (0.83, 0.04), (0.5, "after_both"): (0.90, 0.02),
-    })  # fmt: skip
-    context = {"rate": 0.2, "placement": "after_dense2"}
-    assert verdicts.judge_c4(best_is_p05, context)["verdict"] == verdicts.SUPPORTED
-    assert verdicts.judge_f5(best_is_p05, context)["verdict"] == verdicts.SUPPORTED
-    p05_second = summary_of({
-        (0.0, "none"): (0.80, 0.15), (0.2, "after_dense2"): (0.95, 0.15),
-        (0.5, "after_dense2"): (0.83, 0.04), (0.5, "after_both"): (0.88, 0.02),
-    })  # fmt: skip
-    assert verdicts.judge_c4(p05_second, context)["verdict"] == verdicts.CORRECTED
-    assert verdicts.judge_f5(p05_second, context)["verdict"] == verdicts.REFUTED  # same gap
-    p05_worst = summary_of({
-        (0.0, "none"): (0.80, 0.15), (0.2, "after_dense2"): (0.70, 0.02),
-        (0.5, "after_dense2"): (0.83, 0.04), (0.5, "after_both"): (0.60, 0.02),
-    })  # fmt: skip
-    assert verdicts.judge_c4(p05_worst, context)["verdict"] == verdicts.REFUTED
-    assert verdicts.judge_f5(p05_worst, context)["verdict"] == verdicts.CORRECTED  # costs acc
-
-
-def test_a_sweep_that_beats_no_baseline_says_so():
-    summary = summary_of({
-        (0.0, "none"): (0.5, 0.0), (0.5, "after_dense2"): (0.5, 0.0),
-        (0.5, "after_both"): (0.5, 0.0),
-    })  # fmt: skip
-    context = {"rate": 0.5, "placement": "after_dense2"}
-    assert "Uninformative" not in verdicts.judge_c1(summary)["explanation"]
-    summary.update(beats_majority=False, majority_accuracy=0.5)
-    for judged in (verdicts.judge_c1(summary), verdicts.judge_c4(summary, context),
-                   verdicts.judge_f5(summary, context)):  # fmt: skip
-        assert "Uninformative on this data" in judged["explanation"]
-
-
 def test_a_sweep_spec_rejects_unknown_placements_and_impossible_rates():
     from pydantic import ValidationError
 
     base = {"cache_dir": "/c", "manifest_path": "/m", "n_classes": 2, "feature_shape": (2, 2, 8)}
-    for bad in ({"placements": ["after_dense"]}, {"rates": [1.0]}, {"epochs": 0}):
+    for bad in ({"placements": ["after_dense"]}, {"rates": [1.0]}, {"epochs": 0},
+                {"grid": "some"}, {"patience": -1}):  # fmt: skip
         with pytest.raises(ValidationError):
             sweep.SweepSpec(**base, **bad)

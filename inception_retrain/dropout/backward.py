@@ -16,14 +16,100 @@ trained head's layers:
     those variables, reported as zeros and listed in `rate_1_variables_without_gradient_path`.
 
     backward = measure_backward(layers, features[:32], labels[:32], n_classes, backbone)
-    backward["dropped_columns"][0]["max_abs_gradient"]   # 0.0
+    backward.main.max_abs_gradient_dropped_kernel_columns   # 0.0
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from inception_retrain.dropout import chain
+
+
+@dataclass
+class VariableGradient:
+    """One trainable variable's gradient norm with dropout on (fixed mask), off, and rate 1."""
+
+    variable: str  # "layer/name"
+    layer: str
+    before_last_dropout: bool
+    norm_with_dropout: float
+    norm_without_dropout: float
+    relative_change: float  # ||g_on - g_off|| / ||g_off||
+    norm_rate_1: float
+    relative_change_rate_1: float  # ||g_rate1 - g_off|| / ||g_off||: 1.0 when it is all zero
+
+
+@dataclass
+class FeatureGradient:
+    """The gradient that reaches the backbone's output (the frozen boundary)."""
+
+    norm_with_dropout: float
+    norm_without_dropout: float
+    relative_change: float
+    norm_rate_1: float
+
+
+@dataclass
+class DroppedColumns:
+    """The gradient columns of the Dense layer before one Dropout, for its dropped units."""
+
+    dropout: str
+    dense: str
+    # per sample (batches of one): the dropped units' columns must be exactly zero
+    samples: int
+    dropped_units_total: int
+    max_abs_gradient_dropped_kernel_columns: float
+    max_abs_gradient_dropped_bias: float
+    kept_active_units_total: int
+    kept_active_units_with_nonzero_gradient: int
+    # the whole batch: a column is zero only for a unit silent for EVERY sample
+    batch_units: int
+    batch_units_dropped_for_every_sample: int
+    batch_units_dropped_or_inactive_for_every_sample: int
+    batch_zero_gradient_columns: int
+    batch_zero_columns_match_silent_units: bool
+    batch_mean_dropped_per_sample: float
+    batch_units_dropped_somewhere_with_gradient: int
+
+
+@dataclass
+class FrozenGradientFacts:
+    """What a training step of the seed's full model differentiates: only head variables."""
+
+    backbone_variables: int
+    backbone_trainable_variables: int
+    full_model_trainable_variables: int
+    full_model_trainable_variables_in_head: int
+
+
+@dataclass
+class Backward:
+    """F2: gradients with a fixed mask, without dropout, and with rate 1."""
+
+    batch: int
+    variables: list[VariableGradient]
+    feature_gradient: FeatureGradient
+    rate_1_zero_before_last_dropout: bool
+    rate_1_max_norm_before_last_dropout: float
+    rate_1_variables_without_gradient_path: list[str]
+    dropped_columns: list[DroppedColumns]
+    frozen: FrozenGradientFacts | None = None
+
+    @property
+    def main(self) -> DroppedColumns:
+        """The columns of the last Dropout's Dense (Dense(1024) in the seed's head)."""
+        return self.dropped_columns[-1]
+
+    @property
+    def earlier(self) -> list[VariableGradient]:
+        """Variables of layers before the last Dropout."""
+        return [row for row in self.variables if row.before_last_dropout]
+
+    def relative_change(self, variable: str) -> float | None:
+        return next((r.relative_change for r in self.variables if r.variable == variable), None)
 
 
 def _gradients(layers, x, targets, loss_fn, dropout_on, replace=None, only=None):
@@ -66,7 +152,7 @@ def _preceding_dense(layers, index: int):
 
 def measure_backward(
     layers, features, labels, n_classes: int, backbone=None, per_sample: int = 8
-) -> dict:
+) -> Backward:
     """Gradients with a fixed (replayed) mask, without dropout, and with rate 1."""
     import keras
 
@@ -89,34 +175,19 @@ def measure_backward(
         layer_name = key.split("/")[0]
         off = grads_off[key]
         rows.append(
-            {
-                "variable": key,
-                "layer": layer_name,
-                "before_last_dropout": names.index(layer_name) < last_dropout,
-                "norm_with_dropout": _norm(grads_on[key]),
-                "norm_without_dropout": _norm(off),
-                "relative_change": _norm(grads_on[key] - off) / max(_norm(off), 1e-30),
-                "norm_rate_1": _norm(grads_one[key]),
-            }
+            VariableGradient(
+                variable=key,
+                layer=layer_name,
+                before_last_dropout=names.index(layer_name) < last_dropout,
+                norm_with_dropout=_norm(grads_on[key]),
+                norm_without_dropout=_norm(off),
+                relative_change=_norm(grads_on[key] - off) / max(_norm(off), 1e-30),
+                norm_rate_1=_norm(grads_one[key]),
+                relative_change_rate_1=_norm(grads_one[key] - off) / max(_norm(off), 1e-30),
+            )
         )
-    before = [row for row in rows if row["before_last_dropout"]]
-    result = {
-        "batch": int(len(features)),
-        "variables": rows,
-        "feature_gradient": {
-            "norm_with_dropout": _norm(input_on),
-            "norm_without_dropout": _norm(input_off),
-            "relative_change": _norm(input_on - input_off) / max(_norm(input_off), 1e-30),
-            "norm_rate_1": _norm(input_one),
-        },
-        "rate_1_zero_before_last_dropout": all(row["norm_rate_1"] == 0.0 for row in before)
-        and _norm(input_one) == 0.0,
-        "rate_1_max_norm_before_last_dropout": max(
-            [row["norm_rate_1"] for row in before] + [_norm(input_one)]
-        ),
-        "rate_1_variables_without_gradient_path": cut,
-        "dropped_columns": [],
-    }
+    before = [row for row in rows if row.before_last_dropout]
+    columns = []
     for index, layer in enumerate(layers):
         if not chain.is_dropout(layer):
             continue
@@ -126,12 +197,27 @@ def measure_backward(
         sample_check = _per_sample_columns(
             layers, layer, dense, features[:per_sample], targets[:per_sample], loss_fn
         )
-        result["dropped_columns"].append(
-            {"dropout": layer.name, "dense": dense.name, **sample_check, **batch_check}
+        columns.append(
+            DroppedColumns(dropout=layer.name, dense=dense.name, **sample_check, **batch_check)
         )
-    if backbone is not None:
-        result["frozen"] = frozen_gradient_facts(backbone, layers)
-    return result
+    return Backward(
+        batch=int(len(features)),
+        variables=rows,
+        feature_gradient=FeatureGradient(
+            norm_with_dropout=_norm(input_on),
+            norm_without_dropout=_norm(input_off),
+            relative_change=_norm(input_on - input_off) / max(_norm(input_off), 1e-30),
+            norm_rate_1=_norm(input_one),
+        ),
+        rate_1_zero_before_last_dropout=all(row.norm_rate_1 == 0.0 for row in before)
+        and _norm(input_one) == 0.0,
+        rate_1_max_norm_before_last_dropout=max(
+            [row.norm_rate_1 for row in before] + [_norm(input_one)]
+        ),
+        rate_1_variables_without_gradient_path=cut,
+        dropped_columns=columns,
+        frozen=frozen_gradient_facts(backbone, layers) if backbone is not None else None,
+    )
 
 
 def _per_sample_columns(layers, dropout, dense, features, targets, loss_fn) -> dict:
@@ -183,14 +269,14 @@ def _batch_columns(kernel_grad: np.ndarray, keep: np.ndarray, dense_out: np.ndar
     }
 
 
-def frozen_gradient_facts(backbone, layers) -> dict:
+def frozen_gradient_facts(backbone, layers) -> FrozenGradientFacts:
     """What a training step of the seed's full model differentiates: only head variables."""
     full, _, _ = chain.full_model(backbone, layers)
     head_ids = {id(v) for layer in layers for v in layer.weights}
     trainable = full.trainable_weights
-    return {
-        "backbone_variables": len(backbone.weights),
-        "backbone_trainable_variables": len(backbone.trainable_weights),
-        "full_model_trainable_variables": len(trainable),
-        "full_model_trainable_variables_in_head": sum(id(v) in head_ids for v in trainable),
-    }
+    return FrozenGradientFacts(
+        backbone_variables=len(backbone.weights),
+        backbone_trainable_variables=len(backbone.trainable_weights),
+        full_model_trainable_variables=len(trainable),
+        full_model_trainable_variables_in_head=sum(id(v) in head_ids for v in trainable),
+    )

@@ -12,14 +12,48 @@ the trained head has no backbone layer or variable, only the cached features as 
 the backbone loaded now has exactly the weights the cache was computed with.
 
     frozen = measure_frozen(backbone, copy_head(head), images, labels, n_classes)
-    frozen["backbone_variables_changed"]   # 0
+    frozen.backbone_variables_changed   # 0
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from inception_retrain.dropout import chain
+
+
+@dataclass
+class Frozen:
+    """Backbone variables, byte for byte, before and after real fit steps of the full model."""
+
+    fit_steps: int
+    images: int
+    backbone_variables: int
+    backbone_trainable_variables: int
+    backbone_variables_changed: int
+    changed_examples: list[str]
+    batchnorm_layers: int
+    batchnorm_moving_statistics: int
+    batchnorm_moving_statistics_changed: int
+    head_variables: int
+    head_variables_changed: int
+    model_trainable_variables: int
+
+
+@dataclass
+class CacheFacts:
+    """The pipeline's own training: a head without backbone layers, on cached features."""
+
+    head_layer_types: list[str]
+    head_input_shape: list[int]
+    cached_feature_shape: list[int]
+    head_variables: int
+    head_has_conv_or_batchnorm: bool
+    head_input_is_cached_features: bool
+    backbone_digest_matches_cache: bool | None = None
+
 
 _BN_STATS = ("moving_mean", "moving_variance")
 
@@ -38,7 +72,7 @@ def measure_frozen(
     learning_rate: float = 1e-4,
     batch_size: int = 4,
     epochs: int = 1,
-) -> dict:
+) -> Frozen:
     """Bitwise comparison of backbone variables around real `fit` steps of the full model.
 
     `head_copy` is trained here: pass a copy, not the head other measurements use.
@@ -74,41 +108,42 @@ def measure_frozen(
         _bytes(v) != before for v, before in zip(head_copy.weights, head_before, strict=True)
     )
     bn_layers = [layer for layer in backbone.layers if "BatchNormalization" in type(layer).__name__]
-    return {
-        "fit_steps": epochs * -(-len(images) // batch_size),
-        "images": int(len(images)),
-        "backbone_variables": len(backbone_before),
-        "backbone_trainable_variables": len(backbone.trainable_weights),
-        "backbone_variables_changed": len(changed),
-        "changed_examples": changed[:5],
-        "batchnorm_layers": len(bn_layers),
-        "batchnorm_moving_statistics": int(bn_total),
-        "batchnorm_moving_statistics_changed": int(bn_changed),
-        "head_variables": len(head_before),
-        "head_variables_changed": int(head_changed),
-        "model_trainable_variables": len(model.trainable_weights),
-    }
+    return Frozen(
+        fit_steps=epochs * -(-len(images) // batch_size),
+        images=int(len(images)),
+        backbone_variables=len(backbone_before),
+        backbone_trainable_variables=len(backbone.trainable_weights),
+        backbone_variables_changed=len(changed),
+        changed_examples=changed[:5],
+        batchnorm_layers=len(bn_layers),
+        batchnorm_moving_statistics=int(bn_total),
+        batchnorm_moving_statistics_changed=int(bn_changed),
+        head_variables=len(head_before),
+        head_variables_changed=int(head_changed),
+        model_trainable_variables=len(model.trainable_weights),
+    )
 
 
-def cache_training_facts(head, feature_shape, backbone=None, cache_metadata=None) -> dict:
+def cache_training_facts(head, feature_shape, backbone=None, cache_metadata=None) -> CacheFacts:
     """The trained head never contains the backbone; the cache came from this backbone."""
     layers = chain.head_layers(head)
     kinds = sorted({type(layer).__name__ for layer in layers})
-    facts = {
-        "head_layer_types": kinds,
-        "head_input_shape": [int(d) for d in head.input_shape[1:]],
-        "cached_feature_shape": [int(d) for d in feature_shape],
-        "head_variables": len(head.weights),
-        "head_has_conv_or_batchnorm": any(
-            "Conv" in kind or "BatchNormalization" in kind for kind in kinds
-        ),
-    }
-    facts["head_input_is_cached_features"] = (
-        facts["head_input_shape"] == facts["cached_feature_shape"]
-    )
+    input_shape = [int(d) for d in head.input_shape[1:]]
+    cached_shape = [int(d) for d in feature_shape]
+    matches = None
     recorded = (cache_metadata or {}).get("weights_sha256")
     if backbone is not None and recorded:
         from inception_retrain.backbone import weights_digest
 
-        facts["backbone_digest_matches_cache"] = weights_digest(backbone) == recorded
-    return facts
+        matches = weights_digest(backbone) == recorded
+    return CacheFacts(
+        head_layer_types=kinds,
+        head_input_shape=input_shape,
+        cached_feature_shape=cached_shape,
+        head_variables=len(head.weights),
+        head_has_conv_or_batchnorm=any(
+            "Conv" in kind or "BatchNormalization" in kind for kind in kinds
+        ),
+        head_input_is_cached_features=input_shape == cached_shape,
+        backbone_digest_matches_cache=matches,
+    )

@@ -4,9 +4,9 @@ Every number is computed here, on the run's trained head (`head.keras`), the fro
 loaded with the run's weights, layer and image size, and the run's own data: a few real
 training images (decoded and preprocessed as in extraction) for the full-model measurements,
 and the cached features for everything that only needs the head. The measurements live in
-the modules beside this one, the verdict rules in `verdicts.py`. The sweep (F5) is an input:
-its trainings run before, one Prefect task run each (`flows.sweep`), and arrive here as the
-summary of `sweep.summarize`.
+the modules beside this one (collected in a `measurements.Measurements`), the verdict rules
+in `verdicts.py`. The sweep (F5) is an input: its trainings run before, one Prefect task run
+each (`flows.sweep`), and arrive here as the `SweepSummary` of `sweep.summarize`.
 
     json_path = dropout_report(manifest, cache, head, sweep_summary, config, run_dir)
     # run_dir/dropout_impact.{json,md,html} and run_dir/dropout_*.png
@@ -22,6 +22,8 @@ import numpy as np
 
 from inception_retrain import feature_cache
 from inception_retrain.config import RetrainConfig
+from inception_retrain.dropout.measurements import Measurements, RunContext
+from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.feature_cache import FeatureCache
 from inception_retrain.head import TrainedHead
@@ -77,7 +79,7 @@ def dropout_report(
     manifest: Manifest,
     cache: FeatureCache,
     head: TrainedHead,
-    sweep: dict,
+    sweep: SweepSummary,
     config: RetrainConfig,
     run_dir: Path,
 ) -> Path:
@@ -125,45 +127,45 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         mc_split = next((s for s in ("test", "validation", "train") if splits[s][0]), "train")
         metadata = read_metadata(cache.cache_dir)
     placement = "after_dense2" if inserted else config.head.dropout_placement
-    context = {
-        "run_dir": str(run_dir),
-        "weights": config.weights,
-        "weights_description": config.weights_source.description,
-        "random_weights": config.weights_source.is_random,
-        "layer": config.layer,
-        "image_size": config.image_size,
-        "hidden_units": list(config.head.hidden_units),
-        "rate": config.head.dropout_rate,
-        "placement": config.head.dropout_placement,
-        "placement_text": PLACEMENT_TEXT[placement].format(units=config.head.hidden_units[1]),
-        "inserted": inserted,
-        "n_classes": n_classes,
-        "class_names": list(manifest.class_names),
-        "split_sizes": {s: len(splits[s][0]) for s in splits},
-        "mc_split": mc_split,
-        "backbone_dropout_layers": sum(
+    context = RunContext(
+        run_dir=str(run_dir),
+        weights=config.weights,
+        weights_description=config.weights_source.description,
+        random_weights=config.weights_source.is_random,
+        layer=config.layer,
+        image_size=config.image_size,
+        hidden_units=list(config.head.hidden_units),
+        rate=config.head.dropout_rate,
+        placement=config.head.dropout_placement,
+        placement_text=PLACEMENT_TEXT[placement].format(units=config.head.hidden_units[1]),
+        inserted=inserted,
+        n_classes=n_classes,
+        class_names=list(manifest.class_names),
+        split_sizes={s: len(splits[s][0]) for s in splits},
+        mc_split=mc_split,
+        backbone_dropout_layers=sum(
             isinstance(layer, keras.layers.Dropout) for layer in backbone.layers
         ),
-    }
-    m: dict = {"context": context}
+        equivalence_margin=config.equivalence_margin,
+    )
     with _timed(timings, "F1_forward"):
-        m["forward"] = forward.measure_forward(backbone, layers, images, train_x[: len(images)])
+        forward_result = forward.measure_forward(backbone, layers, images, train_x[: len(images)])
     with _timed(timings, "F1_fit_masks"):
-        m["fit_masks"] = forward.measure_fit_masks(
+        fit_masks = forward.measure_fit_masks(
             layers, train_x, train_y, n_classes, config.batch_size, config.head.learning_rate,
             max_rows=MASK_ROWS, seed=config.seed,
         )  # fmt: skip
     with _timed(timings, "F2_backward"):
         rows = min(config.batch_size, len(train_y))
-        m["backward"] = backward.measure_backward(
+        backward_result = backward.measure_backward(
             layers, train_x[:rows], train_y[:rows], n_classes, backbone, PER_SAMPLE_STEPS
         )
     with _timed(timings, "F3_frozen"):
-        m["frozen"] = frozen.measure_frozen(
+        frozen_result = frozen.measure_frozen(
             backbone, copy_head(trained), images, train_y[: len(images)], n_classes,
             config.head.learning_rate, batch_size=FROZEN_BATCH,
         )  # fmt: skip
-        m["cache_facts"] = frozen.cache_training_facts(
+        cache_facts = frozen.cache_training_facts(
             trained,
             cache.feature_shape,
             backbone,
@@ -171,19 +173,23 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         )
     with _timed(timings, "F4_inference"):
         ids, mc_x, mc_y = splits[mc_split]
-        m["inference"] = inference.measure_inference(
-            layers, mc_x, mc_y, n_classes, config.mc_passes, content_ids=ids
+        inference_result = inference.measure_inference(
+            layers, mc_x, mc_y, n_classes, config.mc_passes, content_ids=ids, seed=config.seed
         )
     with _timed(timings, "C2_C7_direct"):
-        rate = m["forward"]["dropouts"][-1]["rate"]
+        rate = forward_result.main.rate
         z = direct.pre_activations(layers, train_x[:C2_ROWS])
-        m["activation_order"] = direct.measure_activation_order(z, rate, seed=config.seed)
-        m["noise_shapes"] = direct.measure_noise_shapes(seed=config.seed)
+        activation_order = direct.measure_activation_order(z, rate, seed=config.seed)
+        noise_shapes = direct.measure_noise_shapes(seed=config.seed)
     del backbone, trained, layers
-    m["sweep"] = sweep
-    timings["F5_sweep"] = round(float(sweep.get("seconds_total", 0.0)), 3)
-    entries = judge(m)
+    m = Measurements(
+        context=context, forward=forward_result, fit_masks=fit_masks, backward=backward_result,
+        frozen=frozen_result, cache_facts=cache_facts, inference=inference_result,
+        activation_order=activation_order, noise_shapes=noise_shapes, sweep=sweep,
+    )  # fmt: skip
+    timings["F5_sweep"] = round(float(sweep.seconds_total), 3)
+    entries = judge(m, config.equivalence_margin)
     with _timed(timings, "plots"):
-        figures = plots.save_all(run_dir, m)
+        figures = plots.save_all(run_dir, m, entries)
     timings["total"] = round(time.perf_counter() - started, 3)
     return report.write_reports(run_dir, m, entries, figures, timings)

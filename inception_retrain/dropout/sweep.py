@@ -1,46 +1,58 @@
-"""F5, the rate x placement sweep: train the head on cached features for each grid cell.
+"""F5, the dropout sweep: the head trained on cached features for each (rate, placement) cell.
 
-A grid cell is (dropout rate, placement); each is trained with `len(seeds)` seeds for
-`epochs` epochs by `inception_retrain.fit.fit_head` (the training stage's head, loop and seeding, no
-early stopping) on the run's cached train split, then scored in inference mode on train,
-validation and test.
+The grid (`SweepSpec.grid`):
+  * "claims" (default): the cells the claims need: no dropout (F5's and C4's reference),
+    Dropout(0.2) after Dense(1024) (the seed's), Dropout(0.5) after Dense(1024) and
+    Dropout(0.5) after both Dense layers (C1 compares those two; C4 tests the latter), and the
+    run's own head's dropout if it is another (F5 tests the run's own, else the seed's);
+  * "full": every rate x placement of `rates` and `placements`, plus the claims' cells when
+    missing (marked `added`).
+Rate 0 and placement "none" build the same head (no dropout), so such cells map to the one
+"no dropout" training per seed.
 
-Rate 0 and placement "none" build the same model (no Dropout layer), so every such cell maps
-to the one "no dropout" training, done once per seed. Cells the claims need are added to the
-grid when missing (marked `added`): no dropout (F5's reference), and rate 0.5 both after
-Dense(1024) only and after both Dense layers (C1's comparison, C4's "p=0.5 on every FC layer").
+Each cell is trained once per seed in `seeds`. A seed fixes the initial weights, the data
+order and the dropout masks' stream, the same for every cell, so cells are compared seed by
+seed (`inception_retrain.statistics`). A training (`train_cell`) is the training stage's own
+loop (`fit.fit`): up to `epochs` epochs, early stopping on validation loss with `patience`
+and the best epoch's weights restored (without a validation split: every epoch, last
+weights). It runs on the process's one traced model (`sweep_model.sweep_head`): no model is
+built, traced or compiled per training, and no checkpoint or TensorBoard file is written.
+It is then scored in inference mode on train, validation and test (`sweep_summary`).
 
-Comparisons use the validation split (test when there is none), and call two means a tie when
-they differ by at most `tie_tolerance`: two standard errors of the difference, and never less
-than one example of that split. `beats_majority` says whether any config beat always
-predicting the majority class; if none did, the sweep cannot tell configs apart.
-
-Results are stored per training under WORKDIR/sweeps (`inception_retrain.dropout.sweep_store`), so a
-rerun on unchanged data reuses them instead of training again; `flows.sweep` does that.
+Results are stored per training under WORKDIR/sweeps (`sweep_store`), so a rerun on unchanged
+data reuses them instead of training again; `flows.sweep` does that, one Prefect task run per
+training it computes.
 
     spec = SweepSpec.from_run(config, cache_dir, manifest_path, n_classes, feature_shape)
     results = [train_cell(spec, cell) for cell in trainings(spec)]   # or flows.sweep
-    summary = summarize(spec, results)
+    summary = summarize(spec, results)                               # sweep_summary.py
 """
 
 from __future__ import annotations
 
 import functools
-import gc
-import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
+from inception_retrain.dropout.sweep_summary import (
+    NO_DROPOUT,
+    SweepSummary,
+    TrainingResult,
+    effective,
+    score_split,
+    split_roles,
+    summarize_config,
+)
 from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 
-NO_DROPOUT = (0.0, "none")
-REQUIRED_CELLS = (NO_DROPOUT, (0.5, "after_dense2"), (0.5, "after_both"))
-METRICS = ("loss", "accuracy")
-CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
+SweepGrid = Literal["claims", "full"]
+SEED_CELL = (0.2, "after_dense2")  # the question's Dropout(0.2) after Dense(1024)
+END_ONLY, EVERY_LAYER = (0.5, "after_dense2"), (0.5, "after_both")  # C1's pair; C4 tests the 2nd
+CLAIM_CELLS = (NO_DROPOUT, SEED_CELL, END_ONLY, EVERY_LAYER)
+SPLITS = ("train", "validation", "test")
 
 
 class SweepSpec(BaseModel):
@@ -52,10 +64,12 @@ class SweepSpec(BaseModel):
     feature_shape: tuple[int, ...]
     head: HeadSpec = Field(default_factory=HeadSpec)  # units and learning rate of every cell
     batch_size: int = Field(32, ge=1)
-    epochs: int = Field(5, ge=1)
-    rates: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = [0.0, 0.2, 0.5, 0.8]
-    placements: list[DropoutPlacement] = list(PLACEMENTS)
-    seeds: list[int] = Field([0, 1, 2], min_length=1)
+    epochs: int = Field(20, ge=1)  # the most a training runs; early stopping may end it sooner
+    patience: int = Field(3, ge=0)  # early-stopping patience on validation loss (0: off)
+    grid: SweepGrid = "claims"
+    rates: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = [0.0, 0.2, 0.5, 0.8]  # grid "full"
+    placements: list[DropoutPlacement] = list(PLACEMENTS)  # grid "full"
+    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1)
     # Where results are cached (WORKDIR/sweeps). None: WORKDIR/sweeps when cache_dir is
     # WORKDIR/cache/<fingerprint>, else no caching.
     sweeps_dir: Path | None = None
@@ -70,6 +84,8 @@ class SweepSpec(BaseModel):
             head=config.head,
             batch_size=config.batch_size,
             epochs=config.sweep_epochs,
+            patience=config.sweep_patience,
+            grid=config.sweep_grid,
             rates=list(config.sweep_rates),
             placements=list(config.sweep_placements),
             seeds=[config.seed + i for i in range(config.sweep_seeds)],
@@ -85,35 +101,63 @@ class SweepCell(BaseModel):
     seed: int
 
 
-def effective(rate: float, placement: str) -> tuple[float, str]:
-    """The model a cell really builds: rate 0 or placement none is "no dropout"."""
-    return NO_DROPOUT if rate == 0.0 or placement == "none" else (float(rate), placement)
+class GridCell(BaseModel):
+    """A requested (rate, placement) and the head it really trains."""
+
+    rate: float
+    placement: str
+    effective_rate: float
+    effective_placement: str
+    added: bool  # not requested, added because a claim needs it
 
 
-def grid(spec: SweepSpec) -> list[dict]:
+def tested_cell(spec: SweepSpec) -> tuple[float, str]:
+    """F5's dropout: the run's own head's, or the seed's when the run's head has none."""
+    own = effective(spec.head.dropout_rate, spec.head.dropout_placement)
+    return SEED_CELL if own == NO_DROPOUT else own
+
+
+def claim_cells(spec: SweepSpec) -> list[tuple[float, str]]:
+    """The cells the claims need: CLAIM_CELLS and the run's own head (F5 tests it)."""
+    return list(dict.fromkeys([*CLAIM_CELLS, tested_cell(spec)]))
+
+
+def grid(spec: SweepSpec) -> list[GridCell]:
     """Grid cells in order: the requested ones, then those the claims need (`added`)."""
-    cells = [(float(r), p) for r in spec.rates for p in spec.placements]
-    requested = {effective(*cell) for cell in cells}
-    cells += [cell for cell in REQUIRED_CELLS if cell not in requested]
-    rows = []
-    for index, (rate, placement) in enumerate(cells):
-        eff = effective(rate, placement)
-        rows.append(
-            {
-                "rate": rate,
-                "placement": placement,
-                "effective_rate": eff[0],
-                "effective_placement": eff[1],
-                "added": index >= len(spec.rates) * len(spec.placements),
-            }
-        )
-    return rows
+    cells = claim_cells(spec)
+    requested = len(cells)
+    if spec.grid == "full":
+        cells = [(float(r), p) for r in spec.rates for p in spec.placements]
+        requested = len(cells)
+        have = {effective(*cell) for cell in cells}
+        cells += [cell for cell in claim_cells(spec) if cell not in have]
+    return [
+        GridCell(rate=rate, placement=placement, effective_rate=effective(rate, placement)[0],
+                 effective_placement=effective(rate, placement)[1], added=index >= requested)
+        for index, (rate, placement) in enumerate(cells)
+    ]  # fmt: skip
+
+
+def configs(spec: SweepSpec) -> list[tuple[float, str]]:
+    """The distinct heads the grid trains, in grid order."""
+    return list(dict.fromkeys((c.effective_rate, c.effective_placement) for c in grid(spec)))
 
 
 def trainings(spec: SweepSpec) -> list[SweepCell]:
     """The distinct trainings the grid needs (each effective config once per seed)."""
-    configs = list(dict.fromkeys(effective(r["rate"], r["placement"]) for r in grid(spec)))
-    return [SweepCell(rate=r, placement=p, seed=s) for r, p in configs for s in spec.seeds]
+    return [SweepCell(rate=r, placement=p, seed=s) for r, p in configs(spec) for s in spec.seeds]
+
+
+@functools.lru_cache(maxsize=1)
+def _training_splits(cache_dir: str, manifest_path: str, batch_size: int) -> tuple:
+    """(train, validation or None) as `ReusedSplit`s, built once per process."""
+    from inception_retrain.dropout.sweep_model import ReusedSplit
+
+    splits = _splits(cache_dir, manifest_path)
+    (x, y), (xv, yv) = splits["train"], splits["validation"]
+    train = ReusedSplit(x, y, batch_size, seed=0, shuffle=True)
+    validation = ReusedSplit(xv, yv, batch_size, seed=0, shuffle=False) if len(yv) else None
+    return train, validation
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,136 +166,75 @@ def _splits(cache_dir: str, manifest_path: str) -> dict:
     from inception_retrain.training_data import load_split
 
     splits = {}
-    for split in ("train", "validation", "test"):
+    for split in SPLITS:
         _, features, labels = load_split(Path(cache_dir), Path(manifest_path), split)
         splits[split] = (features, labels)
     return splits
 
 
-def _score(model, split, n_classes) -> dict | None:
-    from inception_retrain.dropout.chain import loss_targets
-
-    features, labels = split
-    if len(labels) == 0:
-        return None
-    scores = model.evaluate(
-        features, loss_targets(labels, n_classes), verbose=0, return_dict=True, batch_size=256
-    )
-    return {metric: float(scores[metric]) for metric in METRICS}
-
-
-def _majority(labels: np.ndarray) -> float | None:
-    """Accuracy of always predicting the split's most common class (the floor to beat)."""
-    return float(np.bincount(labels).max() / len(labels)) if len(labels) else None
-
-
-def train_cell(spec: SweepSpec, cell: SweepCell) -> dict:
-    """Train one head of the sweep (`inception_retrain.fit.fit_head`, the training stage's own loop
-    and seeding); its learning curves and inference-mode scores."""
-    import keras
-
-    from inception_retrain.fit import fit_head
+def train_cell(spec: SweepSpec, cell: SweepCell) -> TrainingResult:
+    """Train one head of the sweep on the process's traced model and score it."""
+    from inception_retrain.dropout.sweep_model import op_determinism, sweep_head
 
     started = time.perf_counter()
     splits = _splits(str(spec.cache_dir), str(spec.manifest_path))
-    model, fitted = fit_head(
-        splits["train"],
-        splits["validation"] if len(splits["validation"][1]) else None,
-        spec=spec.head.with_dropout(cell.rate, cell.placement),
+    train, validation = _training_splits(
+        str(spec.cache_dir), str(spec.manifest_path), spec.batch_size
+    )
+    head = sweep_head(tuple(spec.feature_shape), spec.n_classes, spec.head)
+    rates = spec.head.with_dropout(cell.rate, cell.placement).rates
+    for split in (train, validation):
+        if split is not None:  # this training's data order (validation is not shuffled)
+            split.seed, split.epoch = cell.seed, 0
+    with op_determinism():  # as fit.fit_head, whose every random draw is seeded explicitly
+        head.reset(cell.seed, rates)
+        fitted = head.train(train, validation, epochs=spec.epochs, patience=spec.patience)
+    scores = {
+        name: score_split(head.predict(features), labels, spec.n_classes)
+        for name, (features, labels) in splits.items()
+        if len(labels)
+    }
+    return TrainingResult(
+        rate=cell.rate,
+        placement=cell.placement,
         seed=cell.seed,
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        n_classes=spec.n_classes,
-        patience=0,
-    )
-    history = fitted.history
-    result = {
-        "rate": cell.rate,
-        "placement": cell.placement,
-        "seed": cell.seed,
-        "split_sizes": {name: int(len(split[1])) for name, split in splits.items()},
-        "majority_accuracy": {name: _majority(split[1]) for name, split in splits.items()},
-        "dropout_layers": sum(isinstance(x, keras.layers.Dropout) for x in model.layers),
-        "history": {key: [float(v) for v in history[key]] for key in CURVES if history.get(key)},
-        **{name: _score(model, splits[name], spec.n_classes) for name in splits},
-    }
-    del model
-    gc.collect()
-    result["seconds"] = time.perf_counter() - started
-    return result
+        dropout_layers=sum(rate > 0 for rate in rates),
+        epochs_run=fitted.epochs_run,
+        best_epoch=fitted.best_epoch,
+        stopped_early=fitted.stopped_early,
+        history={key: fitted.history[key] for key in ("loss", "accuracy", "val_loss",
+                                                        "val_accuracy", "seconds")
+                 if key in fitted.history},
+        scores=scores,
+        seconds=time.perf_counter() - started,
+    )  # fmt: skip
 
 
-def selection_split(results: list[dict]) -> str:
-    """The split comparisons use: validation, else test, else train."""
-    for split in ("validation", "test"):
-        if results and results[0].get(split) is not None:
-            return split
-    return "train"
-
-
-def _stats(values: list[float | None]) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": None, "std": None, "n": 0}
-    spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # sample std
-    return {"mean": float(np.mean(values)), "std": spread, "n": len(values)}
-
-
-def summarize(spec: SweepSpec, results: list[dict], split_sizes: dict | None = None) -> dict:
-    """Mean and spread over seeds per config; the grid table; learning curves."""
-    split = selection_split(results)
-    configs: dict[tuple[float, str], list[dict]] = {}
+def summarize(spec: SweepSpec, results: list[TrainingResult]) -> SweepSummary:
+    """Group the trainings by config (grid order) and summarise each over its seeds."""
+    selection, evaluation = split_roles(results)
+    cells = grid(spec)
+    by_config: dict[tuple[float, str], list[TrainingResult]] = {}
     for result in results:
-        configs.setdefault((result["rate"], result["placement"]), []).append(result)
-    summary = []
-    for (rate, placement), runs in configs.items():
-        row = {"rate": rate, "placement": placement, "seeds": len(runs)}
-        for name in ("train", "validation", "test"):
-            for metric in METRICS:
-                row[f"{name}_{metric}"] = _stats(
-                    [r[name][metric] if r[name] else None for r in runs]
-                )
-        row["gap_accuracy"] = _stats(
-            [r["train"]["accuracy"] - r[split]["accuracy"] for r in runs if r["train"] and r[split]]
-        )
-        row["gap_loss"] = _stats(
-            [r[split]["loss"] - r["train"]["loss"] for r in runs if r["train"] and r[split]]
-        )
-        row["curves"] = {
-            key: np.mean([r["history"][key] for r in runs], axis=0).tolist()
-            for key in runs[0]["history"]
-        }
-        summary.append(row)
-    sizes = split_sizes or (results[0]["split_sizes"] if results else {})
-    majority = results[0]["majority_accuracy"].get(split) if results else None
-    best = max((row[f"{split}_accuracy"]["mean"] or 0.0 for row in summary), default=0.0)
-    return {
-        "selection_split": split,
-        "split_sizes": sizes,
-        "majority_accuracy": majority,
-        # did any config beat always predicting the majority class by more than one example?
-        "beats_majority": majority is None or best > majority + 1.0 / max(sizes.get(split, 1), 1),
-        "epochs": spec.epochs,
-        "seeds": spec.seeds,
-        "grid": grid(spec),
-        "configs": summary,
-        "trainings": len(results),
-        "seconds_total": float(sum(r["seconds"] for r in results)),
-    }
-
-
-def find(summary: dict, rate: float, placement: str) -> dict | None:
-    """The config row that the grid cell (rate, placement) trains."""
-    key = effective(rate, placement)
-    for row in summary["configs"]:
-        if (row["rate"], row["placement"]) == key:
-            return row
-    return None
-
-
-def tie_tolerance(a: dict, b: dict, n_examples: int) -> float:
-    """Largest difference of two means ({mean, std, n}) still called a tie."""
-    spread = math.sqrt(
-        (a["std"] or 0.0) ** 2 / max(a["n"], 1) + (b["std"] or 0.0) ** 2 / max(b["n"], 1)
-    )
-    return max(2.0 * spread, 1.0 / max(n_examples, 1))
+        by_config.setdefault((result.rate, result.placement), []).append(result)
+    order = [key for key in configs(spec) if key in by_config]
+    order += [key for key in by_config if key not in order]
+    names = {
+        key: [f"{c.rate:g}/{c.placement}" for c in cells
+              if (c.effective_rate, c.effective_placement) == key]
+        for key in order
+    }  # fmt: skip
+    first = results[0].scores if results else {}
+    return SweepSummary(
+        selection_split=selection, evaluation_split=evaluation,
+        split_sizes={name: score.n for name, score in first.items()},
+        majority_accuracy={name: score.majority_accuracy for name, score in first.items()},
+        epochs=spec.epochs, patience=spec.patience, grid=spec.grid, seeds=list(spec.seeds),
+        grid_cells=[cell.model_dump() for cell in cells],
+        configs=[summarize_config(*key, names[key], by_config[key], selection, evaluation)
+                 for key in order],
+        trainings=len(results),
+        degenerate=sum(r.degenerate(selection) for r in results),
+        epochs_total=sum(r.epochs_run for r in results),
+        seconds_total=float(sum(r.seconds for r in results)),
+    )  # fmt: skip

@@ -16,14 +16,21 @@ rows, head settings and seed give the same result on one machine (op determinism
   * the code: `CODE_VERSION` (bump it when the training or the result format changes), the
     sha256 of the modules that train and score (`TRAINING_MODULES`, so an edit there is
     never answered with old results) and the installed TensorFlow/Keras/NumPy versions.
-`<cell-key>` adds the training's own inputs: effective rate and placement, seed, epochs,
-batch size, learning rate, hidden units and n_classes. A grid that grows reuses the cells it
-already has. Not in the key: the device (CPU and GPU kernels differ by float rounding; the
-numbers stay valid measurements, but bit-equality with a recomputation holds per device).
+`<cell-key>` adds the training's own inputs: effective rate and placement, seed, maximum
+epochs, early-stopping patience, batch size, learning rate, hidden units and n_classes. A grid
+that grows reuses the cells it already has. Not in the key: the device (CPU and GPU kernels
+differ by float rounding; the numbers stay valid measurements, but bit-equality with a
+recomputation holds per device).
 
-Files are written atomically (`files.write_json`). A file that does not parse, or whose
-stored key differs from the expected one, is a miss: the training runs again and replaces it.
-Concurrent runs may both train a missing cell; both write the same result.
+Files are written atomically (`files.write_json`). A file that does not parse, does not hold a
+valid `TrainingResult`, or whose stored key differs from the expected one, is a miss: the
+training runs again and replaces it. Concurrent runs may both train a missing cell; both write
+the same result.
+
+Why not Prefect's task cache (cache_key_fn, persisted results): it would give the same keys and
+the same recompute-on-unreadable behaviour, but every reused training would still be a task run
+that goes through the task engine (and, mapped, through the Dask cluster); the store is read in
+the flow before anything is submitted, so a rerun on unchanged data creates no sweep task run.
 
     store = SweepStore.for_spec(spec)          # None: no WORKDIR known, nothing cached
     result = store.load(spec, cell)            # None when not stored
@@ -39,15 +46,17 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from inception_retrain.dropout.sweep_summary import TrainingResult
 from inception_retrain.files import read_json, sha256_file, write_json
 
-CODE_VERSION = 1  # bump when a sweep training or its stored result changes meaning
+CODE_VERSION = 2  # bump when a sweep training or its stored result changes meaning
 KEY_FILE = "key.json"
 TRAINING_MODULES = (
     "inception_retrain.dropout.sweep",
-    "inception_retrain.dropout.chain",
+    "inception_retrain.dropout.sweep_model",
+    "inception_retrain.dropout.sweep_summary",
     "inception_retrain.fit",
     "inception_retrain.head",
     "inception_retrain.head_spec",
@@ -55,7 +64,6 @@ TRAINING_MODULES = (
     "inception_retrain.training_data",
 )
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
-RESULT_FIELDS = ("history", "train", "validation", "test", "split_sizes", "seconds")
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,7 @@ def cell_inputs(spec, cell) -> dict:
             "placement": cell.placement,
             "seed": int(cell.seed),
             "epochs": spec.epochs,
+            "patience": spec.patience,
             "batch_size": spec.batch_size,
             "head": spec.head.model_dump(
                 mode="json", exclude={"dropout_rate", "dropout_placement"}
@@ -156,7 +165,7 @@ class SweepStore(BaseModel):
         key = _digest(cell_inputs(spec, cell))[:12]
         return self.directory / f"{cell.placement}-{cell.rate:g}-seed{cell.seed}-{key}.json"
 
-    def load(self, spec, cell) -> dict | None:
+    def load(self, spec, cell) -> TrainingResult | None:
         """The stored result of this training, or None (absent, unreadable or another key)."""
         path = self.path(spec, cell)
         if not path.is_file():
@@ -164,13 +173,13 @@ class SweepStore(BaseModel):
         expected = {"data": self.data_key, "cell": cell_inputs(spec, cell)}
         try:
             stored = read_json(path)
-            if stored["key"] == expected and all(f in stored["result"] for f in RESULT_FIELDS):
-                return stored["result"]
-        except (OSError, ValueError, KeyError, TypeError):
+            if stored["key"] == expected:
+                return TrainingResult.model_validate(stored["result"])
+        except (OSError, ValueError, KeyError, TypeError, ValidationError):
             pass
         log.warning("sweep cache: %s is unreadable or for other inputs; training again", path)
         return None
 
-    def save(self, spec, cell, result: dict) -> Path:
+    def save(self, spec, cell, result: TrainingResult) -> Path:
         key = {"data": self.data_key, "cell": cell_inputs(spec, cell)}
-        return write_json(self.path(spec, cell), {"key": key, "result": result})
+        return write_json(self.path(spec, cell), {"key": key, "result": result.model_dump()})

@@ -1,0 +1,254 @@
+"""The words of the dropout report: the answer in the question's own terms, and what each
+finding means, written from the measured numbers (never ahead of them).
+
+`answer(m, entries)` gives the bullets the report opens with: the whole network? only the new
+layers? only Dense(1024)? per epoch? at inference? and, when F5 is conclusive, whether it
+helps on this data. Each bullet carries its measured number; sweep numbers appear only when
+their verdict is conclusive. `explain(m, finding)` says what a finding found, in a sentence
+or two; the rule and the flip condition come with the finding itself.
+
+    for bullet in answer(m, entries): print(f"{bullet.question} {bullet.answer}")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inception_retrain.dropout.claims import (
+    CONCLUSIVE,
+    EFFECT,
+    MECHANISM,
+    REFUTED,
+    SUPPORTED,
+    Entry,
+    Finding,
+)
+from inception_retrain.dropout.measurements import Measurements
+from inception_retrain.dropout.verdicts import finding
+
+
+@dataclass
+class Bullet:
+    question: str  # in the asker's words
+    answer: str  # the short answer, then its measured evidence
+
+
+def _pct(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}g}%"
+
+
+def _g(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def _whole_network(m: Measurements) -> Bullet:
+    f, frozen = m.forward, m.frozen
+    if f.backbone_layers_changed == 0 and frozen.backbone_variables_changed == 0:
+        text = (f"No. All {f.n_backbone_layers} frozen backbone layers gave bitwise identical "
+                f"outputs with training on and off (max |Δ| = 0), and {frozen.fit_steps} real "
+                f"training steps left all {frozen.backbone_variables} backbone variables "
+                "bitwise unchanged.")  # fmt: skip
+    else:
+        text = (
+            f"Here, yes: {f.backbone_layers_changed} of {f.n_backbone_layers} backbone "
+            f"layers changed their output and {frozen.backbone_variables_changed} backbone "
+            "variables changed in training, because the backbone is not frozen."
+        )
+    return Bullet("The whole network, frozen layers included?", text)
+
+
+def _new_layers(m: Measurements) -> Bullet:
+    f, c = m.forward, m.context
+    unchanged = [c.dense(r.layer) for r in f.head_layers if r.layer.startswith("hidden")
+                 and not r.changed]  # fmt: skip
+    zeroed = [c.dense(d.dense) for d in m.backward.dropped_columns]
+    share = _pct(f.main.dropped_fraction_mean)
+    if len(zeroed) == 1 and not f.backbone_layers_changed:
+        text = (f"In the forward pass, no: only {zeroed[0]}'s outputs are zeroed ({share} of "
+                f"them per sample on average); {' and '.join(unchanged) or 'no Dense layer'} "
+                "gave bitwise identical outputs, and only Dropout and the output layer after "
+                "it changed.")  # fmt: skip
+    else:
+        text = (
+            f"In this model every Dropout zeroes the outputs of the Dense layer before it "
+            f"({', '.join(zeroed)}), so the layers changed in the forward pass are: "
+            f"{', '.join(c.dense(n) for n in f.touched)}."
+        )
+    return Bullet("Only the newly added layers?", text)
+
+
+def _dense_1024(m: Measurements) -> Bullet:
+    check, b, c = m.backward.main, m.backward, m.context
+    change = b.relative_change("hidden_1/kernel")
+    text = (f"Its outputs, yes: {c.dense(check.dense)}'s dropped units get exactly zero "
+            f"gradient in their kernel columns and bias for that sample "
+            f"({check.dropped_units_total} dropped units over {check.samples} one-sample "
+            f"steps, largest |g| = {_g(check.max_abs_gradient_dropped_kernel_columns)}). "
+            f"Through the gradients, {c.dense('hidden_2')} and {c.dense('hidden_1')} learn "
+            f"differently: {c.dense('hidden_1')}'s kernel gradient changes by {_pct(change)} "
+            "with dropout on. With Dropout(rate=1) no gradient reaches either of them "
+            f"(largest norm {_g(b.rate_1_max_norm_before_last_dropout)}).")  # fmt: skip
+    return Bullet("Only Dense(1024), the layer right before it?", text)
+
+
+def _per_epoch(m: Measurements) -> Bullet:
+    masks = m.fit_masks
+    if masks.fresh_per_step and masks.fresh_per_sample:
+        text = (f"No: a new mask for each sample at each step. The {masks.steps} steps of a "
+                f"real fit epoch drew {masks.distinct_step_masks} different masks, no two "
+                f"samples of a step shared one, and {_pct(masks.fraction_changed_between_steps)} "
+                "of the units flipped between consecutive steps (independent masks: "
+                f"{_pct(masks.expected_fraction_changed_between_steps)}).")  # fmt: skip
+    else:
+        text = (
+            f"Not as expected: over {masks.steps} steps, "
+            f"{masks.identical_consecutive_steps} consecutive steps reused a mask and "
+            f"{masks.samples_sharing_a_mask_within_a_step} samples shared one."
+        )
+    return Bullet("Are the neurons switched off once per epoch?", text)
+
+
+def _inference(m: Measurements) -> Bullet:
+    i = m.inference
+    if i.deterministic_bitwise and i.identity_max_abs_delta == 0.0:
+        text = (f"Nothing: at inference (training=False) Dropout passes its input through "
+                f"unchanged (max |Δ| = 0) and two passes over {i.images} images give bitwise "
+                "identical predictions.")  # fmt: skip
+    else:
+        text = "Something, here: inference was not deterministic (see F4)."
+    return Bullet("And at inference?", text)
+
+
+def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
+    from inception_retrain.dropout.effects import label
+    from inception_retrain.dropout.verdicts import f5_cell
+
+    f5 = finding(entries, "F5", EFFECT)
+    question = f"Does {label(f5_cell(m.context), m.context.hidden_units)} help on this data?"
+    if f5 is None or f5.verdict not in CONCLUSIVE:
+        return Bullet(question, f"The sweep cannot tell here ({_why_undecided(f5)}); see F5 in "
+                                "the statistical section.")  # fmt: skip
+    n = f5.numbers
+    gap = (
+        f"the train - test accuracy gap by {_g(n['gap_reduction'])} "
+        f"[{_g(n['gap_reduction_ci_low'])}, {_g(n['gap_reduction_ci_high'])}]"
+    )
+    accuracy = (
+        f"test accuracy changed by {_g(n['accuracy_difference'])} "
+        f"[{_g(n['accuracy_ci_low'])}, {_g(n['accuracy_ci_high'])}]"
+    )
+    if f5.verdict == SUPPORTED:
+        text = f"Yes, here: it shrank {gap}, and {accuracy} (95% CIs over {n['seeds']} seeds)."
+    else:
+        text = (
+            f"No, here: {f5.reason or 'see F5'}. It changed {gap}, and {accuracy} (95% "
+            f"CIs over {n['seeds']} seeds)."
+        )
+    return Bullet(question, text)
+
+
+def _why_undecided(f5: Finding | None) -> str:
+    """Why F5 did not decide, in words only: sweep numbers are for conclusive verdicts."""
+    if f5 is None or not f5.comparisons:
+        return "the sweep lacks the configs F5 compares"
+    reasons = []
+    for c in f5.comparisons:
+        if "seed pair" in c.blocked:
+            reasons.append("too few seeds trained without degenerating")
+        elif "majority class" in c.blocked:
+            reasons.append("a config does not beat always predicting the majority class")
+        elif c.outcome == "inconclusive":
+            reasons.append("its confidence intervals are too wide to decide")
+    return "; ".join(dict.fromkeys(reasons)) or f5.verdict
+
+
+def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
+    """The report's opening bullets, in the question's own terms."""
+    return [_whole_network(m), _new_layers(m), _dense_1024(m), _per_epoch(m), _inference(m),
+            _on_this_data(m, entries)]  # fmt: skip
+
+
+def _d(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _comparison_text(f: Finding) -> str:
+    parts = [
+        f"{c.a} - {c.b}, {c.metric}: {_d(c.mean)} [{_d(c.low)}, {_d(c.high)}] over {c.n} seeds"
+        + (f" (d_z {_g(c.effect_size, 2)})" if c.effect_size is not None else "")
+        + (f", seeds {', '.join(map(str, c.excluded))} left out (degenerate)" if c.excluded else "")
+        for c in f.comparisons
+        if c.deciding
+    ]
+    return "; ".join(parts) + "."
+
+
+def explain(m: Measurements, f: Finding) -> str:
+    """What the finding found, in words (the rule and the flip condition are separate)."""
+    if f.comparisons:
+        return _comparison_text(f)
+    if f.kind != MECHANISM:
+        if f.claim == "F4":
+            n = f.numbers
+            if n.get("permutation_p") is None:
+                return f"Too few errors to test: {f.reason}."
+            return (f"{n['errors']} of {n['images']} images misclassified. AUROC of the MC "
+                    f"std for spotting them {_g(n['auroc'])} [{_g(n['auroc_ci_low'])}, "
+                    f"{_g(n['auroc_ci_high'])}], permutation p = {_g(n['permutation_p'])}; the "
+                    f"plain baseline, 1 - the deterministic confidence, "
+                    f"{_g(n['baseline_auroc_confidence'])}; MC minus baseline "
+                    f"{_g(n['mc_minus_baseline'])} [{_g(n['mc_minus_baseline_ci_low'])}, "
+                    f"{_g(n['mc_minus_baseline_ci_high'])}].")  # fmt: skip
+        return ""  # the reason says it
+    if f.verdict == REFUTED:
+        return f"Measured against the claim: {f.reason}."
+    n = f.numbers
+    texts = {
+        "F1": lambda: (
+            f"{n['backbone_layers']} frozen backbone layers unchanged; "
+            f"{n['layers_changed']} layers changed, exactly those from Dropout on; "
+            f"{n['distinct_step_masks']} different masks in {n['fit_steps']} steps."
+        ),
+        "F2": lambda: (
+            f"{n['dropped_units']} dropped units over {n['samples_checked']} samples, "
+            "all with exactly zero gradient columns; in a "
+            f"{n['batch']}-sample step {n['batch_units_dropped_somewhere_with_gradient']}"
+            " units dropped for some samples still had a non-zero column."
+        ),
+        "F3": lambda: (
+            f"All {n['backbone_variables']} backbone variables bitwise unchanged "
+            f"after {n['fit_steps']} fit steps, while {n['head_variables_changed']} "
+            "head variables moved."
+        ),
+        "F4": lambda: (
+            f"Inference passes identical (max |Δ| "
+            f"{_g(n['deterministic_max_abs_delta'])}); MC passes varied for "
+            f"{n['mc_images_varying']} of {n['images']} images."
+        ),
+        "C2": lambda: (
+            f"ReLU before vs after: max |Δ| {_g(n['relu_max_abs_delta'])}; sigmoid "
+            f"{_g(n['sigmoid_max_abs_delta'])} (a unit dropped before sigmoid outputs "
+            f"0.5, not 0); tanh {_g(n['tanh_max_abs_delta'])}."
+        ),
+        "C3": lambda: (
+            f"Zeros only on {n['masked_outputs_of']}'s outputs, matching the mask; "
+            f"{n['later_layers_changed']} later layer(s) and "
+            f"{n['earlier_variables_with_other_gradients']} earlier variable(s) "
+            "affected through inputs and gradients."
+        ),
+        "C5": lambda: (
+            f"{_pct(n['dropped_fraction_mean'], 4)} dropped on average, "
+            f"{n['dropped_min']} to {n['dropped_max']} per sample (std "
+            f"{_g(n['dropped_std'])}, Binomial std {_g(n['binomial_std'])}); kept "
+            f"outputs x {_g(n['kept_scale'], 6)}."
+        ),
+        "C6": lambda: (
+            "Every trainable variable before Dropout got another gradient; the "
+            "gradient reaching the backbone's output changed by "
+            f"{_pct(n['backbone_output_gradient_relative_change'])}, and the "
+            f"backbone stayed unchanged ({n['backbone_variables_changed_by_training']}"
+            " variables changed)."
+        ),
+        "C7": lambda: "Every mask pattern as claimed.",
+    }
+    return texts[f.claim]()
