@@ -62,8 +62,12 @@ class Bench:
     call the very same function (same batch size, same output dtype)."""
 
     def __init__(self, rows, root: Path, batch_size: int, part_rows: int):
-        from tasks.backbone import backbone_fingerprint, inference_function, load_backbone
-        from tasks.preprocess import image_dataset
+        from inception_retrain.backbone import (
+            backbone_fingerprint,
+            inference_function,
+            load_backbone,
+        )
+        from inception_retrain.preprocess import image_dataset
 
         self.rows, self.root, self.part_rows = rows, root, part_rows
         self.backbone = load_backbone("random:0", "mixed7", 150)
@@ -101,9 +105,9 @@ class Bench:
 
     def streaming(self, n: int, batch_size: int, dtype="float16", jit=False, **knobs) -> dict:
         """(b) images/s from JPEG files to Parquet parts, in a fresh cache folder."""
-        from tasks.feature_cache import feature_schema
-
-        from tasks.extract import cache_size, compute_missing
+        from inception_retrain.extraction import compute_missing
+        from inception_retrain.feature_cache import cache_size
+        from inception_retrain.feature_parts import feature_schema
 
         infer = self._warm(jit, dtype, batch_size)
         self.counter += 1
@@ -201,8 +205,8 @@ def measure_levers(bench: Bench, n: int, batch_size: int) -> list[dict]:
 
 
 def run_stage(config, data: Path, run_dir: Path) -> dict:
-    from tasks.extract import extract_features
-    from tasks.ingest import ingest
+    from inception_retrain.extraction import extract_features
+    from inception_retrain.ingest import ingest
 
     manifest = ingest(config, run_dir)
     started = time.perf_counter()
@@ -345,7 +349,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--part-rows", type=int, default=256, help="images per Parquet part")
     parser.add_argument("--repeats", type=int, default=2, help="alternating a/b pairs")
-    parser.add_argument("--rss-sizes", default="512,2048", help="two sizes for (f)")
+    parser.add_argument("--rss-sizes", default="512,2048", help="two sizes for (f); empty: skip it")
     parser.add_argument("--levers", action="store_true", help="also measure the levers")
     parser.add_argument("--lever-images", type=int, default=256)
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
@@ -356,8 +360,8 @@ def main() -> None:
         rss_child(args)
         return
 
-    from tasks.extract import read_ok_rows
-    from tasks.ingest import ingest
+    from inception_retrain.ingest import ingest
+    from inception_retrain.manifest import read_image_rows as read_ok_rows
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-extract-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -377,7 +381,7 @@ def main() -> None:
         results["levers"] = measure_levers(bench, results["lever_images"], args.batch_size)
     del bench
     results["stage"] = measure_stage(root, data, len(rows), args.batch_size)
-    sizes = [int(s) for s in args.rss_sizes.split(",")]
+    sizes = [int(s) for s in args.rss_sizes.split(",") if s]  # "": skip (f)
     results["rss"] = measure_rss(root, sizes, args.batch_size)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - started

@@ -8,16 +8,16 @@ ingested and extracted by the real stages (seeded random InceptionV3 cut at mixe
 float16 zstd cache, all images in the train split), with the seed's head (512, 1024,
 Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
   (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
-      and preprocessing the JPEGs from disk every epoch with `tasks.preprocess.image_dataset`;
-  (b) an epoch of the head on cached features held in memory (`tasks.training_data`);
+      and preprocessing the JPEGs from disk every epoch (`preprocess.image_dataset`);
+  (b) an epoch of the head on cached features held in memory (`inception_retrain.training_data`);
   (c) an epoch of the head streaming the same features from the Parquet cache through a
       bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
   (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
       determinism, TensorBoard scalars, checkpoints at most every 60 s (from history.json);
   (e) a lever the pipeline does not use: (b) with Keras's own RMSprop instead of the
-      pipeline's `FusedRMSprop` (tasks/fused_rmsprop.py), to show what fusing the update gave.
+      pipeline's `FusedRMSprop` (fused_rmsprop.py), to show what fusing the update gave.
 All ways, the seed's included, use the pipeline's optimizer and input pipelines (tf.data
-autotuning off: `tasks/tf_data.py`).
+autotuning off: `inception_retrain/tf_data.py`).
 Targets: a/b >= 20 on CPU, c/b <= 1.1. The first epoch of every model (tracing) is not
 timed; b and c alternate epoch by epoch and a is timed between them, because the machine may
 be shared: compare ratios, not absolute numbers. Besides wall time, each way's process CPU
@@ -45,6 +45,12 @@ from common import machine, write_jpegs  # noqa: E402
 BATCH = 32
 
 
+def _seed_head():
+    from inception_retrain.head_spec import HeadSpec
+
+    return HeadSpec(hidden_units=(512, 1024), dropout_rate=0.2, learning_rate=1e-4)
+
+
 CPU_TIMES: dict[str, list[float]] = {}
 
 
@@ -60,19 +66,21 @@ def timed_epoch(model, dataset, epoch: int, way: str | None = None) -> float:
 UNFUSED = "keras-rmsprop"
 
 
+def epoch_data(split, epoch: int):
+    """The split's dataset in the order of `epoch` (what fit.EpochOrder sets in the stage)."""
+    split.epoch = epoch
+    return split.dataset()
+
+
 def seed_model(backbone, feature_shape):
     """The seed's full model: frozen backbone -> head, compiled as the seed does."""
     import keras
 
-    from tasks.train import new_head
+    from inception_retrain.fit import new_head
+    from inception_retrain.head import compile_head
 
-    head = new_head(
-        feature_shape, 2, hidden_units=(512, 1024), rate=0.2, placement="after_dense2",
-        seed=0, learning_rate=1e-4,
-    )  # fmt: skip
+    head = new_head(feature_shape, 2, _seed_head(), seed=0)
     full = keras.Model(backbone.input, head(backbone.output), name="seed_model")
-    from tasks.head import compile_head
-
     return compile_head(full, 2, 1e-4)
 
 
@@ -89,14 +97,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
-    from tasks.backbone import load_backbone
-    from tasks.training_data import IN_MEMORY
-
+    from inception_retrain.backbone import load_backbone
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.files import new_run_dir
-    from tasks.extract import extract_features
-    from tasks.ingest import ingest
-    from tasks.train import train_head
+    from inception_retrain.extraction import extract_features
+    from inception_retrain.ingest import ingest
+    from inception_retrain.run_folder import new_run_dir
+    from inception_retrain.training import train_head
+    from inception_retrain.training_data import IN_MEMORY
 
     info = machine()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -158,11 +165,12 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     """(a), (b), (c) and (e) at one batch size, epochs alternating; see the docstring."""
     import keras
     import tensorflow as tf
-    from tasks.head import build_head
-    from tasks.preprocess import image_dataset
-    from tasks.training_data import IN_MEMORY, STREAMING, load_training_data
 
-    from tasks.train import new_head
+    from inception_retrain.fit import new_head
+    from inception_retrain.head import build_head
+    from inception_retrain.manifest import read_image_rows
+    from inception_retrain.preprocess import image_dataset
+    from inception_retrain.training_data import IN_MEMORY, STREAMING, load_training_data
 
     # Like the seed's way, these run without op determinism; the stage (d) runs as it does
     # in the pipeline.
@@ -170,21 +178,18 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     heads, splits = {}, {}
     for mode in (IN_MEMORY, STREAMING):
         loaded = load_training_data(
-            cache.cache_dir, manifest.path, batch_size=batch_size, seed=0,
-            memory_budget_mb=args.stream_budget_mb, mode=mode,
+            cache.cache_dir, read_image_rows(manifest.path, "train").label_of(), {},
+            batch_size=batch_size, seed=0, memory_budget_mb=args.stream_budget_mb, mode=mode,
         )  # fmt: skip
         splits[mode] = loaded.train
-        heads[mode] = new_head(
-            cache.feature_shape, 2, hidden_units=(512, 1024), rate=0.2,
-            placement="after_dense2", seed=0, learning_rate=1e-4,
-        )  # fmt: skip
-        timed_epoch(heads[mode], splits[mode].dataset(0), 0)  # trace, warm caches
+        heads[mode] = new_head(cache.feature_shape, 2, _seed_head(), seed=0)
+        timed_epoch(heads[mode], epoch_data(splits[mode], 0), 0)  # trace, warm caches
     splits[UNFUSED] = splits[IN_MEMORY]
-    heads[UNFUSED] = build_head(cache.feature_shape, 2)
+    heads[UNFUSED] = build_head(cache.feature_shape, 2, _seed_head())
     heads[UNFUSED].compile(
         keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"]
     )
-    timed_epoch(heads[UNFUSED], splits[UNFUSED].dataset(0), 0)
+    timed_epoch(heads[UNFUSED], epoch_data(splits[UNFUSED], 0), 0)
 
     # (a): the seed's way, decoding JPEGs every epoch.
     full = seed_model(backbone, cache.feature_shape)
@@ -200,7 +205,8 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     ways = [IN_MEMORY, STREAMING, UNFUSED]
     for epoch in range(1, args.repeats + 1):
         for way in ways[epoch % 3 :] + ways[: epoch % 3]:  # rotate who goes first
-            times[way].append(timed_epoch(heads[way], splits[way].dataset(epoch), epoch, way))
+            data = epoch_data(splits[way], epoch)
+            times[way].append(timed_epoch(heads[way], data, epoch, way))
         if len(times["seed"]) < args.seed_epochs and epoch % seed_every == 0:
             times["seed"].append(timed_epoch(full, jpeg_epoch(), epoch, "seed"))
         done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
