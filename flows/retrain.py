@@ -31,6 +31,7 @@ Orchestration, decided here:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -42,6 +43,8 @@ from inception_retrain import run_folder
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.dropout.sweep import SweepSpec
 from inception_retrain.errors import PipelineError
+from inception_retrain.flows.cluster import open_cluster
+from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.ingest import require_test_images
 from inception_retrain.tasks.dropout_report import dropout_report_task
@@ -126,9 +129,12 @@ def retrain(config: RetrainConfig) -> str:
     run_folder.write_status(run_dir, "running")
     logger.info("run folder: %s", run_dir)
 
-    stage = "ingest"
+    stage = "set-up"
     evaluated = False
+    cluster = ExitStack()
     try:
+        address = cluster.enter_context(open_cluster(config))  # None: this process only
+        stage = "ingest"
         manifest = _run_stage(
             ingest_task, stage, f"ingest-{source_label(config.data)}", config, run_dir
         )
@@ -136,7 +142,10 @@ def retrain(config: RetrainConfig) -> str:
         data_id = manifest.fingerprint[:8]
 
         stage = "extract"
-        cache = _run_stage(extract_task, stage, f"extract-{data_id}", manifest, config, run_dir)
+        if address:
+            cache = run_extraction(manifest, config, run_dir, address)
+        else:
+            cache = _run_stage(extract_task, stage, f"extract-{data_id}", manifest, config, run_dir)
         logger.info("features: %d computed, %d reused from cache", cache.computed, cache.reused)
 
         stage = "train"
@@ -156,7 +165,7 @@ def retrain(config: RetrainConfig) -> str:
         spec = SweepSpec.from_run(
             config, cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape
         )
-        sweep = run_sweep(spec)
+        sweep = run_sweep(spec, address=address)
         _run_stage(
             dropout_report_task, stage, f"dropout-report-{head_id}",
             manifest, cache, head, quote(sweep), config, run_dir,
@@ -197,6 +206,8 @@ def retrain(config: RetrainConfig) -> str:
             _run_stage(report_task, "report", f"report-{head_id}", run_dir, None)
         run_folder.write_status(run_dir, "failed", message)
         return Failed(message=message)
+    finally:
+        cluster.close()
     run_folder.write_status(run_dir, "completed")
     return str(run_dir)
 

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inception_retrain import storage
+from inception_retrain.cluster_spec import parse_cluster
 from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 from inception_retrain.images import DEFAULT_MIN_SIZE
 from inception_retrain.weights import WeightsSource, parse_weights
@@ -60,6 +62,22 @@ class RetrainConfig(BaseModel):
     feature_dtype: Literal["float16", "float32"] = Field(
         "float16", description="Storage type of cached features (float32 is exact, 2x size)."
     )
+    feature_cache: str | None = Field(
+        None,
+        description="Root of the feature cache: a folder, file:// or s3://bucket/prefix "
+        "(credentials from the client's environment). Default: WORKDIR/cache.",
+    )
+
+    # --- where the work runs -----------------------------------------------------------
+    cluster: str | None = Field(
+        None,
+        description="Where extraction, the sweep and prediction run: one process (default), "
+        "'local:N' (a Dask cluster of N worker processes started for the run) or "
+        "'tcp://HOST:PORT' (a running Dask scheduler).",
+    )
+    shard_rows: int = Field(
+        256, ge=1, le=100_000, description="Manifest rows per extraction shard on a cluster."
+    )
 
     # --- head and training -------------------------------------------------------------
     head: HeadSpec = Field(default_factory=HeadSpec, description="The trainable head.")
@@ -99,11 +117,21 @@ class RetrainConfig(BaseModel):
     sweep_epochs: int = Field(5, ge=1, le=200, description="Epochs per sweep training.")
     mc_passes: int = Field(30, ge=2, le=1000, description="Stochastic passes for MC dropout.")
 
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        return parse_cluster(value).address if value else None
+
+    @field_validator("feature_cache")
+    @classmethod
+    def _feature_cache(cls, value: str | None) -> str | None:
+        return str(storage.location(value)) if value else None
+
     @field_validator("weights")
     @classmethod
     def _weights_source(cls, value: str) -> str:
         source = parse_weights(value)
-        if source.kind != "file":
+        if source.kind != "file" or source.uri:
             return value
         if not source.path.is_file():
             raise ValueError(f"weights file not found: {value}")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inception_retrain import storage
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_MIN_SIZE = 32  # pixels on the short side: smaller images carry too little to learn from
 
@@ -78,8 +80,7 @@ def load_rgb_verified(path: str | bytes, content_id: str | bytes) -> np.ndarray:
     """`load_rgb`, but only if the file's sha256 is still `content_id` (else ValueError)."""
     path = path.decode() if isinstance(path, bytes) else path
     content_id = content_id.decode() if isinstance(content_id, bytes) else content_id
-    with open(path, "rb") as handle:
-        data = handle.read()
+    data = storage.read_bytes(path)  # a local path or a URI (s3://...): workers need no copy
     if hashlib.sha256(data).hexdigest() != content_id:
         raise ValueError(f"{path} changed since ingestion")
     return load_rgb(io.BytesIO(data))
@@ -117,12 +118,11 @@ def examine(
 ) -> ImageCheck:
     """Validate one file (see module docstring); `keep_rgb` keeps the decoded array."""
     check = ImageCheck()
-    if os.path.splitext(str(path))[1].lower() not in IMAGE_EXTENSIONS:
+    if os.path.splitext(os.fspath(path))[1].lower() not in IMAGE_EXTENSIONS:
         check.reason = "unsupported-extension"
         return check
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = storage.read_bytes(path)  # a local path or a URI
     except OSError as error:
         check.reason, check.detail = "unreadable", error.strerror or str(error)
         return check

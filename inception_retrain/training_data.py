@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_retrain import feature_parts
+from inception_retrain import feature_parts, storage
 from inception_retrain.errors import DataError
 from inception_retrain.tf_data import without_autotune
 
@@ -143,7 +143,7 @@ def load_sorted(cache_dir: Path, wanted: Mapping[str, int], ids: Sequence[str], 
 class StreamingSplit:
     """A split streamed from the cache through a bounded shuffle buffer."""
 
-    cache_dir: Path
+    cache_dir: Path | str  # a local folder or a URI
     wanted: Mapping[str, int]
     n: int
     feature_shape: tuple[int, ...]
@@ -257,7 +257,7 @@ def load_training_data(
     Each of `train` and `validation` maps content id -> label index (the manifest's)."""
     if mode not in MODES:
         raise ValueError(f"unknown data mode {mode!r}; choose one of {MODES}")
-    cache_dir = Path(cache_dir)
+    cache_dir = storage.location(cache_dir)  # a local folder or a URI (s3://...)
     if not feature_parts.parts(cache_dir):
         raise DataError(f"no cached features in {cache_dir}: run extract first")
     metadata = feature_parts.read_metadata(cache_dir)
@@ -301,4 +301,4 @@ def load_split(cache_dir: Path, manifest_path: Path, split: str | None):
     from inception_retrain.manifest import read_image_rows
 
     wanted = read_image_rows(Path(manifest_path), split).label_of()
-    return feature_parts.load_rows(Path(cache_dir), wanted)
+    return feature_parts.load_rows(storage.location(cache_dir), wanted)
