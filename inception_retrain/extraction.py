@@ -200,6 +200,7 @@ def finish_extraction(
         "shards": len(plan.shards),
         "shard_rows": plan.shard_rows,
         "worker_processes": len({r.pid for r in results}),
+        "backbone_loads_per_process": max((r.backbone_loads for r in results), default=0),
         "shard_seconds": round(sum(r.seconds for r in results), 3),
     }
     computed = sum(r.computed for r in results)

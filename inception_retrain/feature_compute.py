@@ -226,6 +226,7 @@ class ShardResult(BaseModel):
     skipped: list[str]
     seconds: float
     pid: int  # the process that computed it (tests and benchmarks count them)
+    backbone_loads: int  # backbones this process had built by then (1: loaded once)
 
 
 def make_shards(rows: ImageRows, shard_rows: int) -> list[Shard]:
@@ -276,11 +277,6 @@ def process_backbone(weights: str, layer: str, image_size: int, feature_dtype: s
         return _BACKBONES[key]
 
 
-def loaded_backbones() -> int:
-    """How many backbones this process has loaded (tests check: one per worker process)."""
-    return len(_BACKBONES)
-
-
 def compute_shard(shard: Shard, job: ShardJob, threads: int | None = None) -> ShardResult:
     """Compute and write the part of `shard` (see module docstring). Idempotent.
 
@@ -324,4 +320,5 @@ def compute_shard(shard: Shard, job: ShardJob, threads: int | None = None) -> Sh
         skipped=[shard.content_ids[i] for i in skipped],
         seconds=time.perf_counter() - started,
         pid=os.getpid(),
+        backbone_loads=len(_BACKBONES),
     )
