@@ -55,6 +55,13 @@ def _prefect_env() -> dict[str, str]:
     return {"PREFECT_API_URL": url} if url.startswith("http") else {}
 
 
+def _port_open(address: str) -> None:
+    import socket
+
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+
+
 def _register_plugins(address: str) -> None:
     from distributed import Client
 
@@ -71,6 +78,7 @@ def dask_cluster(cluster: str | None) -> Iterator[str | None]:
     spec = parse_cluster(cluster)
     if spec.kind == "scheduler":
         try:
+            _port_open(spec.address)  # a refused connection fails at once, not after the timeout
             _register_plugins(spec.address)
         except (OSError, TimeoutError) as error:
             raise ConfigError(
