@@ -1,4 +1,5 @@
-"""Evaluation: metrics against hand-computed values and scikit-learn, and the evaluate stage's outputs."""
+"""Evaluation: metrics against hand-computed values and scikit-learn, and the evaluate
+stage's outputs."""
 
 from __future__ import annotations
 
