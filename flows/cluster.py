@@ -1,7 +1,7 @@
 """Where a run's heavy stages execute: one process, or a Dask cluster through prefect-dask.
 
 `open_cluster(config)` is entered once per run, before any stage:
-  * it checks that every remote location of the config (feature cache, weights) can be
+  * it checks that every remote location of the config (data, feature cache, weights) can be
     reached, so a wrong bucket fails in one line before any work;
   * `cluster=None`: yields None, and stages run in this process as they always did;
   * `cluster="local:N"`: starts a `distributed.LocalCluster` of N worker processes with one
@@ -36,6 +36,8 @@ CONNECT_TIMEOUT_S = 10
 
 def check_locations(config: RetrainConfig) -> None:
     """A one-line StorageError if a remote location of `config` cannot be reached."""
+    if storage.looks_like_uri(config.data) and storage.is_remote(config.data):
+        storage.check_reachable(config.data, "data")
     if config.feature_cache:
         storage.check_reachable(config.feature_cache, "feature cache")
     if config.weights_source.uri:

@@ -35,11 +35,12 @@ class RetrainConfig(BaseModel):
     data: str = Field(
         DEMO_SOURCE,
         description="'demo' (generated under WORKDIR/demo-data), a folder of class "
-        "sub-folders, or 'tfds:NAME[?data_dir=DIR]'.",
+        "sub-folders (a path or s3://bucket/prefix), or 'tfds:NAME[?data_dir=DIR]'.",
     )
     weights: str = Field(
         "random:0",
-        description="'imagenet', a local weights file (.h5/.weights.h5), or 'random[:SEED]'.",
+        description="'imagenet', a weights file (.h5/.weights.h5; a path or s3://bucket/key), "
+        "or 'random[:SEED]'.",
     )
     workdir: Path = Field(
         Path("workdir"), validate_default=True, description="Holds cache/, models/ and runs/."
@@ -163,6 +164,8 @@ class RetrainConfig(BaseModel):
     def _data_source(cls, data: str) -> str:
         if data == DEMO_SOURCE or data.startswith("tfds:"):
             return data
+        if storage.looks_like_uri(data) and storage.is_remote(data):
+            return str(storage.location(data))  # reachable? checked when a run starts
         if not Path(data).is_dir():
             raise ValueError(f"data folder not found: {data} (or use 'demo' or 'tfds:NAME')")
         return str(Path(data).expanduser().absolute())  # recorded runs stay re-runnable

@@ -149,6 +149,12 @@ def s3(tmp_path_factory):
                     os.environ[key] = value
 
 
+def upload_folder(client, folder: Path, prefix: str) -> str:
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{BUCKET}/{prefix}"
+
+
 def keys(client, prefix: str) -> list[str]:
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
     return sorted(item["Key"] for item in listed)
@@ -362,8 +368,8 @@ if not getattr(feature_compute.write_part, "stalls", False):
 def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
     prefect_server, s3, reference, small_demo_dir, tmp_path
 ):
-    """`dask scheduler` and two `dask worker`s, as a user starts them; the cache and the
-    weights on S3, so the workers need nothing local but the images. One worker is killed
+    """`dask scheduler` and two `dask worker`s, as a user starts them; the images, the
+    weights and the cache on S3, so the workers need nothing local. One worker is killed
     right after writing a part; the run still completes, with every image cached once."""
     manifest, single = reference
     port = free_port()
@@ -383,8 +389,9 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
         doomed_command = [*worker, "--name", "doomed", "--preload", str(preload)]
         doomed = start(doomed_command, tmp_path / "doomed.log", env)
         time.sleep(3)  # let both workers register before the run plans its shards
+        data = upload_folder(s3, small_demo_dir, "demo")
         arguments = [
-            "run", "--data", str(small_demo_dir), "--workdir", str(tmp_path / "work"),
+            "run", "--data", data, "--workdir", str(tmp_path / "work"),
             "--weights", f"s3://{BUCKET}/weights/scheduler-test.weights.h5",
             "--feature-cache", f"s3://{BUCKET}/dask-cache", "--cluster", scheduler,
             "--shard-rows", "4", *SMALL_RUN,
@@ -408,6 +415,9 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
         stdout, _ = run.communicate(timeout=RUN_TIMEOUT_S)
     assert run.returncode == 0, tail(log, 80)
     run_dir = Path(stdout.decode().strip().splitlines()[-1])
+    run_manifest = open_manifest(run_dir / "manifest.parquet")
+    assert run_manifest.fingerprint == manifest.fingerprint  # ingested from S3, the same rows
+    assert read_image_rows(run_manifest.path).uris[0].startswith(f"s3://{BUCKET}/demo/")
     report = json.loads((run_dir / "extract.json").read_text())
     cache_dir = report["cache_dir"]
     # A weights file (not "random:0") is another fingerprint, with the same weights inside.
