@@ -219,6 +219,27 @@ def test_compose_dask_profile_runs_the_project_image():
     assert services["dask-worker"]["environment"]["PREFECT_API_URL"].startswith("http://prefect")
 
 
+def _tensorflow_threads() -> tuple[int, int]:
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    return (
+        threading.get_intra_op_parallelism_threads(),
+        threading.get_inter_op_parallelism_threads(),
+    )
+
+
+def test_cluster_workers_bound_tensorflow_threads():
+    """A local:N worker has one thread, so TensorFlow in it gets pools of one thread each,
+    set when the worker starts (N workers on N cores do not oversubscribe)."""
+    from distributed import Client
+
+    from inception_retrain.flows.cluster import dask_cluster
+
+    with dask_cluster("local:1") as address, Client(address) as client:
+        assert set(client.run(_tensorflow_threads).values()) == {(1, 1)}
+
+
 # --- object storage ------------------------------------------------------------------------------
 
 
