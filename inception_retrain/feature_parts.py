@@ -162,7 +162,8 @@ def parts(cache_dir: Location) -> list:
 
 
 def _source(part: Location):
-    """What pyarrow reads a part from: the local path, or the whole object in memory."""
+    """What pyarrow reads a whole part from: the local path, or the object in memory (one
+    request instead of one per page)."""
     loc = storage.location(part)
     return str(loc) if not storage.is_remote(loc) else pa.BufferReader(storage.read_bytes(loc))
 
@@ -202,7 +203,8 @@ def read_metadata(cache_dir: Location) -> dict:
     """Schema metadata of the cache (feature_shape, dtype, fingerprint inputs)."""
     for part in parts(cache_dir):
         try:
-            return schema_metadata(pq.read_schema(_source(part)), part)
+            with storage.open_input(part) as handle:  # the footer only
+                return schema_metadata(pq.read_schema(handle), part)
         except Exception:
             continue
     raise FileNotFoundError(f"no readable feature parts in {cache_dir}")
@@ -212,7 +214,8 @@ def cached_ids(cache_dir: Location) -> set[str]:
     """Content ids in the readable parts (footers and one column only: cheap)."""
     cached: set[str] = set()
     for part in parts(cache_dir):
-        ids = pq.read_table(_source(part), columns=["content_id"]).column(0)
+        with storage.open_input(part) as handle:  # the footer and one column's pages
+            ids = pq.read_table(handle, columns=["content_id"]).column(0)
         cached.update(ids.to_pylist())
     return cached
 
