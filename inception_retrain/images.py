@@ -71,6 +71,8 @@ def load_rgb(path: str | bytes | os.PathLike[str]) -> np.ndarray:
     """Decode one image file into an RGB uint8 array of shape (H, W, 3)."""
     if isinstance(path, bytes):
         path = path.decode()
+    if isinstance(path, str) and storage.looks_like_uri(path):  # s3://...: read the bytes
+        path = io.BytesIO(storage.read_bytes(path))
     with Image.open(path) as image:
         image.seek(0)  # first frame of animated GIF/WebP
         return np.asarray(to_rgb(image), dtype=np.uint8)
