@@ -229,15 +229,36 @@ def _tensorflow_threads() -> tuple[int, int]:
     )
 
 
-def test_cluster_workers_bound_tensorflow_threads():
-    """A local:N worker has one thread, so TensorFlow in it gets pools of one thread each,
-    set when the worker starts (N workers on N cores do not oversubscribe)."""
+def test_cluster_workers_bound_tensorflow_threads_and_predict_in_shards(
+    tiny_run, tiny_version, tmp_path
+):
+    """A local:2 worker has one thread, so TensorFlow in it gets pools of one thread each,
+    set when the worker starts (N workers on N cores do not oversubscribe). On the same
+    cluster, batch prediction in shards of 3 files gives the rows of one process."""
     from distributed import Client
 
     from inception_retrain.flows.cluster import dask_cluster
+    from inception_retrain.flows.predict import batch_predict
+    from inception_retrain.predict import predict_files
 
-    with dask_cluster("local:1") as address, Client(address) as client:
+    inbox = tmp_path / "inbox"
+    for i, row in enumerate(
+        pq.read_table(tiny_run.run_dir / "test_predictions.parquet").to_pylist()
+    ):
+        (inbox / str(i % 3)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(row["uri"], inbox / str(i % 3) / f"{i}{Path(row['uri']).suffix}")
+    (inbox / "broken.jpg").write_bytes(b"not an image")
+    here, there = tmp_path / "here.parquet", tmp_path / "cluster.parquet"
+    expected = predict_files(tiny_version.path, [inbox], here)
+    with dask_cluster("local:2") as address, Client(address) as client:
         assert set(client.run(_tensorflow_threads).values()) == {(1, 1)}
+        summary = batch_predict(
+            [str(inbox)], str(there), model=tiny_version.version,
+            workdir=str(tiny_run.config.workdir), cluster=address, shard_files=3,
+        )  # fmt: skip
+    assert summary["n_files"] == expected["n_files"] and summary["n_failed"] == 1
+    columns = [c for c in pq.read_schema(here).names if c != "detail"]  # detail: Pillow's text
+    assert pq.read_table(there, columns=columns).equals(pq.read_table(here, columns=columns))
 
 
 # --- object storage ------------------------------------------------------------------------------
@@ -350,20 +371,6 @@ def test_run_on_a_local_cluster_caches_what_one_process_caches(reference, small_
         cache_content(cache_dir, manifest.path),
     )
     assert expected[0] == got[0] and np.array_equal(expected[1], got[1])
-
-    # Batch prediction on a cluster, shards of 8 files: the rows of one process's prediction.
-    from inception_retrain.flows.predict import batch_predict
-    from inception_retrain.predict import predict_files
-    from inception_retrain.registry import resolve_model
-
-    here, there = tmp_path / "here.parquet", tmp_path / "cluster.parquet"
-    predict_files(resolve_model(workdir, "champion"), [small_demo_dir], here)
-    summary = batch_predict(
-        [str(small_demo_dir)], str(there), workdir=str(workdir), cluster="local:2", shard_files=8
-    )
-    assert summary["n_files"] > 48 and summary["n_failed"] == 3  # the demo's broken files
-    columns = [c for c in pq.read_schema(here).names if c != "detail"]  # detail: Pillow's text
-    assert pq.read_table(there, columns=columns).equals(pq.read_table(here, columns=columns))
 
 
 _STALL_AFTER_WRITING = """
