@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +89,10 @@ class _SetUp:
         }
 
 
-def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> _SetUp:
-    """Fingerprint, cache folder, clean-up and check of its parts (with the write lock)."""
+@contextmanager
+def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_SetUp]:
+    """Fingerprint, cache folder, clean-up and check of its parts, inside the write lock,
+    which the block keeps (a single-process extraction computes inside it)."""
     fingerprint, inputs = backbone_fingerprint(
         backbone, config.weights, config.layer, config.image_size, config.feature_dtype
     )
@@ -99,8 +103,10 @@ def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> _SetUp:
         stray = feature_cache.remove_temp_files(cache_dir)
         feature_cache.record_use(cache_dir, fingerprint, inputs, description)
         cached, quarantined = check_parts(cache_dir)
-    todo = rows.where([cid not in cached for cid in rows.content_ids])
-    return _SetUp(cache_dir, fingerprint, inputs, description, len(rows), todo, quarantined, stray)
+        todo = rows.where([cid not in cached for cid in rows.content_ids])
+        yield _SetUp(
+            cache_dir, fingerprint, inputs, description, len(rows), todo, quarantined, stray
+        )
 
 
 def extract_features(
@@ -109,18 +115,15 @@ def extract_features(
     """Make sure every ok image of `manifest` has cached features, in this process."""
     started = time.perf_counter()
     backbone = load_backbone(config.weights, config.layer, config.image_size)
-    set_up = _set_up(manifest, config, backbone)
-    schema = feature_schema(
-        tuple(set_up.inputs["feature_shape"]), config.feature_dtype, set_up.schema_metadata()
-    )
-    with (
-        feature_cache.writing(set_up.cache_dir),
-        Progress(total=len(set_up.todo), description="extract", unit="img") as progress,
-    ):
-        result = compute_missing(
-            backbone, set_up.todo, set_up.cache_dir, schema, image_size=config.image_size,
-            batch_size=config.extract_batch_size, part_rows=part_rows, progress=progress,
-        )  # fmt: skip
+    with _set_up(manifest, config, backbone) as set_up:
+        schema = feature_schema(
+            tuple(set_up.inputs["feature_shape"]), config.feature_dtype, set_up.schema_metadata()
+        )
+        with Progress(total=len(set_up.todo), description="extract", unit="img") as progress:
+            result = compute_missing(
+                backbone, set_up.todo, set_up.cache_dir, schema, image_size=config.image_size,
+                batch_size=config.extract_batch_size, part_rows=part_rows, progress=progress,
+            )  # fmt: skip
     counts = {"parts_written": result.parts_written, "part_rows": part_rows}
     return _finish(
         manifest, config, run_dir, set_up, result.computed, result.skipped, result.seconds,
@@ -155,7 +158,8 @@ def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan
     backbone, _, _ = process_backbone(
         config.weights, config.layer, config.image_size, config.feature_dtype
     )
-    set_up = _set_up(manifest, config, backbone)
+    with _set_up(manifest, config, backbone) as set_up:
+        pass  # the exclusive lock covers the check only; shards take it shared (`adding`)
     job = ShardJob(
         cache_dir=str(set_up.cache_dir),
         weights=config.weights,

@@ -5,8 +5,10 @@ images, the real InceptionV3 with random weights at 75 px, real Parquet.
 
 What they check: a Dask run caches exactly what one process caches (same content ids,
 bit-identical bytes); a worker killed mid-extraction loses nothing and duplicates nothing;
-a cache on s3:// trains the same head as a local one; an unreachable scheduler or bucket is
-one line before any work; a shard run twice writes one part.
+a cache on s3:// trains the same head as a local one; images, weights and the cache on S3
+need nothing local; an unreachable scheduler or bucket is one line before any work; a shard
+run twice writes one part and a process loads the backbone once; workers bound TensorFlow's
+threads; batch prediction in shards gives one process's rows.
 """
 
 from __future__ import annotations
