@@ -15,7 +15,8 @@ Semantics:
     folder or a URI such as s3://bucket/prefix). A new weights file or layer gets a new
     folder; other folders are never touched. `backbone.json` there records the fingerprint's
     inputs, the weights description and `last_used` (`cache prune` uses it).
-  * Incremental: every part is read and verified first (`check_parts`: unreadable parts are
+  * Incremental: every part new or rewritten since the last check is read and verified
+    first, the others' ids are read (`check_parts`, `verified.json`: unreadable parts are
     quarantined and their images recomputed), then only ok images whose content id is in no
     readable part are computed. A second run on unchanged data computes nothing.
   * Crash-safe: parts are named from their content ids and appear whole (a temp file renamed,
@@ -80,6 +81,7 @@ class _SetUp:
     todo: ImageRows
     quarantined: list
     stray: int
+    parts_read_fully: int = 0  # parts the check decoded in full (new or rewritten ones)
 
     def schema_metadata(self) -> dict:
         return {
@@ -102,11 +104,13 @@ def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_Se
     with feature_cache.writing(cache_dir):
         stray = feature_cache.remove_temp_files(cache_dir)
         feature_cache.record_use(cache_dir, fingerprint, inputs, description)
-        cached, quarantined = check_parts(cache_dir)
-        todo = rows.where([cid not in cached for cid in rows.content_ids])
+        check = check_parts(cache_dir, feature_cache.read_verified(cache_dir))
+        feature_cache.write_verified(cache_dir, check.verified)
+        todo = rows.where([cid not in check.cached for cid in rows.content_ids])
         yield _SetUp(
-            cache_dir, fingerprint, inputs, description, len(rows), todo, quarantined, stray
-        )
+            cache_dir, fingerprint, inputs, description, len(rows), todo, check.quarantined,
+            stray, check.read_fully,
+        )  # fmt: skip
 
 
 def extract_features(
@@ -258,6 +262,7 @@ def _finish(
         "quarantined": len(set_up.quarantined),
         "quarantined_parts": [str(path) for path in set_up.quarantined],
         "stray_temp_files_removed": set_up.stray,
+        "parts_checked_in_full": set_up.parts_read_fully,
         **counts,
         "compute_seconds": round(compute_seconds, 3),
         "seconds": round(seconds, 3),

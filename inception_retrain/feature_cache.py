@@ -6,6 +6,8 @@ root is WORKDIR/cache, or `RetrainConfig.feature_cache`: another folder, `file:/
 object-store prefix such as `s3://bucket/features` (`inception_retrain.storage`). Inside:
 
     backbone.json    what the fingerprint stands for, `created` and `last_used`
+    verified.json    the parts the last extraction verified, by name and stamp, so the next
+                     one reads only new or rewritten parts in full (`feature_parts.check_parts`)
     part-*.parquet   the features (`inception_retrain.feature_parts` owns their format)
     .lock, .in-use   the locks below (local folders only)
 
@@ -60,6 +62,7 @@ CacheLocation = Annotated[Path | str, BeforeValidator(storage.location)]
 log = logging.getLogger(__name__)
 
 BACKBONE_KIND, BACKBONE_VERSION, BACKBONE_JSON = "feature-cache", 1, "backbone.json"
+VERIFIED_KIND, VERIFIED_VERSION, VERIFIED_JSON = "verified-parts", 1, "verified.json"
 WRITE_LOCK = ".lock"
 READ_LOCK = ".in-use"
 
@@ -161,14 +164,38 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _read_backbone_json(path) -> dict:
+def _read(path, kind: str, version: int) -> dict:
     if not storage.is_remote(path):
-        return read_document(path, BACKBONE_KIND, BACKBONE_VERSION)
+        return read_document(path, kind, version)
     try:
         found = json.loads(storage.read_bytes(path))
     except (FileNotFoundError, ValueError):
         raise DataError(f"{path} not found or unreadable") from None
-    return check(found, BACKBONE_KIND, BACKBONE_VERSION, path)
+    return check(found, kind, version, path)
+
+
+def _write(path, kind: str, version: int, payload: dict) -> None:
+    if storage.is_remote(path):
+        document = {**stamp(kind, version), **payload}
+        storage.write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode())
+    else:
+        write_document(path, kind, version, payload)
+
+
+def read_verified(cache_dir) -> dict[str, str]:
+    """Part name -> stamp of the parts the last check verified ({} if none or unreadable)."""
+    try:
+        return dict(
+            _read(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION)["parts"]
+        )
+    except (DataError, KeyError, TypeError):
+        return {}
+
+
+def write_verified(cache_dir, verified: dict[str, str]) -> None:
+    """Remember what a check verified (call with the write lock held)."""
+    payload = {"parts": verified}
+    _write(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION, payload)
 
 
 def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> dict:
@@ -178,7 +205,7 @@ def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> d
 
     path = storage.join(cache_dir, BACKBONE_JSON)
     try:
-        created = _read_backbone_json(path).get("created")
+        created = _read(path, BACKBONE_KIND, BACKBONE_VERSION).get("created")
     except DataError:
         created = None
     info = {
@@ -191,11 +218,7 @@ def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> d
         "last_used": _now(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
-    if storage.is_remote(path):
-        document = {**stamp(BACKBONE_KIND, BACKBONE_VERSION), **info}
-        storage.write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode())
-    else:
-        write_document(path, BACKBONE_KIND, BACKBONE_VERSION, info)
+    _write(path, BACKBONE_KIND, BACKBONE_VERSION, info)
     return info
 
 

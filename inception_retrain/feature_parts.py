@@ -28,7 +28,7 @@ content ids over all readable parts as "cached". Labels and splits in the cache 
 informational: readers take them from the manifest, given as `wanted` (content id -> label).
 
     >>> write_part(cache_dir, feature_schema((7, 7, 768), "float16", meta), ids, labels, splits, x)
-    >>> cached, quarantined = check_parts(cache_dir)
+    >>> check = check_parts(cache_dir, verified)    # .cached, .quarantined, .verified
     >>> ids, features, labels = load_rows(cache_dir, wanted)
 """
 
@@ -38,6 +38,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -175,28 +176,51 @@ def quarantine(part: Location) -> Location:
     return target
 
 
-def check_parts(cache_dir: Location) -> tuple[set[str], list]:
-    """Read every part fully; quarantine unreadable ones.
+@dataclass
+class PartsCheck:
+    """What `check_parts` found."""
 
-    Returns (cached content ids, quarantined parts). A part is trusted only if its data
-    pages decode, its checksums match and its row count matches its metadata.
+    cached: set[str]  # content ids in the trusted parts
+    quarantined: list  # parts moved aside
+    verified: dict[str, str]  # part name -> stamp, for every trusted part (remember these)
+    read_fully: int  # parts decoded and verified in full by this check (trusted or not)
+
+
+def check_parts(cache_dir: Location, verified: Mapping[str, str] | None = None) -> PartsCheck:
+    """Verify the parts; quarantine unreadable ones.
+
+    A part is trusted only if its data pages decode, its page checksums match and its row
+    count matches its metadata. A part listed in `verified` (what an earlier check
+    returned) with the same stamp (`storage.stamps`: size and modification time, or S3's
+    ETag) has not been written since it passed, so only its ids are read: a check costs the
+    new parts, not the whole cache. Any write to a part changes its stamp.
     """
-    cached: set[str] = set()
-    bad: list = []
+    verified = dict(verified or {})
+    now = storage.stamps(cache_dir, PART_GLOB)
+    found = PartsCheck(set(), [], {}, 0)
     for part in parts(cache_dir):
+        name = storage.name(part)
+        stamp = now.get(name)
         try:
-            file = pq.ParquetFile(_source(part), page_checksum_verification=True)
-            table = file.read()
-            if table.num_rows != file.metadata.num_rows:
-                raise ValueError("row count mismatch")
-            schema_metadata(table.schema, part)
-            table.column("features").combine_chunks().validate(full=True)
-            ids = table.column("content_id").to_pylist()
+            if stamp is not None and verified.get(name) == stamp:
+                with storage.open_input(part) as handle:  # footer and the id column only
+                    ids = pq.read_table(handle, columns=["content_id"]).column(0).to_pylist()
+            else:
+                found.read_fully += 1
+                file = pq.ParquetFile(_source(part), page_checksum_verification=True)
+                table = file.read()
+                if table.num_rows != file.metadata.num_rows:
+                    raise ValueError("row count mismatch")
+                schema_metadata(table.schema, part)
+                table.column("features").combine_chunks().validate(full=True)
+                ids = table.column("content_id").to_pylist()
         except Exception:  # any decoding problem means the part cannot be trusted
-            bad.append(quarantine(part))
+            found.quarantined.append(quarantine(part))
             continue
-        cached.update(ids)
-    return cached, bad
+        found.cached.update(ids)
+        if stamp is not None:
+            found.verified[name] = stamp
+    return found
 
 
 def read_metadata(cache_dir: Location) -> dict:

@@ -123,6 +123,33 @@ def list_files(folder: str | os.PathLike[str], pattern: str) -> list[Path | str]
     return sorted((f"{folder.split('://')[0]}://{p}" for p in found), key=posixpath.basename)
 
 
+def stamps(folder: str | os.PathLike[str], pattern: str) -> dict[str, str]:
+    """Name -> a stamp that changes whenever the file is written again, for the files of
+    `list_files(folder, pattern)`: "size:mtime_ns" locally, "size:ETag" on S3 (from the
+    listing itself: no request per object)."""
+    folder = location(folder)
+    if isinstance(folder, Path):
+        found = {}
+        for path in folder.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                info = path.stat()
+                found[path.name] = f"{info.st_size}:{info.st_mtime_ns}"
+        return found
+    fs, path = _filesystem(folder)
+    try:
+        listed = fs.glob(posixpath.join(path, pattern), refresh=True, detail=True)
+    except FileNotFoundError:
+        return {}
+    except Exception as error:
+        raise _remote_error(folder, error) from None
+    return {
+        posixpath.basename(
+            key
+        ): f"{info.get('size')}:{info.get('ETag') or info.get('LastModified')}"
+        for key, info in listed.items()
+    }
+
+
 def find_files(folder: str | os.PathLike[str]) -> list[str]:
     """Every object under a remote prefix, recursively, as URIs sorted by key (a missing
     prefix is an empty list)."""

@@ -130,6 +130,9 @@ def test_incremental_runs_compute_only_new_images(tmp_path):
     manifest, second, report = runs.extract(config, part_rows=4)
     assert (second.computed, second.reused) == (0, 10)
     assert report["parts_written"] == 0 and second.cache_dir == first.cache_dir
+    assert report["parts_checked_in_full"] == 3  # written by the first run, verified now
+    manifest, second, report = runs.extract(config, part_rows=4)
+    assert report["parts_checked_in_full"] == 0  # verified before and unchanged since
 
     write_images(data, range(10, 13))  # k = 3 new images
     manifest, third, report = runs.extract(config, part_rows=4)
@@ -211,7 +214,7 @@ def test_corrupt_parts_are_quarantined_and_recomputed(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
 
     manifest, second, report = runs.extract(config, part_rows=4)
-    assert report["quarantined"] == 2
+    assert report["quarantined"] == 2 and report["parts_checked_in_full"] == 3
     assert (second.computed, second.reused) == (8, 4)
     quarantine = second.cache_dir / "quarantine"
     assert sorted(p.name for p in quarantine.iterdir()) == sorted([flipped.name, truncated.name])
