@@ -201,14 +201,14 @@ def read_bytes(value: str | os.PathLike[str]) -> bytes:
     return fs.cat_file(path)
 
 
-def write_bytes(value: str | os.PathLike[str], data: bytes) -> Path | str:
+def write_bytes(value: str | os.PathLike[str], data: bytes | memoryview) -> Path | str:
     """Write `data` atomically (see module docstring); returns the location."""
     loc = location(value)
     if isinstance(loc, Path):
         return atomic_write(loc, data)
     fs, path = _filesystem(loc)
     try:
-        fs.pipe_file(path, data)
+        fs.pipe_file(path, bytes(data))
     except Exception as error:
         raise _remote_error(loc, error) from None
     return loc
