@@ -30,6 +30,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) workdir test-output .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
     python bench/extract.py                      # 512 images, about 3-4 minutes on 2 cores
     python bench/extract.py --levers             # also batch size, tf.data, jit, writer levers
+    python bench/extract.py --formats            # also the part formats: size, CPU per row
     python bench/extract.py --images 2048 --rss-sizes 1024,4096 --out results.json
 
 In one run, on generated JPEG files (demo textures upscaled to 300-500 px, quality 90) and a
@@ -155,6 +156,82 @@ def measure_ab(bench: Bench, n: int, batch_size: int, repeats: int) -> dict:
         "cpu_ratio_per_pair": cpu,
         "cpu_ratio_median": statistics.median(cpu),
     }
+
+
+# --- storage formats of a part: size and CPU per row to write and to read ---------------------
+
+FORMATS = {
+    # name: (features column as, encoding of that column)
+    "v1: fixed-size list of float16 (the old format)": ("list", "PLAIN"),
+    "fixed-size list of float16, BYTE_STREAM_SPLIT": ("list", "BYTE_STREAM_SPLIT"),
+    "fixed-size binary, channels last": ("binary-hwc", "PLAIN"),
+    "fixed-size binary, channels last, BYTE_STREAM_SPLIT": ("binary-hwc", "BYTE_STREAM_SPLIT"),
+    "v2: fixed-size binary, channels first (the part format now)": ("binary", "PLAIN"),
+    "fixed-size binary, channels first, BYTE_STREAM_SPLIT": ("binary", "BYTE_STREAM_SPLIT"),
+}
+SHAPE = (7, 7, 768)
+
+
+def measure_formats(bench: Bench, n: int, batch_size: int, repeats: int = 5) -> list[dict]:
+    """Each way of storing the same n rows of real float16 features (zstd, one part): bytes
+    per image against raw float32, and process CPU ms per row to write and to read back into
+    one NumPy array (median of `repeats`)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inception_retrain.feature_parts import decode_features, encode_features
+
+    infer = bench._warm(False, "float16", batch_size)
+    images = bench.image_dataset(bench.rows.uris[:n], 150, batch_size)
+    features = np.concatenate([infer(x).numpy().reshape(len(x), -1) for x in images])
+    ids = pa.array([f"{i:064x}" for i in range(len(features))])
+    results = []
+    for name, (kind, encoding) in FORMATS.items():
+        if kind == "list":
+            values = pa.array(features.reshape(-1), pa.float16())
+            item = pa.list_(pa.field("item", pa.float16(), nullable=False), features.shape[1])
+            column = pa.FixedSizeListArray.from_arrays(values, type=item)
+        elif kind == "binary-hwc":  # the values in the backbone's order, one copy
+            flat = np.ascontiguousarray(features)
+            column = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(flat[0].nbytes), len(flat), [None, pa.py_buffer(flat)]
+            )
+        else:
+            column = encode_features(features.reshape(-1, *SHAPE), "float16")
+        table = pa.table({"content_id": ids, "features": column})
+        writes, reads = [], []
+        for _ in range(repeats):
+            buffer = io.BytesIO()
+            cpu = time.process_time()
+            pq.write_table(
+                table, buffer, compression="zstd", use_dictionary=["content_id"],
+                column_encoding={"features": encoding}, write_page_checksum=True,
+            )  # fmt: skip
+            writes.append(time.process_time() - cpu)
+            data = buffer.getvalue()
+            cpu = time.process_time()
+            read = pq.read_table(pa.BufferReader(data)).column("features").combine_chunks()
+            if kind == "list":
+                back = read.flatten().to_numpy(zero_copy_only=False).reshape(len(read), -1)
+            elif kind == "binary-hwc":
+                back = np.frombuffer(read.buffers()[1], np.float16).reshape(len(read), -1)
+            else:  # the consumer's copy (here into one contiguous array) reorders the view
+                back = np.ascontiguousarray(decode_features(read, "float16", SHAPE))
+            reads.append(time.process_time() - cpu)
+            back = back.reshape(len(features), -1)
+            assert np.array_equal(back.view(np.uint16), features.view(np.uint16))
+        results.append(
+            {
+                "format": name,
+                "size_vs_raw": len(data) / (len(features) * RAW_FLOAT32),
+                "write_ms_per_row": 1000 * statistics.median(writes) / len(features),
+                "read_ms_per_row": 1000 * statistics.median(reads) / len(features),
+            }
+        )
+        print(f"  format {results[-1]}", file=sys.stderr)
+    return results
 
 
 def measure_levers(bench: Bench, n: int, batch_size: int) -> list[dict]:
@@ -319,6 +396,19 @@ def table(results: dict) -> str:
             f"| (f) peak RSS, whole stage, {entry['images']} images (fresh process) | "
             f"{entry['peak_rss_mib']:.0f} MiB | flat in dataset size |"
         )
+    if results.get("formats"):
+        lines += [
+            "",
+            "Part formats (the same 256 rows of float16 features, zstd; CPU ms per row):",
+            "",
+            "| format | size vs raw float32 | write ms/row | read ms/row |",
+            "| --- | --- | --- | --- |",
+        ]
+        for entry in results["formats"]:
+            lines.append(
+                f"| {entry['format']} | {entry['size_vs_raw']:.3f} | "
+                f"{entry['write_ms_per_row']:.3f} | {entry['read_ms_per_row']:.3f} |"
+            )
     if results.get("levers"):
         lines += [
             "",
@@ -349,8 +439,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--part-rows", type=int, default=256, help="images per Parquet part")
     parser.add_argument("--repeats", type=int, default=2, help="alternating a/b pairs")
-    parser.add_argument("--rss-sizes", default="512,2048", help="two sizes for (f)")
+    parser.add_argument("--rss-sizes", default="512,2048", help="two sizes for (f); empty: skip it")
     parser.add_argument("--levers", action="store_true", help="also measure the levers")
+    parser.add_argument(
+        "--formats", action="store_true", help="also compare part formats (size, CPU per row)"
+    )
     parser.add_argument("--lever-images", type=int, default=256)
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
@@ -376,12 +469,14 @@ def main() -> None:
 
     bench = Bench(rows, root, args.batch_size, args.part_rows)
     results["ab"] = measure_ab(bench, len(rows), args.batch_size, args.repeats)
+    if args.formats:
+        results["formats"] = measure_formats(bench, min(256, len(rows)), args.batch_size)
     if args.levers:
         results["lever_images"] = min(args.lever_images, len(rows))
         results["levers"] = measure_levers(bench, results["lever_images"], args.batch_size)
     del bench
     results["stage"] = measure_stage(root, data, len(rows), args.batch_size)
-    sizes = [int(s) for s in args.rss_sizes.split(",")]
+    sizes = [int(s) for s in args.rss_sizes.split(",") if s]  # "": skip (f)
     results["rss"] = measure_rss(root, sizes, args.batch_size)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - started

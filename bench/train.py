@@ -8,16 +8,16 @@ ingested and extracted by the real stages (seeded random InceptionV3 cut at mixe
 float16 zstd cache, all images in the train split), with the seed's head (512, 1024,
 Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
   (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
-      and preprocessing the JPEGs from disk every epoch with `preprocess.image_dataset`;
-  (b) an epoch of the head on cached features held in memory (`training_data`);
+      and preprocessing the JPEGs from disk every epoch (`preprocess.image_dataset`);
+  (b) an epoch of the head on cached features held in memory (`inception_retrain.training_data`);
   (c) an epoch of the head streaming the same features from the Parquet cache through a
       bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
   (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
       determinism, TensorBoard scalars, checkpoints at most every 60 s (from history.json);
   (e) a lever the pipeline does not use: (b) with Keras's own RMSprop instead of the
-      pipeline's `FusedRMSprop` (tasks/fused_rmsprop.py), to show what fusing the update gave.
+      pipeline's `FusedRMSprop` (fused_rmsprop.py), to show what fusing the update gave.
 All ways, the seed's included, use the pipeline's optimizer and input pipelines (tf.data
-autotuning off: `tasks/tf_data.py`).
+autotuning off: `inception_retrain/tf_data.py`).
 Targets: a/b >= 20 on CPU, c/b <= 1.1. The first epoch of every model (tracing) is not
 timed; b and c alternate epoch by epoch and a is timed between them, because the machine may
 be shared: compare ratios, not absolute numbers. Besides wall time, each way's process CPU
@@ -45,6 +45,12 @@ from common import machine, write_jpegs  # noqa: E402
 BATCH = 32
 
 
+def _seed_head():
+    from inception_retrain.head_spec import HeadSpec
+
+    return HeadSpec(hidden_units=(512, 1024), dropout_rate=0.2, learning_rate=1e-4)
+
+
 CPU_TIMES: dict[str, list[float]] = {}
 
 
@@ -60,17 +66,22 @@ def timed_epoch(model, dataset, epoch: int, way: str | None = None) -> float:
 UNFUSED = "keras-rmsprop"
 
 
+def epoch_data(split, epoch: int):
+    """The split's dataset in the order of `epoch` (what fit.EpochOrder sets in the stage)."""
+    split.epoch = epoch
+    return split.dataset()
+
+
 def seed_model(backbone, feature_shape):
     """The seed's full model: frozen backbone -> head, compiled as the seed does."""
     import keras
 
     from inception_retrain.fit import new_head
     from inception_retrain.head import compile_head
-    from inception_retrain.head_spec import HeadSpec
 
-    head = new_head(feature_shape, 2, HeadSpec(), seed=0)
+    head = new_head(feature_shape, 2, _seed_head(), seed=0)
     full = keras.Model(backbone.input, head(backbone.output), name="seed_model")
-    return compile_head(full, 2, HeadSpec().learning_rate)
+    return compile_head(full, 2, 1e-4)
 
 
 def main() -> None:
@@ -157,7 +168,6 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
 
     from inception_retrain.fit import new_head
     from inception_retrain.head import build_head
-    from inception_retrain.head_spec import HeadSpec
     from inception_retrain.manifest import read_image_rows
     from inception_retrain.preprocess import image_dataset
     from inception_retrain.training_data import IN_MEMORY, STREAMING, load_training_data
@@ -172,14 +182,14 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
             batch_size=batch_size, seed=0, memory_budget_mb=args.stream_budget_mb, mode=mode,
         )  # fmt: skip
         splits[mode] = loaded.train
-        heads[mode] = new_head(cache.feature_shape, 2, HeadSpec(), seed=0)
-        timed_epoch(heads[mode], splits[mode].dataset(), 0)  # trace, warm caches
+        heads[mode] = new_head(cache.feature_shape, 2, _seed_head(), seed=0)
+        timed_epoch(heads[mode], epoch_data(splits[mode], 0), 0)  # trace, warm caches
     splits[UNFUSED] = splits[IN_MEMORY]
-    heads[UNFUSED] = build_head(cache.feature_shape, 2, HeadSpec())
+    heads[UNFUSED] = build_head(cache.feature_shape, 2, _seed_head())
     heads[UNFUSED].compile(
         keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"]
     )
-    timed_epoch(heads[UNFUSED], splits[UNFUSED].dataset(), 0)
+    timed_epoch(heads[UNFUSED], epoch_data(splits[UNFUSED], 0), 0)
 
     # (a): the seed's way, decoding JPEGs every epoch.
     full = seed_model(backbone, cache.feature_shape)
@@ -195,8 +205,8 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     ways = [IN_MEMORY, STREAMING, UNFUSED]
     for epoch in range(1, args.repeats + 1):
         for way in ways[epoch % 3 :] + ways[: epoch % 3]:  # rotate who goes first
-            splits[way].epoch = epoch  # as fit.EpochOrder sets it
-            times[way].append(timed_epoch(heads[way], splits[way].dataset(), epoch, way))
+            data = epoch_data(splits[way], epoch)
+            times[way].append(timed_epoch(heads[way], data, epoch, way))
         if len(times["seed"]) < args.seed_epochs and epoch % seed_every == 0:
             times["seed"].append(timed_epoch(full, jpeg_epoch(), epoch, "seed"))
         done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)

@@ -208,19 +208,39 @@ def demo_data_command(
 
 @app.command("predict")
 def predict_command(
-    paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    paths: list[str] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     model: str = typer.Option("champion", help="'champion' or a version name under models/."),
     workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
     output: Path = typer.Option(Path("predictions.csv"), help="Output table: .csv or .parquet."),
+    cluster: str | None = typer.Option(
+        None, help="Score on a Dask cluster: 'local:N' or 'tcp://HOST:PORT' [default: here]."
+    ),
+    shard_files: int = typer.Option(256, min=1, help="Input files per task on a cluster."),
 ) -> None:
-    """Predict images with a registered model; bad files become error rows, not failures."""
+    """Predict images with a registered model; bad files become error rows, not failures.
+
+    PATHS may be folders, files or s3://bucket/prefix URIs."""
     quiet_tensorflow()
     stderr_filter.install()
+    from inception_retrain.cluster_spec import parse_cluster
     from inception_retrain.predict import predict_files
     from inception_retrain.registry import resolve_model
 
+    inputs = [p if "://" in p else Path(p) for p in paths]
     try:
-        summary = predict_files(resolve_model(workdir, model), paths, output)
+        if cluster:
+            parse_cluster(cluster)  # a bad value is a usage error, before Prefect starts
+            from inception_retrain.flows.predict import batch_predict
+
+            state = batch_predict(
+                [str(p) for p in inputs], str(output), model, str(workdir), cluster,
+                shard_files, return_state=True,
+            )  # fmt: skip
+            if not state.is_completed():
+                fail(state.message or "batch prediction failed", code=1)
+            summary = state.result()
+        else:
+            summary = predict_files(resolve_model(workdir, model), inputs, output)
     except PipelineError as error:
         fail(str(error))
     typer.echo(f"wrote {summary['n_files']} predictions ({summary['n_failed']} failed) to {output}")

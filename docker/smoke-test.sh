@@ -358,10 +358,30 @@ compose() { env -u POSTGRES_PASSWORD -u PREFECT_API_AUTH_STRING docker-compose "
 compose --env-file docker/.env.example -f docker/compose.yaml config -q \
   || fail "docker-compose config rejects docker/compose.yaml"
 services=$(compose --env-file docker/.env.example -f docker/compose.yaml --profile gpu \
-  config --services | sort | tr '\n' ' ')
-echo "services with --profile gpu: $services"
-[[ $services == "postgres prefect-server retrain retrain-gpu " ]] \
-  || fail "the gpu profile does not give postgres, prefect-server, retrain, retrain-gpu"
+  --profile dask config --services | sort | tr '\n' ' ')
+echo "services with --profile gpu --profile dask: $services"
+[[ $services == "dask-scheduler dask-worker postgres prefect-server retrain retrain-dask retrain-gpu " ]] \
+  || fail "the gpu and dask profiles do not give the 7 services of compose.yaml"
+# The dask profile: the scheduler and the workers run the project image, the runner serves
+# with --cluster pointed at the scheduler, the workers join it.
+dask_config=$(compose --env-file docker/.env.example -f docker/compose.yaml --profile dask config)
+python3 - "$dask_config" <<'EOF' || fail "the dask profile of compose.yaml is not wired as documented"
+import sys
+
+import yaml
+
+services = yaml.safe_load(sys.argv[1])["services"]
+image = services["retrain"]["image"]
+for name in ("dask-scheduler", "dask-worker", "retrain-dask"):
+    assert services[name]["image"] == image, (name, services[name]["image"])
+    assert services[name]["profiles"] == ["dask"], name
+assert services["dask-scheduler"]["entrypoint"][:2] == ["dask", "scheduler"]
+assert services["dask-worker"]["entrypoint"] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+command = services["retrain-dask"]["command"]
+command = command if isinstance(command, str) else " ".join(command)
+assert command.startswith("serve --cluster tcp://dask-scheduler:8786"), command
+print("dask profile: scheduler, workers and runner on", image)
+EOF
 # Secrets have no defaults: with an empty env file the stack refuses to start, naming them.
 : >"$WORK/empty.env"
 if compose --env-file "$WORK/empty.env" -f docker/compose.yaml config -q 2>"$WORK/compose-noenv.log"; then

@@ -38,6 +38,7 @@ Orchestration, decided here:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -49,6 +50,8 @@ from inception_retrain import preflight, run_folder, workdir
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.dropout.sweep import SweepSpec
 from inception_retrain.errors import PipelineError
+from inception_retrain.flows.cluster import open_cluster
+from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.ingest import require_test_images
 from inception_retrain.tasks.dropout_report import dropout_report_task
@@ -147,9 +150,12 @@ def retrain(config: RetrainConfig) -> str:
 def _run_stages(config: RetrainConfig, run_dir: Path):
     """The stages, in order, into `run_dir`; the run's result or its Failed state."""
     logger = get_run_logger()
-    stage = "ingest"
+    stage = "set-up"
     evaluated = False
+    cluster = ExitStack()
     try:
+        address = cluster.enter_context(open_cluster(config))  # None: this process only
+        stage = "ingest"
         manifest = _run_stage(
             ingest_task, stage, f"ingest-{source_label(config.data)}", config, run_dir
         )
@@ -157,7 +163,10 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         data_id = manifest.fingerprint[:8]
 
         stage = "extract"
-        cache = _run_stage(extract_task, stage, f"extract-{data_id}", manifest, config, run_dir)
+        if address:
+            cache = run_extraction(manifest, config, run_dir, address)
+        else:
+            cache = _run_stage(extract_task, stage, f"extract-{data_id}", manifest, config, run_dir)
         logger.info("features: %d computed, %d reused from cache", cache.computed, cache.reused)
 
         stage = "train"
@@ -177,7 +186,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         spec = SweepSpec.from_run(
             config, cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape
         )
-        sweep = run_sweep(spec)
+        sweep = run_sweep(spec, address=address)
         _run_stage(
             dropout_report_task, stage, f"dropout-report-{head_id}",
             manifest, cache, head, quote(sweep), config, run_dir,
@@ -218,6 +227,8 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             _run_stage(report_task, "report", f"report-{head_id}", run_dir, None)
         run_folder.write_status(run_dir, "failed", message)
         return Failed(message=message)
+    finally:
+        cluster.close()
     outcome = {"decision": promotion["decision"], "version": promotion["version"]}
     run_folder.write_status(run_dir, "completed", promotion=outcome)
     return str(run_dir)

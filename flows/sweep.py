@@ -35,6 +35,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from inception_retrain.dropout.sweep import SweepSpec, summarize, trainings
 from inception_retrain.dropout.sweep_store import SweepStore
 from inception_retrain.dropout.sweep_summary import CacheUse, SweepSummary
+from inception_retrain.flows.cluster import task_runner
 from inception_retrain.tasks.sweep import sweep_cell_task
 
 DEFAULT_POOL = 2
@@ -45,7 +46,7 @@ DEFAULT_POOL = 2
     task_runner=ProcessPoolTaskRunner(max_workers=DEFAULT_POOL),
     log_prints=True,
 )
-def dropout_sweep(spec: SweepSpec, workers: int = 1) -> SweepSummary:
+def dropout_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None) -> SweepSummary:
     """Train the sweep grid of `spec` on its cached features, reusing cached results;
     returns the summary."""
     cells = trainings(spec)
@@ -57,7 +58,7 @@ def dropout_sweep(spec: SweepSpec, workers: int = 1) -> SweepSummary:
         len(cells), len(cells) - len(missing), store.directory if store else "(no cache)",
         len(missing),
     )  # fmt: skip
-    if workers > 1 and len(missing) > 1:
+    if (workers > 1 or address) and len(missing) > 1:
         futures = sweep_cell_task.map(spec=unmapped(spec), cell=missing, store=unmapped(store))
         computed = iter([future.result() for future in futures])
     else:
@@ -72,9 +73,12 @@ def dropout_sweep(spec: SweepSpec, workers: int = 1) -> SweepSummary:
     return summary
 
 
-def run_sweep(spec: SweepSpec, workers: int = 1) -> SweepSummary:
-    """Run `dropout_sweep` (as a subflow when called inside a flow or task run)."""
+def run_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None) -> SweepSummary:
+    """Run `dropout_sweep` (as a subflow when called inside a flow or task run); on the Dask
+    cluster at `address` when given."""
     sweep = dropout_sweep
-    if workers > DEFAULT_POOL:
+    if address:
+        sweep = dropout_sweep.with_options(task_runner=task_runner(address))
+    elif workers > DEFAULT_POOL:
         sweep = dropout_sweep.with_options(task_runner=ProcessPoolTaskRunner(max_workers=workers))
-    return sweep(spec, workers)
+    return sweep(spec, workers, address)

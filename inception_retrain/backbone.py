@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_retrain import feature_parts
+from inception_retrain import feature_parts, storage
 from inception_retrain.errors import ConfigError, DownloadError, PipelineError, WeightsError
 from inception_retrain.preprocess import PREPROCESS_VERSION, check_image_size
 from inception_retrain.weights import parse_weights
@@ -125,7 +125,13 @@ def _full_model(weights: str, image_size: int):
                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 and pass "
                 "--weights PATH"
             ) from None
-    path = source.path
+    if source.uri:  # Keras reads a local file: the object is downloaded once per process
+        try:
+            path = storage.local_copy(source.uri)
+        except ConfigError as error:
+            raise WeightsError(str(error)) from None
+    else:
+        path = source.path
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     model = _inception_v3(image_size, None)

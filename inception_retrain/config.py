@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inception_retrain import storage
+from inception_retrain.cluster_spec import parse_cluster
 from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 from inception_retrain.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
 from inception_retrain.weights import WeightsSource, parse_weights
@@ -33,11 +35,12 @@ class RetrainConfig(BaseModel):
     data: str = Field(
         DEMO_SOURCE,
         description="'demo' (generated under WORKDIR/demo-data), a folder of class "
-        "sub-folders, or 'tfds:NAME[?data_dir=DIR]'.",
+        "sub-folders (a path or s3://bucket/prefix), or 'tfds:NAME[?data_dir=DIR]'.",
     )
     weights: str = Field(
         "random:0",
-        description="'imagenet', a local weights file (.h5/.weights.h5), or 'random[:SEED]'.",
+        description="'imagenet', a weights file (.h5/.weights.h5; a path or s3://bucket/key), "
+        "or 'random[:SEED]'.",
     )
     workdir: Path = Field(
         Path("workdir"), validate_default=True, description="Holds cache/, models/ and runs/."
@@ -61,6 +64,22 @@ class RetrainConfig(BaseModel):
     extract_batch_size: int = Field(32, ge=1, le=1024, description="Images per backbone batch.")
     feature_dtype: Literal["float16", "float32"] = Field(
         "float16", description="Storage type of cached features (float32 is exact, 2x size)."
+    )
+    feature_cache: str | None = Field(
+        None,
+        description="Root of the feature cache: a folder, file:// or s3://bucket/prefix "
+        "(credentials from the client's environment). Default: WORKDIR/cache.",
+    )
+
+    # --- where the work runs -----------------------------------------------------------
+    cluster: str | None = Field(
+        None,
+        description="Where extraction, the sweep and prediction run: one process (default), "
+        "'local:N' (a Dask cluster of N worker processes started for the run) or "
+        "'tcp://HOST:PORT' (a running Dask scheduler).",
+    )
+    shard_rows: int = Field(
+        256, ge=1, le=100_000, description="Manifest rows per extraction shard on a cluster."
     )
 
     # --- head and training -------------------------------------------------------------
@@ -118,11 +137,21 @@ class RetrainConfig(BaseModel):
     )
     mc_passes: int = Field(30, ge=2, le=1000, description="Stochastic passes for MC dropout.")
 
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        return parse_cluster(value).address if value else None
+
+    @field_validator("feature_cache")
+    @classmethod
+    def _feature_cache(cls, value: str | None) -> str | None:
+        return str(storage.location(value)) if value else None
+
     @field_validator("weights")
     @classmethod
     def _weights_source(cls, value: str) -> str:
         source = parse_weights(value)
-        if source.kind != "file":
+        if source.kind != "file" or source.uri:
             return value
         if not source.path.is_file():
             raise ValueError(f"weights file not found: {value}")
@@ -154,6 +183,8 @@ class RetrainConfig(BaseModel):
     def _data_source(cls, data: str) -> str:
         if data == DEMO_SOURCE or data.startswith("tfds:"):
             return data
+        if storage.looks_like_uri(data) and storage.is_remote(data):
+            return str(storage.location(data))  # reachable? checked when a run starts
         if not Path(data).is_dir():
             raise ValueError(f"data folder not found: {data} (or use 'demo' or 'tfds:NAME')")
         return str(Path(data).expanduser().absolute())  # recorded runs stay re-runnable

@@ -1,266 +1,273 @@
 """Extraction: the manifest's ok images -> frozen-backbone features, cached as Parquet parts.
 
-    >>> cache = extract_features(manifest, config, run_dir)
+    >>> cache = extract_features(manifest, config, run_dir)          # one process
     >>> cache.cache_dir, cache.computed, cache.reused
     (PosixPath('workdir/cache/3f2a...'), 5, 395)
 
+    >>> plan = plan_extraction(manifest, config)                     # distributed: shards
+    >>> results = [compute_shard(s, plan.job) for s in plan.shards]  # anywhere, in any order
+    >>> cache = finish_extraction(plan, results, manifest, config, run_dir)
+
 Semantics:
-  * One cache folder per backbone fingerprint, `WORKDIR/cache/<fingerprint>/` (weights
-    content, layer, image size, preprocessing version, stored dtype: see
-    `backbone.backbone_fingerprint`). A new weights file or layer gets a new folder; other
-    folders are never touched. `backbone.json` there records the fingerprint's inputs,
-    the weights description and `last_used` (updated by every extraction; `cache prune` uses it).
-  * Incremental: every part is read and verified first (`check_parts`: unreadable parts are
+  * One cache folder per backbone fingerprint, `<cache root>/<fingerprint>/` (weights
+    content, layer, image size, preprocessing version, stored dtype and part format: see
+    `backbone.backbone_fingerprint`); the root is WORKDIR/cache or `config.feature_cache` (a
+    folder or a URI such as s3://bucket/prefix). A new weights file or layer gets a new
+    folder; other folders are never touched. `backbone.json` there records the fingerprint's
+    inputs, the weights description and `last_used` (`cache prune` uses it).
+  * Incremental: every part new or rewritten since the last check is read and verified
+    first, the others' ids are read (`check_parts`, `verified.json`: unreadable parts are
     quarantined and their images recomputed), then only ok images whose content id is in no
     readable part are computed. A second run on unchanged data computes nothing.
-  * Crash-safe: features go out in parts of at most `part_rows` images, each written to a
-    temporary file and renamed, so a kill loses at most the parts not yet renamed; the next
-    run removes stray temporary files and computes what is missing, so every image ends up
-    cached exactly once. A lock serialises extractions into the same folder
-    (`feature_cache.writing`).
+  * Crash-safe: parts are named from their content ids and appear whole (a temp file renamed,
+    or one object upload), so a kill loses at most the parts not yet written, and a retried
+    or duplicated shard rewrites its own part: every image ends up cached exactly once. The
+    next run removes stray temporary files. Locks: `feature_cache` (exclusive for the set-up
+    and a single-process run, shared by shards; none on an object store).
+  * One process (`extract_features`): streams every missing image through
+    `feature_compute.compute_missing`, parts of `part_rows`. Distributed
+    (`plan_extraction` -> `compute_shard` per shard -> `finish_extraction`): shards of
+    `config.shard_rows` manifest rows, each one part; the features are the same bytes.
   * Images that changed or no longer decode since ingestion are skipped and counted.
-  * Memory is bounded by `part_rows` (one part being filled, one queued, one being written),
-    not by the dataset's size. Parts are compressed and written on a background thread
-    (pyarrow only; TensorFlow stays on the calling thread).
   * Report: `run_dir/extract.json` (fingerprint and inputs, counts, images/s, bytes on disk).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel
 
 from inception_retrain import feature_cache
-from inception_retrain.backbone import backbone_fingerprint, inference_function, load_backbone
+from inception_retrain.backbone import backbone_fingerprint, load_backbone
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError
 from inception_retrain.feature_cache import FeatureCache
-from inception_retrain.feature_parts import check_parts, feature_schema, schema_metadata, write_part
+from inception_retrain.feature_compute import (
+    PART_ROWS,
+    Shard,
+    ShardJob,
+    ShardResult,
+    compute_missing,
+    make_shards,
+    process_backbone,
+)
+from inception_retrain.feature_parts import check_parts, feature_schema
 from inception_retrain.manifest import ImageRows, Manifest, read_image_rows
-from inception_retrain.preprocess import image_dataset
 from inception_retrain.progress import Progress
 from inception_retrain.schemas import read_document, write_document
 
 log = logging.getLogger(__name__)
 
-# Images per part: bounds memory (~19 MB of float16 features per part in flight), what a kill
-# loses, and the un-overlapped write of the last part (measured in bench/extract.py).
-PART_ROWS = 256
 REPORT_KIND, REPORT_VERSION, REPORT_FILE = "extract-report", 1, "extract.json"
 MAX_LISTED_SKIPS = 100  # extract.json lists at most this many skipped content ids
 
 
-# --- the streaming computation ----------------------------------------------------------------
-
-
-class PartWriter:
-    """Writes parts on a background thread (a queue of one), overlapping compression and disk
-    with compute. Only numpy/pyarrow run there. `background=False` writes inline."""
-
-    def __init__(self, cache_dir: Path, schema, background: bool = True):
-        self.cache_dir = cache_dir
-        self.schema = schema
-        self.written: list[Path] = []
-        self._error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._thread = None
-        if background:
-            self._thread = threading.Thread(target=self._run, name="part-writer", daemon=True)
-            self._thread.start()
-
-    def submit(self, ids: list[str], labels: list[int], splits: list[str], features) -> None:
-        self._raise_if_failed()
-        if self._thread is None:
-            self._write((ids, labels, splits, features))
-        else:
-            self._queue.put((ids, labels, splits, features))
-
-    def _write(self, item) -> None:
-        self.written.append(write_part(self.cache_dir, self.schema, *item))
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._write(item)
-                except BaseException as error:  # reported on the caller's thread
-                    self._error = error
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """Finish the queued parts (they are complete), then stop."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_if_failed()
-
-
 @dataclass
-class ComputeResult:
-    computed: int
-    skipped: list[str]  # content ids that changed or failed to decode
-    seconds: float
-    parts_written: int
+class _SetUp:
+    """What an extraction found before computing anything."""
+
+    cache_dir: Path | str
+    fingerprint: str
+    inputs: dict
+    description: str
+    images: int
+    todo: ImageRows
+    quarantined: list
+    stray: int
+    parts_read_fully: int = 0  # parts the check decoded in full (new or rewritten ones)
+
+    def schema_metadata(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "fingerprint_inputs": self.inputs,
+            "weights": self.description,
+        }
 
 
-def compute_missing(
-    backbone,
-    rows: ImageRows,
-    cache_dir: Path,
-    schema,
-    *,
-    image_size: int,
-    batch_size: int,
-    part_rows: int = PART_ROWS,
-    parallel_calls: int | None = None,
-    prefetch: int | None = None,
-    overlap_writes: bool = True,
-    infer=None,
-    progress: Progress | None = None,
-) -> ComputeResult:
-    """Stream `rows` through preprocessing and `backbone`, writing parts of `part_rows`.
-
-    The knobs after `part_rows` exist for the benchmark's levers (`infer`: an already traced
-    `inference_function(backbone, output_dtype=<the schema's dtype>)`); the stage uses the
-    defaults.
-    """
-    started = time.perf_counter()
-    if not len(rows):
-        return ComputeResult(0, [], 0.0, 0)
-    dtype = np.dtype(schema_metadata(schema)["dtype"])
-    size = int(np.prod(backbone.output_shape[1:]))
-    infer = infer or inference_function(backbone, output_dtype=dtype.name)
-    dataset = image_dataset(
-        rows.uris,
-        image_size,
-        batch_size,
-        parallel_calls=parallel_calls,
-        prefetch=prefetch,
-        content_ids=rows.content_ids,
+@contextmanager
+def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_SetUp]:
+    """Fingerprint, cache folder, clean-up and check of its parts, inside the write lock,
+    which the block keeps (a single-process extraction computes inside it)."""
+    fingerprint, inputs = backbone_fingerprint(
+        backbone, config.weights, config.layer, config.image_size, config.feature_dtype
     )
-    writer = PartWriter(cache_dir, schema, background=overlap_writes)
-    buffer = np.empty((part_rows, size), dtype)
-    positions: list[int] = []
-    processed = np.zeros(len(rows), bool)
-    advanced = 0
-
-    def flush() -> None:
-        nonlocal buffer, positions
-        if positions:
-            writer.submit(
-                [rows.content_ids[p] for p in positions],
-                [rows.label_indices[p] for p in positions],
-                [rows.splits[p] for p in positions],
-                buffer[: len(positions)],
-            )
-            buffer = np.empty((part_rows, size), dtype)  # the writer owns the old one now
-            positions = []
-
-    try:
-        for batch_positions, images in dataset:
-            features = infer(images).numpy().reshape(len(images), size)
-            batch_positions = batch_positions.numpy().tolist()
-            start = 0
-            while start < len(batch_positions):
-                take = min(part_rows - len(positions), len(batch_positions) - start)
-                fill = len(positions)
-                buffer[fill : fill + take] = features[start : start + take]
-                positions.extend(batch_positions[start : start + take])
-                processed[batch_positions[start : start + take]] = True
-                start += take
-                if len(positions) == part_rows:
-                    flush()
-            if progress is not None:
-                progress.update(batch_positions[-1] + 1 - advanced)
-            advanced = batch_positions[-1] + 1
-        flush()
-    finally:
-        writer.close()
-    if progress is not None and advanced < len(rows):
-        progress.update(len(rows) - advanced)
-    skipped = [cid for cid, ok in zip(rows.content_ids, processed, strict=True) if not ok]
-    elapsed = time.perf_counter() - started
-    return ComputeResult(int(processed.sum()), skipped, elapsed, len(writer.written))
-
-
-# --- the stage --------------------------------------------------------------------------------
+    description = config.weights_source.description
+    cache_dir = feature_cache.cache_dir_for(config.workdir, fingerprint, config.feature_cache)
+    rows = read_image_rows(Path(manifest.path))
+    with feature_cache.writing(cache_dir):
+        stray = feature_cache.remove_temp_files(cache_dir)
+        feature_cache.record_use(cache_dir, fingerprint, inputs, description)
+        check = check_parts(cache_dir, feature_cache.read_verified(cache_dir))
+        feature_cache.write_verified(cache_dir, check.verified)
+        todo = rows.where([cid not in check.cached for cid in rows.content_ids])
+        yield _SetUp(
+            cache_dir, fingerprint, inputs, description, len(rows), todo, check.quarantined,
+            stray, check.read_fully,
+        )  # fmt: skip
 
 
 def extract_features(
     manifest: Manifest, config: RetrainConfig, run_dir: Path, *, part_rows: int = PART_ROWS
 ) -> FeatureCache:
-    """Make sure every ok image of `manifest` has cached features; returns the cache."""
+    """Make sure every ok image of `manifest` has cached features, in this process."""
     started = time.perf_counter()
-    run_dir = Path(run_dir)
     backbone = load_backbone(config.weights, config.layer, config.image_size)
-    fingerprint, inputs = backbone_fingerprint(
-        backbone, config.weights, config.layer, config.image_size, config.feature_dtype
-    )
-    description = config.weights_source.description
-    feature_shape = tuple(inputs["feature_shape"])
-    cache_dir = feature_cache.cache_dir_for(config.workdir, fingerprint)
-    rows = read_image_rows(Path(manifest.path))
-    with feature_cache.writing(cache_dir):
-        stray = feature_cache.remove_temp_files(cache_dir)
-        feature_cache.record_use(cache_dir, fingerprint, inputs, description)
-        cached, quarantined = check_parts(cache_dir)
-        todo = rows.where([cid not in cached for cid in rows.content_ids])
+    with _set_up(manifest, config, backbone) as set_up:
         schema = feature_schema(
-            feature_shape,
-            config.feature_dtype,
-            {"fingerprint": fingerprint, "fingerprint_inputs": inputs, "weights": description},
+            tuple(set_up.inputs["feature_shape"]), config.feature_dtype, set_up.schema_metadata()
         )
-        with Progress(total=len(todo), description="extract", unit="img") as progress:
+        with Progress(total=len(set_up.todo), description="extract", unit="img") as progress:
             result = compute_missing(
-                backbone,
-                todo,
-                cache_dir,
-                schema,
-                image_size=config.image_size,
-                batch_size=config.extract_batch_size,
-                part_rows=part_rows,
-                progress=progress,
-            )
-    reused = len(rows) - len(todo)
-    if len(rows) and reused + result.computed == 0:
+                backbone, set_up.todo, set_up.cache_dir, schema, image_size=config.image_size,
+                batch_size=config.extract_batch_size, part_rows=part_rows, progress=progress,
+            )  # fmt: skip
+    counts = {"parts_written": result.parts_written, "part_rows": part_rows}
+    return _finish(
+        manifest, config, run_dir, set_up, result.computed, result.skipped, result.seconds,
+        started, counts,
+    )  # fmt: skip
+
+
+# --- distributed: plan, shards, finish ----------------------------------------------------------
+
+
+class ExtractionPlan(BaseModel):
+    """What a distributed extraction will compute: the shards and what they share."""
+
+    job: ShardJob
+    shards: list[Shard]
+    images: int
+    fingerprint_inputs: dict
+    description: str
+    quarantined: list[str]
+    stray: int
+    shard_rows: int
+    started: float  # time.time() when planning began
+
+    @property
+    def todo(self) -> int:
+        return sum(len(shard.content_ids) for shard in self.shards)
+
+
+def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan:
+    """Fingerprint the backbone, check the cache and cut the missing images into shards."""
+    started = time.time()
+    backbone, _, _ = process_backbone(
+        config.weights, config.layer, config.image_size, config.feature_dtype
+    )
+    with _set_up(manifest, config, backbone) as set_up:
+        pass  # the exclusive lock covers the check only; shards take it shared (`adding`)
+    job = ShardJob(
+        cache_dir=str(set_up.cache_dir),
+        weights=config.weights,
+        layer=config.layer,
+        image_size=config.image_size,
+        feature_dtype=config.feature_dtype,
+        fingerprint=set_up.fingerprint,
+        schema_metadata=set_up.schema_metadata(),
+        feature_shape=tuple(set_up.inputs["feature_shape"]),
+        batch_size=config.extract_batch_size,
+    )
+    return ExtractionPlan(
+        job=job,
+        shards=make_shards(set_up.todo, config.shard_rows),
+        images=set_up.images,
+        fingerprint_inputs=set_up.inputs,
+        description=set_up.description,
+        quarantined=[str(p) for p in set_up.quarantined],
+        stray=set_up.stray,
+        shard_rows=config.shard_rows,
+        started=started,
+    )
+
+
+def finish_extraction(
+    plan: ExtractionPlan,
+    results: list[ShardResult],
+    manifest: Manifest,
+    config: RetrainConfig,
+    run_dir: Path,
+) -> FeatureCache:
+    """The report and FeatureCache of a distributed extraction, once every shard is done."""
+    if sorted(r.index for r in results) != [s.index for s in plan.shards]:
+        raise DataError("the extraction's shards did not all finish")
+    set_up = _SetUp(
+        cache_dir=plan.job.cache_dir, fingerprint=plan.job.fingerprint,
+        inputs=plan.fingerprint_inputs, description=plan.description, images=plan.images,
+        todo=ImageRows(), quarantined=plan.quarantined, stray=plan.stray,
+    )  # fmt: skip
+    counts = {
+        "parts_written": sum(1 for r in results if r.computed),
+        "shards": len(plan.shards),
+        "shard_rows": plan.shard_rows,
+        "worker_processes": len({r.pid for r in results}),
+        "backbone_loads_per_process": max((r.backbone_loads for r in results), default=0),
+        "shard_seconds": round(sum(r.seconds for r in results), 3),
+    }
+    computed = sum(r.computed for r in results)
+    skipped = [cid for r in sorted(results, key=lambda r: r.index) for cid in r.skipped]
+    wall = time.time() - plan.started
+    return _finish(
+        manifest, config, run_dir, set_up, computed, skipped, wall, None, counts,
+        reused=plan.images - plan.todo,
+    )  # fmt: skip
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def _finish(
+    manifest: Manifest,
+    config: RetrainConfig,
+    run_dir: Path,
+    set_up: _SetUp,
+    computed: int,
+    skipped: list[str],
+    compute_seconds: float,
+    started: float | None,
+    counts: dict,
+    reused: int | None = None,
+) -> FeatureCache:
+    reused = set_up.images - len(set_up.todo) if reused is None else reused
+    if set_up.images and reused + computed == 0:
         raise DataError(
-            f"none of the {len(rows)} images in the manifest could be read for extraction "
+            f"none of the {set_up.images} images in the manifest could be read for extraction "
             "(files changed or deleted since ingestion?)"
         )
-    cached_rows, bytes_on_disk = feature_cache.cache_size(cache_dir)
+    feature_shape = tuple(set_up.inputs["feature_shape"])
+    cached_rows, bytes_on_disk = feature_cache.cache_size(set_up.cache_dir)
     raw_per_image = int(np.prod(feature_shape)) * 4
     per_image = bytes_on_disk / cached_rows if cached_rows else 0.0
+    seconds = time.perf_counter() - started if started is not None else compute_seconds
     report = {
-        "fingerprint": fingerprint,
-        "fingerprint_inputs": inputs,
+        "fingerprint": set_up.fingerprint,
+        "fingerprint_inputs": set_up.inputs,
         "weights": config.weights,
-        "weights_description": description,
-        "cache_dir": str(cache_dir),
+        "weights_description": set_up.description,
+        "cache_dir": str(set_up.cache_dir),
         "manifest_fingerprint": manifest.fingerprint,
-        "images": len(rows),
-        "computed": result.computed,
+        "cluster": config.cluster,
+        "images": set_up.images,
+        "computed": computed,
         "reused": reused,
-        "skipped": len(result.skipped),
-        "skipped_content_ids": result.skipped[:MAX_LISTED_SKIPS],
-        "quarantined": len(quarantined),
-        "quarantined_parts": [str(path) for path in quarantined],
-        "stray_temp_files_removed": stray,
-        "parts_written": result.parts_written,
-        "compute_seconds": round(result.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "images_per_s": round(result.computed / result.seconds, 2) if result.seconds else None,
+        "skipped": len(skipped),
+        "skipped_content_ids": skipped[:MAX_LISTED_SKIPS],
+        "quarantined": len(set_up.quarantined),
+        "quarantined_parts": [str(path) for path in set_up.quarantined],
+        "stray_temp_files_removed": set_up.stray,
+        "parts_checked_in_full": set_up.parts_read_fully,
+        **counts,
+        "compute_seconds": round(compute_seconds, 3),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(computed / compute_seconds, 2) if compute_seconds else None,
         "batch_size": config.extract_batch_size,
-        "part_rows": part_rows,
         "dtype": config.feature_dtype,
         "feature_shape": list(feature_shape),
         "cached_images": cached_rows,
@@ -269,22 +276,18 @@ def extract_features(
         "raw_float32_bytes_per_image": raw_per_image,
         "size_vs_raw_float32": round(per_image / raw_per_image, 4),
     }
-    report_path = write_document(run_dir / REPORT_FILE, REPORT_KIND, REPORT_VERSION, report)
+    report_path = write_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION, report)
     log.info(
         "extract: %d computed, %d reused, %d skipped, %d quarantined parts -> %s",
-        result.computed,
-        reused,
-        len(result.skipped),
-        len(quarantined),
-        cache_dir,
-    )
+        computed, reused, len(skipped), len(set_up.quarantined), set_up.cache_dir,
+    )  # fmt: skip
     return FeatureCache(
-        cache_dir=cache_dir,
-        backbone_fingerprint=fingerprint,
+        cache_dir=set_up.cache_dir,
+        backbone_fingerprint=set_up.fingerprint,
         manifest_fingerprint=manifest.fingerprint,
         feature_shape=feature_shape,
         dtype=config.feature_dtype,
-        computed=result.computed,
+        computed=computed,
         reused=reused,
         report_path=report_path,
     )
@@ -294,7 +297,7 @@ def read_extract_report(run_dir: Path) -> FeatureCache:
     """The FeatureCache a finished run's extraction handed on, from its extract.json."""
     report = read_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION)
     return FeatureCache(
-        cache_dir=Path(report["cache_dir"]),
+        cache_dir=report["cache_dir"],
         backbone_fingerprint=report["fingerprint"],
         manifest_fingerprint=report["manifest_fingerprint"],
         feature_shape=tuple(report["feature_shape"]),

@@ -1,14 +1,22 @@
-"""A feature cache folder, `WORKDIR/cache/<backbone-fingerprint>/`: its lifecycle and locks.
+"""A feature cache folder, `<cache root>/<backbone-fingerprint>/`: its lifecycle and locks.
 
 One folder per backbone fingerprint (weights content, layer, image size, preprocessing,
-stored dtype and part format: `inception_retrain.backbone.backbone_fingerprint`). Inside:
+stored dtype and part format: `inception_retrain.backbone.backbone_fingerprint`). The cache
+root is WORKDIR/cache, or `RetrainConfig.feature_cache`: another folder, `file://` or an
+object-store prefix such as `s3://bucket/features` (`inception_retrain.storage`). Inside:
 
     backbone.json    what the fingerprint stands for, `created` and `last_used`
+    verified.json    the parts the last extraction verified, by name and stamp, so the next
+                     one reads only new or rewritten parts in full (`feature_parts.check_parts`)
     part-*.parquet   the features (`inception_retrain.feature_parts` owns their format)
-    .lock, .in-use   the two locks below
+    .lock, .in-use   the locks below (local folders only)
 
-Locks (`locks.file_lock`):
-  * `.lock`, exclusive (`writing`): one extraction at a time adds parts;
+Locks (`locks.file_lock`), on a local folder:
+  * `.lock`, exclusive (`writing`): an extraction's set-up (removing stray temporary files,
+    checking parts) or a whole single-process extraction;
+  * `.lock`, shared (`adding`): shards of a distributed extraction adding parts side by side
+    (each part's name comes from its content ids, so two writers of one shard write the same
+    file, never two copies of its rows);
   * `.in-use`, shared (`reading`): any number of stages read the cache (training, evaluation,
     the dropout report) while nobody removes it.
 
@@ -17,32 +25,44 @@ waiting), so it never deletes features a running stage reads or writes; it renam
 away first, so an interrupted removal never leaves half a cache under its fingerprint. A
 reader that finds its cache gone gets a one-line DataError.
 
+A cache on an object store has no locks (the store has no `flock`): every lock above is a
+no-op there. Writers stay safe without them, because parts are content-named and appear
+whole; `cache ls` and `cache prune` list and prune only WORKDIR/cache, so a remote cache is
+never pruned by this tool, in use or not: remove one with the store's own tools.
+
     >>> with reading(cache.cache_dir):
     ...     ids, x, y = feature_parts.load_rows(cache.cache_dir, wanted)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
+from inception_retrain import storage
 from inception_retrain.errors import DataError
 from inception_retrain.feature_parts import TEMP_GLOB, parts
 from inception_retrain.locks import file_lock
-from inception_retrain.schemas import read_document, write_document
+from inception_retrain.schemas import check, read_document, stamp, write_document
+
+# A cache folder: a local Path, or a remote URI str (`storage.location`).
+CacheLocation = Annotated[Path | str, BeforeValidator(storage.location)]
 
 log = logging.getLogger(__name__)
 
 BACKBONE_KIND, BACKBONE_VERSION, BACKBONE_JSON = "feature-cache", 1, "backbone.json"
+VERIFIED_KIND, VERIFIED_VERSION, VERIFIED_JSON = "verified-parts", 1, "verified.json"
 WRITE_LOCK = ".lock"
 READ_LOCK = ".in-use"
 
@@ -50,7 +70,7 @@ READ_LOCK = ".in-use"
 class FeatureCache(BaseModel):
     """A feature cache as the extraction stage hands it on, with what this run did to it."""
 
-    cache_dir: Path
+    cache_dir: CacheLocation
     backbone_fingerprint: str
     manifest_fingerprint: str
     feature_shape: tuple[int, ...]
@@ -64,8 +84,12 @@ def cache_root(workdir: str | os.PathLike[str]) -> Path:
     return Path(workdir) / "cache"
 
 
-def cache_dir_for(workdir: str | os.PathLike[str], fingerprint: str) -> Path:
-    return cache_root(workdir) / fingerprint
+def cache_dir_for(
+    workdir: str | os.PathLike[str], fingerprint: str, root: str | os.PathLike[str] | None = None
+) -> Path | str:
+    """The cache folder of `fingerprint`: under `root` if given (a local folder or a URI),
+    else under WORKDIR/cache."""
+    return storage.join(root if root is not None else cache_root(workdir), fingerprint)
 
 
 # --- locks -------------------------------------------------------------------------------------
@@ -75,15 +99,30 @@ def _pruned(cache_dir: Path) -> DataError:
     return DataError(f"feature cache {cache_dir} is gone (pruned?): run extraction again")
 
 
-def writing(cache_dir: Path, wait: bool = True):
-    """The extraction lock, exclusive; creates the cache folder. Yields whether it is held."""
-    return file_lock(Path(cache_dir) / WRITE_LOCK, wait=wait)
+def writing(cache_dir, wait: bool = True):
+    """The extraction lock, exclusive; creates the cache folder. Yields whether it is held
+    (always True for a remote cache, which has no locks)."""
+    if storage.is_remote(cache_dir):
+        return nullcontext(True)
+    return file_lock(storage.location(cache_dir) / WRITE_LOCK, wait=wait)
+
+
+def adding(cache_dir):
+    """The lock of a shard adding parts: shared with other shards, exclusive of `writing`
+    (set-up and prune). Creates the folder; a no-op on a remote cache."""
+    if storage.is_remote(cache_dir):
+        return nullcontext(True)
+    return file_lock(storage.location(cache_dir) / WRITE_LOCK, shared=True)
 
 
 @contextmanager
-def reading(cache_dir: Path) -> Iterator[None]:
+def reading(cache_dir) -> Iterator[None]:
     """Keep the cache from being pruned while the block reads it (shared, waits for a prune
-    in progress). A missing or pruned cache is a DataError."""
+    in progress). A missing or pruned cache is a DataError. No lock on a remote cache."""
+    if storage.is_remote(cache_dir):
+        yield
+        return
+    cache_dir = storage.location(cache_dir)
     if not Path(cache_dir).is_dir():
         raise _pruned(cache_dir)
     try:
@@ -125,14 +164,48 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def record_use(cache_dir: Path, fingerprint: str, inputs: dict, description: str) -> dict:
+def _read(path, kind: str, version: int) -> dict:
+    if not storage.is_remote(path):
+        return read_document(path, kind, version)
+    try:
+        found = json.loads(storage.read_bytes(path))
+    except (FileNotFoundError, ValueError):
+        raise DataError(f"{path} not found or unreadable") from None
+    return check(found, kind, version, path)
+
+
+def _write(path, kind: str, version: int, payload: dict) -> None:
+    if storage.is_remote(path):
+        document = {**stamp(kind, version), **payload}
+        storage.write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode())
+    else:
+        write_document(path, kind, version, payload)
+
+
+def read_verified(cache_dir) -> dict[str, str]:
+    """Part name -> stamp of the parts the last check verified ({} if none or unreadable)."""
+    try:
+        return dict(
+            _read(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION)["parts"]
+        )
+    except (DataError, KeyError, TypeError):
+        return {}
+
+
+def write_verified(cache_dir, verified: dict[str, str]) -> None:
+    """Remember what a check verified (call with the write lock held)."""
+    payload = {"parts": verified}
+    _write(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION, payload)
+
+
+def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> dict:
     """Create or refresh backbone.json (keeps `created`, sets `last_used` to now)."""
     import keras
     import tensorflow as tf
 
-    path = Path(cache_dir) / BACKBONE_JSON
+    path = storage.join(cache_dir, BACKBONE_JSON)
     try:
-        created = read_document(path, BACKBONE_KIND, BACKBONE_VERSION).get("created")
+        created = _read(path, BACKBONE_KIND, BACKBONE_VERSION).get("created")
     except DataError:
         created = None
     info = {
@@ -145,21 +218,25 @@ def record_use(cache_dir: Path, fingerprint: str, inputs: dict, description: str
         "last_used": _now(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
-    write_document(path, BACKBONE_KIND, BACKBONE_VERSION, info)
+    _write(path, BACKBONE_KIND, BACKBONE_VERSION, info)
     return info
 
 
-def remove_temp_files(cache_dir: Path) -> int:
-    """Delete temporary parts left by killed writers (call with the write lock held)."""
-    stray = list(Path(cache_dir).glob(TEMP_GLOB))
+def remove_temp_files(cache_dir) -> int:
+    """Delete temporary parts left by killed writers (call with the write lock held). An
+    object store has none: an upload is visible only once complete."""
+    if storage.is_remote(cache_dir):
+        return 0
+    stray = list(storage.location(cache_dir).glob(TEMP_GLOB))
     for path in stray:
         path.unlink(missing_ok=True)
     return len(stray)
 
 
 def remove_idle_temp_files(cache_dir: Path) -> list[tuple[Path, int]]:
-    """Temporary parts left by killed writers of a cache that no extraction is writing now
-    (probes the write lock without waiting); returns [(path, bytes)] removed."""
+    """Temporary parts left by killed writers of a local cache that no extraction is writing
+    now (probes the write lock, which shards hold shared, without waiting); returns
+    [(path, bytes)] removed."""
     try:
         with file_lock(Path(cache_dir) / WRITE_LOCK, wait=False, create=False) as free:
             if not free:
@@ -177,13 +254,14 @@ def remove_idle_temp_files(cache_dir: Path) -> list[tuple[Path, int]]:
         return []
 
 
-def cache_size(cache_dir: Path) -> tuple[int, int]:
+def cache_size(cache_dir) -> tuple[int, int]:
     """(rows, bytes) over the readable parts, from Parquet footers only (cheap)."""
     rows = size = 0
     for part in parts(cache_dir):
         try:
-            rows += pq.read_metadata(part).num_rows
-            size += part.stat().st_size
+            with storage.open_input(part) as handle:
+                rows += pq.read_metadata(handle).num_rows
+            size += storage.size(part)
         except Exception:  # unreadable: check_parts will quarantine it on the next run
             continue
     return rows, size

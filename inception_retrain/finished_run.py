@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from inception_retrain import run_folder
+from inception_retrain import feature_parts, run_folder, storage
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError, PipelineError
 from inception_retrain.extraction import read_extract_report
@@ -63,6 +63,10 @@ def open_finished_run(run_dir: Path, **overrides) -> FinishedRun:
         counts = {}
     manifest = open_manifest(run_dir / MANIFEST_FILE, counts)
     cache = read_extract_report(run_dir)
+    if storage.is_remote(cache.cache_dir):  # an object-store cache stays where it is
+        if not feature_parts.parts(cache.cache_dir):
+            raise NotAFinishedRun(f"feature cache {cache.cache_dir} has no parts (removed?)")
+        return _finished(run_dir, config, manifest, cache)
     if not cache.cache_dir.is_dir():  # the workdir moved: runs/<id>/ sits in WORKDIR/runs/
         workdir = run_dir.parent.parent
         beside = cache_dir_for(workdir, cache.backbone_fingerprint)
@@ -71,6 +75,10 @@ def open_finished_run(run_dir: Path, **overrides) -> FinishedRun:
             config = config.model_copy(update={"workdir": workdir})
     if not cache.cache_dir.is_dir():
         raise NotAFinishedRun(f"feature cache {cache.cache_dir} not found (pruned?)")
+    return _finished(run_dir, config, manifest, cache)
+
+
+def _finished(run_dir, config, manifest, cache) -> FinishedRun:
     head_path = run_dir / "head.keras"
     head = TrainedHead(
         head_path=head_path,

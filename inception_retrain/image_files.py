@@ -9,8 +9,10 @@ that cannot be read becomes a problem row (`unreadable`). Symbolic links to fold
 followed, each real folder once: a link back into a folder already walked is a problem row
 (`unreadable`, "symbolic link loop"), never an endless walk. A file link that leads nowhere
 or loops is a candidate whose check fails as `unreadable`. A path given as a file is a
-candidate as it is. `has_file` walks the same way and stops at the first match (the
-preflight's "does this class folder hold any image file?").
+candidate as it is. An object-store prefix (`s3://bucket/photos`, see `storage`) is listed
+recursively with the same rules for names; its files are URIs (str). `has_file` walks a
+folder the same way and stops at the first match (the preflight's "does this class folder
+hold any image file?").
 
     >>> found = find_files([Path("photos")])
     >>> found.files[:2], found.unreadable, found.ignored
@@ -24,6 +26,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inception_retrain import storage
+
 IGNORED_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"}
 IGNORED_FOLDERS = {"__macosx"}
 
@@ -35,7 +39,7 @@ def is_ignored(name: str) -> bool:
 
 @dataclass
 class FoundFiles:
-    files: list[Path] = field(default_factory=list)
+    files: list[Path | str] = field(default_factory=list)  # str: a URI
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
     ignored: int = 0
 
@@ -43,12 +47,31 @@ class FoundFiles:
 def find_files(paths: Iterable[str | os.PathLike[str]]) -> FoundFiles:
     """Candidate files under `paths` (see module docstring), in a stable order."""
     found = FoundFiles()
-    for path in map(Path, paths):
+    for given in paths:
+        if storage.is_remote(given):
+            _list_remote(str(storage.location(given)), found)
+            continue
+        path = Path(given)
         if path.is_dir():
             found.files.extend(iter_files(path, found))
         else:
             found.files.append(path)
     return found
+
+
+def _list_remote(uri: str, found: FoundFiles) -> None:
+    try:
+        files = storage.find_files(uri)
+    except (OSError, storage.StorageError) as error:
+        found.unreadable.append((uri, str(error)))
+        return
+    for file in files:
+        names = file[len(uri) :].strip("/").split("/")
+        hidden = any(n.startswith(".") or n.lower() in IGNORED_FOLDERS for n in names[:-1])
+        if hidden or is_ignored(names[-1]):
+            found.ignored += 1
+        else:
+            found.files.append(file)
 
 
 def has_file(root: str | os.PathLike[str], suffixes: tuple[str, ...]) -> bool:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inception_retrain import storage
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_MIN_SIZE = 32  # pixels on the short side: smaller images carry too little to learn from
 DEFAULT_MAX_PIXELS = 40_000_000  # more is a decompression bomb, not a photo
@@ -70,6 +72,8 @@ def load_rgb(path: str | bytes | os.PathLike[str]) -> np.ndarray:
     """Decode one image file into an RGB uint8 array of shape (H, W, 3)."""
     if isinstance(path, bytes):
         path = path.decode()
+    if isinstance(path, str) and storage.looks_like_uri(path):  # s3://...: read the bytes
+        path = io.BytesIO(storage.read_bytes(path))
     with Image.open(path) as image:
         image.seek(0)  # first frame of animated GIF/WebP
         return np.asarray(to_rgb(image), dtype=np.uint8)
@@ -79,8 +83,7 @@ def load_rgb_verified(path: str | bytes, content_id: str | bytes) -> np.ndarray:
     """`load_rgb`, but only if the file's sha256 is still `content_id` (else ValueError)."""
     path = path.decode() if isinstance(path, bytes) else path
     content_id = content_id.decode() if isinstance(content_id, bytes) else content_id
-    with open(path, "rb") as handle:
-        data = handle.read()
+    data = storage.read_bytes(path)  # a local path or a URI (s3://...): workers need no copy
     if hashlib.sha256(data).hexdigest() != content_id:
         raise ValueError(f"{path} changed since ingestion")
     return load_rgb(io.BytesIO(data))
@@ -118,12 +121,11 @@ def examine(
 ) -> ImageCheck:
     """Validate one file (see module docstring); `keep_rgb` keeps the decoded array."""
     check = ImageCheck()
-    if os.path.splitext(str(path))[1].lower() not in IMAGE_EXTENSIONS:
+    if os.path.splitext(os.fspath(path))[1].lower() not in IMAGE_EXTENSIONS:
         check.reason = "unsupported-extension"
         return check
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = storage.read_bytes(path)  # a local path or a URI
     except OSError as error:
         check.reason, check.detail = "unreadable", error.strerror or str(error)
         return check

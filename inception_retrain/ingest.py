@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from inception_retrain import manifest as manifest_file
-from inception_retrain import tfds_source
+from inception_retrain import storage, tfds_source
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.demo_data import ensure_demo_data
 from inception_retrain.errors import DataError
@@ -85,8 +85,18 @@ def split_for(content_id: str, fractions: Sequence[float], names: Sequence[str] 
 # --- where each file sits ------------------------------------------------------------------
 
 
-def _layout(root: Path) -> tuple[str, set[str]]:
+def _relative_parts(root: Path | str, path: Path | str) -> tuple[str, ...]:
+    if isinstance(root, str):  # a URI prefix (s3://bucket/photos)
+        return tuple(str(path)[len(root) :].strip("/").split("/"))
+    return Path(path).relative_to(root).parts
+
+
+def _layout(root: Path | str, files=()) -> tuple[str, set[str]]:
     """('split-folders', splits present) or ('class-folders', empty set)."""
+    if isinstance(root, str):  # an object store has no folders: the files' keys say it
+        first = {parts[0].lower() for f in files if len(parts := _relative_parts(root, f)) > 1}
+        present = {SPLIT_FOLDERS[name] for name in first if name in SPLIT_FOLDERS}
+        return ("split-folders", present) if present else ("class-folders", set())
     present = set()
     try:
         for entry in root.iterdir():
@@ -97,9 +107,9 @@ def _layout(root: Path) -> tuple[str, set[str]]:
     return ("split-folders", present) if present else ("class-folders", set())
 
 
-def _placed_row(root: Path, path: Path, layout: str) -> tuple[ManifestRow, str | None]:
+def _placed_row(root: Path | str, path, layout: str) -> tuple[ManifestRow, str | None]:
     """A row with its label from the path (or a placement reason), and its split folder."""
-    parts = path.relative_to(root).parts
+    parts = _relative_parts(root, path)
     row, split_folder = ManifestRow(uri=str(path)), None
     if layout == "split-folders":
         split_folder = SPLIT_FOLDERS.get(parts[0].lower())
@@ -265,12 +275,15 @@ def require_test_images(manifest: Manifest) -> None:
 
 def resolve_source(
     config: RetrainConfig, materialise: Callable[[str, Path], Path] | None = None
-) -> Path:
-    """The folder to ingest for `config.data` (generating or materialising it if needed)."""
+) -> Path | str:
+    """The folder to ingest for `config.data` (generating or materialising it if needed), or
+    the URI prefix of a remote one."""
     if config.data == DEMO_SOURCE:
         return ensure_demo_data(config.demo_dir).absolute()
     if config.data.startswith(tfds_source.PREFIX):
         return (materialise or tfds_source.materialise_tfds)(config.data, config.workdir)
+    if storage.is_remote(config.data):  # s3://bucket/prefix: read where it is
+        return str(storage.location(config.data))
     root = Path(config.data).absolute()
     if not root.is_dir():
         raise DataError(f"data folder not found: {config.data}")
@@ -291,10 +304,10 @@ def ingest(
     run_dir = Path(run_dir)
     source = config.data
     root = resolve_source(config, materialise)
-    described = source if Path(source).absolute() == root else f"{source} ({root})"
+    described = source if str(storage.location(source)) == str(root) else f"{source} ({root})"
 
-    layout, present = _layout(root)
     found = find_files([root])
+    layout, present = _layout(root, found.files)
     placed = [_placed_row(root, path, layout) for path in found.files]
     split_folders = {row.uri: folder for row, folder in placed if folder}
     rows = [row for row, _ in placed]

@@ -18,7 +18,8 @@ several times faster than NumPy's).
   * streaming otherwise: `feature_parts.iter_rows` reads the parts in an order drawn for
     the epoch, a few rows at a time, and each window of `buffer_rows` rows (at most half the
     budget) is permuted before it is batched, so memory stays bounded by the window + one
-    Parquet row group + a couple of prefetched batches. A window shuffle only mixes rows
+    Parquet row group + a couple of prefetched batches (the window is handed to TF whole and
+    cut into batches there). A window shuffle only mixes rows
     that are near each other in the cache, so its order differs from the in-memory
     permutation: both train to the same quality, not to the same weights. With
     `shuffle=False` both modes visit rows in cache order and give identical batches when the
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_retrain import feature_parts
+from inception_retrain import feature_parts, storage
 from inception_retrain.errors import DataError
 from inception_retrain.manifest import read_image_rows
 from inception_retrain.tf_data import without_autotune
@@ -144,7 +145,7 @@ def load_sorted(cache_dir: Path, wanted: Mapping[str, int], ids: Sequence[str], 
 class StreamingSplit:
     """A split streamed from the cache through a bounded shuffle buffer."""
 
-    cache_dir: Path
+    cache_dir: Path | str  # a local folder or a URI
     wanted: Mapping[str, int]
     n: int
     feature_shape: tuple[int, ...]
@@ -160,61 +161,50 @@ class StreamingSplit:
     def n_batches(self) -> int:
         return _n_batches(self.n, self.batch_size)
 
-    def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """This epoch's batches, in the stored dtype: parts in a random order, rows read a
-        window of `buffer_rows` at a time and permuted within it (or cache order without
-        shuffle). Batches run across windows, as they would over one array."""
+    def _windows(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """This epoch's rows, in the stored dtype, a window of about `buffer_rows` at a time:
+        parts in a random order, rows permuted within each window (or cache order without
+        shuffle). `dataset` cuts them into batches, which run across windows."""
         rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
         order = rng.permutation(len(feature_parts.parts(self.cache_dir))) if rng else None
         read_rows = max(1, min(_MAX_READ_ROWS, self.buffer_rows))
         rows = feature_parts.iter_rows(self.cache_dir, self.wanted, read_rows, None, order)
-        pending_x: list[np.ndarray] = []
-        pending_y: list[np.ndarray] = []
         window_x: list[np.ndarray] = []
         window_y: list[np.ndarray] = []
         held = 0
 
-        def flush_window():
-            x, y = np.concatenate(window_x), np.concatenate(window_y)
-            if rng is not None:
-                permutation = rng.permutation(len(y))
-                x, y = x[permutation], y[permutation]
+        def window():
+            x, y = np.concatenate(window_x), np.concatenate(window_y)  # one copy of the views
             window_x.clear(), window_y.clear()
-            pending_x.append(x), pending_y.append(y)
-
-        def full_batches(final: bool):
-            x, y = np.concatenate(pending_x), np.concatenate(pending_y)
-            pending_x.clear(), pending_y.clear()
-            stop = len(y) if final else len(y) - len(y) % self.batch_size
-            for start in range(0, stop, self.batch_size):
-                yield x[start : start + self.batch_size], y[start : start + self.batch_size]
-            if stop < len(y):
-                pending_x.append(x[stop:]), pending_y.append(y[stop:])
+            if rng is None:
+                return x, y
+            permutation = rng.permutation(len(y))
+            return x[permutation], y[permutation]
 
         for _, values, labels in rows:
             window_x.append(values), window_y.append(labels)
             held += len(labels)
             if held >= self.buffer_rows:
-                flush_window()
+                yield window()
                 held = 0
-                yield from full_batches(final=False)
         if window_x:
-            flush_window()
-        if pending_x:
-            yield from full_batches(final=True)
+            yield window()
 
     def dataset(self):
         """Batches of the order of `self.epoch`, made when a pass over the dataset begins.
         Rows stay in the stored dtype (float16: half the bytes to copy and buffer) and become
-        float32 per batch in TF, which converts several times faster than NumPy."""
+        float32 per batch in TF, which converts several times faster than NumPy. The
+        generator hands over whole windows and `rebatch` cuts them in TF: one Python call per
+        window instead of one per batch (that call cost about 3.5 CPU-ms per batch, as much
+        as reading the batch from Parquet)."""
         import tensorflow as tf
 
         signature = (
             tf.TensorSpec((None, *self.feature_shape), tf.as_dtype(self.stored_dtype)),
             tf.TensorSpec((None,), tf.int32),
         )
-        batches = tf.data.Dataset.from_generator(self._batches, output_signature=signature)
-        batches = batches.map(lambda x, y: (tf.cast(x, tf.float32), y))
+        windows = tf.data.Dataset.from_generator(self._windows, output_signature=signature)
+        batches = windows.rebatch(self.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
         batches = batches.prefetch(2).apply(tf.data.experimental.assert_cardinality(self.n_batches))
         return without_autotune(batches)
 
@@ -258,7 +248,7 @@ def load_training_data(
     Each of `train` and `validation` maps content id -> label index (the manifest's)."""
     if mode not in MODES:
         raise ValueError(f"unknown data mode {mode!r}; choose one of {MODES}")
-    cache_dir = Path(cache_dir)
+    cache_dir = storage.location(cache_dir)  # a local folder or a URI (s3://...)
     if not feature_parts.parts(cache_dir):
         raise DataError(f"no cached features in {cache_dir}: run extract first")
     metadata = feature_parts.read_metadata(cache_dir)
@@ -300,4 +290,4 @@ def load_split(cache_dir: Path, manifest_path: Path, split: str | None):
 
     The manifest's rows of `split` (all ok rows for None) that are in the cache."""
     wanted = read_image_rows(Path(manifest_path), split).label_of()
-    return feature_parts.load_rows(Path(cache_dir), wanted)
+    return feature_parts.load_rows(storage.location(cache_dir), wanted)

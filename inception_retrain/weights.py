@@ -2,7 +2,8 @@
 
 * `imagenet`: Keras's ImageNet weights (downloaded once into the Keras cache);
 * `random[:SEED]`: seeded random weights, for demos and tests only, always labelled RANDOM;
-* anything else: a local weights file (`.h5`, `.weights.h5` or `.keras`).
+* anything else: a weights file (`.h5`, `.weights.h5` or `.keras`), a local path or a URI
+  (`file://`, `s3://bucket/key`: `inception_retrain.storage`; downloaded once per process).
 
   >>> source = parse_weights("random:3")
   >>> source.kind, source.seed, source.is_random
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from inception_retrain import storage
 from inception_retrain.errors import ConfigError
 
 IMAGENET = "imagenet"
@@ -28,7 +30,8 @@ _RANDOM = re.compile(r"^random(?::(\d+))?$")
 class WeightsSource:
     kind: Literal["imagenet", "file", "random"]
     seed: int | None = None  # random weights only
-    path: Path | None = None  # weights files only
+    path: Path | None = None  # local weights files only
+    uri: str | None = None  # weights files at a remote URI (s3://...)
 
     @property
     def is_random(self) -> bool:
@@ -41,7 +44,7 @@ class WeightsSource:
             return f"RANDOM weights (seed {self.seed}), not pretrained: demo/test only"
         if self.kind == "imagenet":
             return "ImageNet weights (Keras download)"
-        return f"weights file {self.path.name}"
+        return f"weights file {self.path.name if self.path else self.uri.rsplit('/', 1)[-1]}"
 
 
 def parse_weights(text: str) -> WeightsSource:
@@ -52,4 +55,9 @@ def parse_weights(text: str) -> WeightsSource:
         return WeightsSource("random", seed=int(match.group(1) or 0))
     if text.startswith("random"):
         raise ConfigError(f"'{text}': random weights are 'random' or 'random:SEED'")
+    if storage.looks_like_uri(text):
+        where = storage.location(text)  # a StorageError (a ConfigError) names a bad scheme
+        if isinstance(where, str):
+            return WeightsSource("file", uri=where)
+        return WeightsSource("file", path=where)
     return WeightsSource("file", path=Path(text).expanduser())

@@ -11,12 +11,18 @@ without the core knowing Prefect:
 
 Retry conditions (`retry_condition_fn`): `retry_on_download_error` retries only a failed
 download; `retry_unless_expected` retries anything but an expected `PipelineError`.
+
+On a Dask worker: `dask_worker_threads()` is the worker's thread count (None elsewhere), and
+`BoundTensorFlowThreads`, a worker plugin the flows register on every cluster, bounds
+TensorFlow's thread pools in each worker process to that count before any task imports
+TensorFlow, so N one-thread workers on N cores do not oversubscribe them.
 """
 
 from __future__ import annotations
 
 import logging
 
+from distributed.diagnostics.plugin import WorkerPlugin
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
@@ -70,6 +76,28 @@ def _progress_artifact(description: str, total: int) -> _ProgressArtifact | None
 
 _show_core_logs()
 progress.add_listener(_progress_artifact)
+
+
+def dask_worker_threads() -> int | None:
+    """The thread count of the Dask worker running this code, or None outside one."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError):  # no dask, or not in a worker
+        return None
+
+
+class BoundTensorFlowThreads(WorkerPlugin):
+    """Dask worker plugin: TensorFlow's intra- and inter-op pools sized to the worker's
+    threads, set when the worker starts (before any task builds a model)."""
+
+    name = "inception-retrain-tf-threads"
+
+    def setup(self, worker) -> None:
+        from inception_retrain.feature_compute import limit_tf_threads
+
+        limit_tf_threads(int(worker.state.nthreads))
 
 
 def retry_on_download_error(task, task_run, state) -> bool:

@@ -130,6 +130,9 @@ def test_incremental_runs_compute_only_new_images(tmp_path):
     manifest, second, report = runs.extract(config, part_rows=4)
     assert (second.computed, second.reused) == (0, 10)
     assert report["parts_written"] == 0 and second.cache_dir == first.cache_dir
+    assert report["parts_checked_in_full"] == 3  # written by the first run, verified now
+    manifest, second, report = runs.extract(config, part_rows=4)
+    assert report["parts_checked_in_full"] == 0  # verified before and unchanged since
 
     write_images(data, range(10, 13))  # k = 3 new images
     manifest, third, report = runs.extract(config, part_rows=4)
@@ -211,7 +214,7 @@ def test_corrupt_parts_are_quarantined_and_recomputed(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
 
     manifest, second, report = runs.extract(config, part_rows=4)
-    assert report["quarantined"] == 2
+    assert report["quarantined"] == 2 and report["parts_checked_in_full"] == 3
     assert (second.computed, second.reused) == (8, 4)
     quarantine = second.cache_dir / "quarantine"
     assert sorted(p.name for p in quarantine.iterdir()) == sorted([flipped.name, truncated.name])
@@ -222,25 +225,25 @@ def test_corrupt_parts_are_quarantined_and_recomputed(tmp_path):
 
 
 _KILLED_RUN = """
-import sys, time
+import os, sys, time
 from pathlib import Path
-import pyarrow.parquet as pq
 from inception_retrain.manifest import Manifest
 from inception_retrain.config import RetrainConfig
 from inception_retrain.extraction import extract_features
 
-real_write_table = pq.write_table
-calls = []
+real_replace = os.replace
+renames = []
 
-def write_then_stall(*args, **kwargs):
+def rename_then_stall(source, target):
     # Fault injection: the second part's temp file is fully written, then the process
-    # stalls before the rename, so the SIGKILL lands mid-extraction with a temp file present.
-    real_write_table(*args, **kwargs)
-    calls.append(1)
-    if len(calls) >= 2:
-        time.sleep(600)
+    # stalls before its rename, so the SIGKILL lands mid-extraction with a temp file present.
+    if os.path.basename(source).startswith(".part-"):
+        renames.append(source)
+        if len(renames) >= 2:
+            time.sleep(600)
+    real_replace(source, target)
 
-pq.write_table = write_then_stall
+os.replace = rename_then_stall
 config = RetrainConfig.model_validate_json(sys.argv[1])
 manifest = Manifest.model_validate_json(sys.argv[2])
 extract_features(manifest, config, Path(sys.argv[3]), part_rows=4)
