@@ -16,7 +16,6 @@ import typing
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -24,10 +23,17 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from inception_retrain.cli import stderr_filter
-from inception_retrain.cli.workdir_commands import models_app, runs_app
+from inception_retrain.cli.options import (
+    UsageError,
+    config_from_options,
+    field_help,
+    option_name,
+    split_list,
+    with_config_options,
+)
+from inception_retrain.cli.workdir_commands import cache_app, models_app, runs_app
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import BusyError, PipelineError
-from inception_retrain.head_spec import HeadSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -36,15 +42,10 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Retrain a Dense/Dropout head on a frozen InceptionV3 and measure what Dropout does.",
 )
-cache_app = typer.Typer(no_args_is_help=True, help="List and prune feature caches.")
 app.add_typer(cache_app, name="cache")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another run holds the workdir; try again later
-
-
-class UsageError(Exception):
-    """A user mistake: reported as one line with exit code 2."""
 
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:
@@ -58,89 +59,6 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def validation_message(error: ValidationError) -> str:
-    first = error.errors()[0]
-    names = [str(part) for part in first["loc"] if str(part) in OPTION_FIELDS]
-    where = names[-1] if names else "config"
-    message = first["msg"].removeprefix("Value error, ")
-    given = first.get("input")
-    if isinstance(given, str | int | float) and not isinstance(given, bool):
-        message += f", got {given!r}"
-    return f"{_option(where)}: {message}"
-
-
-def _split_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-# Every option of `run` and `serve`: RetrainConfig's fields, with those of its nested
-# HeadSpec in place of `head` (name -> (model, the config key it goes under or None)).
-OPTION_FIELDS: dict[str, tuple[type, str | None]] = {}
-for _name in RetrainConfig.model_fields:
-    if _name == "head":
-        OPTION_FIELDS.update({n: (HeadSpec, "head") for n in HeadSpec.model_fields})
-    else:
-        OPTION_FIELDS[_name] = (RetrainConfig, None)
-
-
-def _option(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
-
-
-def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
-    """Build the config from CLI strings; pydantic does the conversion and validation."""
-    values: dict[str, object] = {}
-    for name, raw in options.items():
-        if raw is None:
-            continue
-        model, group = OPTION_FIELDS[name]
-        annotation = model.model_fields[name].annotation
-        origin = typing.get_origin(annotation)
-        items = _split_list(raw)
-        if origin is tuple and len(items) != len(typing.get_args(annotation)):
-            count = len(typing.get_args(annotation))
-            raise UsageError(
-                f"{_option(name)}: expected {count} comma-separated values, got {raw!r}"
-            )
-        value = items if origin in (tuple, list) else raw
-        if group:
-            values.setdefault(group, {})[name] = value
-        else:
-            values[name] = value
-    try:
-        return RetrainConfig.model_validate(values)
-    except ValidationError as error:
-        raise UsageError(validation_message(error)) from None
-
-
-def _field_help(name: str) -> str:
-    model, _ = OPTION_FIELDS[name]
-    field = model.model_fields[name]
-    default = field.default
-    if isinstance(default, list | tuple):
-        default = ",".join(map(str, default))
-    kind = typing.get_origin(field.annotation)
-    shown = "comma-separated; " if kind in (tuple, list) else ""
-    if kind is typing.Literal:
-        shown = "|".join(typing.get_args(field.annotation)) + "; "
-    return f"{field.description or ''} [{shown}default: {default}]".strip()
-
-
-def _config_options(command, extra: tuple[inspect.Parameter, ...] = ()):
-    """Give `command` one `--field-name` string option per RetrainConfig field (and `extra`)."""
-    params = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, _option(name), help=_field_help(name)),
-            annotation=str | None,
-        )
-        for name in OPTION_FIELDS
-    ]
-    command.__signature__ = inspect.Signature([*params, *extra])
-    return command
-
-
 NO_WAIT = inspect.Parameter(
     "no_wait",
     inspect.Parameter.KEYWORD_ONLY,
@@ -152,7 +70,7 @@ NO_WAIT = inspect.Parameter(
 
 
 @app.command("run")
-@functools.partial(_config_options, extra=(NO_WAIT,))
+@functools.partial(with_config_options, extra=(NO_WAIT,))
 def run_command(no_wait: bool = False, **options: str | None) -> None:
     """Run the retrain flow once (embedded Prefect, no server needed); prints the run folder.
 
@@ -246,76 +164,8 @@ def predict_command(
     typer.echo(f"wrote {summary['n_files']} predictions ({summary['n_failed']} failed) to {output}")
 
 
-@cache_app.command("ls")
-def cache_ls_command(
-    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
-) -> None:
-    """List feature caches: fingerprint, images, size, dtype, last used, layer, weights."""
-    from inception_retrain.feature_cache import list_caches
-
-    caches = list_caches(workdir)
-    if not caches:
-        typer.echo(f"no feature caches under {workdir / 'cache'}")
-        return
-    typer.echo(format_cache_table(caches))
-
-
-def format_cache_table(caches: list[dict]) -> str:
-    header = ("fingerprint", "images", "MB", "dtype", "last used", "in use", "layer", "weights")
-    lines = [header] + [
-        (
-            c["fingerprint"],
-            str(c["images"]),
-            f"{c['bytes'] / 1e6:.1f}",
-            c["dtype"],
-            c["last_used"] or "-",
-            "yes" if c["in_use"] else "-",
-            f"{c['layer']}@{c['image_size']}px",
-            c["weights_description"],
-        )
-        for c in caches
-    ]
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in lines
-    )
-
-
-@cache_app.command("prune")
-def cache_prune_command(
-    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
-    keep_latest: int = typer.Option(1, min=0, help="Keep this many most recently used caches."),
-    keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
-) -> None:
-    """Remove feature caches except the most recently used ones (and --keep), and the
-    dropout sweep results of every cache that is gone."""
-    from inception_retrain.dropout.sweep_folders import prune_sweeps
-    from inception_retrain.feature_cache import prune_caches
-
-    removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for cache in removed:
-        typer.echo(
-            f"{verb} {cache['fingerprint']} ({cache['images']} images, "
-            f"{cache['bytes'] / 1e6:.1f} MB, last used {cache['last_used'] or '-'})"
-        )
-    total = sum(c["bytes"] for c in removed) / 1e6
-    typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
-    sweeps = prune_sweeps(workdir, {c["fingerprint"] for c in removed}, dry_run=dry_run)
-    for sweep in sweeps:
-        typer.echo(
-            f"{verb} sweep results {sweep['path'].name} ({sweep['results']} trainings, "
-            f"cache {sweep['backbone_fingerprint']})"
-        )
-    if sweeps:
-        total = sum(s["bytes"] for s in sweeps) / 1e6
-        typer.echo(f"{verb} {len(sweeps)} sweep result folder(s), {total:.1f} MB")
-
-
 @app.command("serve")
-@_config_options
+@with_config_options
 def serve_command(**options: str | None) -> None:
     """Serve the deployments (nightly-retrain on its cron, dropout-sweep, batch-predict) here.
 
@@ -349,7 +199,7 @@ SWEEP_FIELDS = [name for name in RetrainConfig.model_fields if name.startswith("
 
 def _run_default_help(name: str) -> str:
     """The field's help with "default: the run's" in place of the config default."""
-    return _field_help(name).rsplit("default:", 1)[0] + "default: the run's]"
+    return field_help(name).rsplit("default:", 1)[0] + "default: the run's]"
 
 
 def _sweep_options(command):
@@ -373,7 +223,7 @@ def _sweep_options(command):
         inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, _option(name), help=_run_default_help(name)),
+            default=typer.Option(None, option_name(name), help=_run_default_help(name)),
             annotation=str | None,
         )
         for name in SWEEP_FIELDS
@@ -399,7 +249,7 @@ def dropout_report_command(run: Path, sweep_workers: int = 1, **options: str | N
         if raw is None:
             continue
         kind = typing.get_origin(RetrainConfig.model_fields[name].annotation)
-        overrides[name] = _split_list(str(raw)) if kind in (list, tuple) else raw
+        overrides[name] = split_list(str(raw)) if kind in (list, tuple) else raw
     state = rebuild_dropout_report(run, overrides, sweep_workers, return_state=True)
     if not state.is_completed():
         fail(state.message or "the dropout report failed", code=1)

@@ -1,11 +1,14 @@
-"""`inception-retrain runs ...` and `models ...`: what runs and model versions a workdir holds.
+"""`inception-retrain runs|models|cache ...`: what a workdir holds, listed and pruned.
 
     inception-retrain runs ls [--workdir W]              runs with status, data and promotion
     inception-retrain models ls [--workdir W]            versions, sizes, the champion
     inception-retrain models prune --keep N [--dry-run]  keep the champion and the newest N
+    inception-retrain cache ls [--workdir W]             feature caches, sizes, in use or not
+    inception-retrain cache prune [--keep-latest N]      caches, and the sweep results of gone ones
 
-The core does the work (`inception_retrain.workdir.list_runs`, `registry.prune_versions`);
-these commands import it when they run, so `inception-retrain --help` stays fast.
+The core does the work (`workdir.list_runs`, `registry.prune_versions`,
+`feature_cache.prune_caches`, `dropout.sweep_folders.prune_sweeps`); these commands import it
+when they run, so `inception-retrain --help` stays fast.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import typer
 
 runs_app = typer.Typer(no_args_is_help=True, help="List the runs of a workdir.")
 models_app = typer.Typer(no_args_is_help=True, help="List and prune model versions.")
+cache_app = typer.Typer(no_args_is_help=True, help="List and prune feature caches.")
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -108,3 +112,67 @@ def models_prune_command(
         typer.echo(f"{verb} {version['version']} ({version['bytes'] / 1e6:.1f} MB)")
     total = sum(v["bytes"] for v in removed) / 1e6
     typer.echo(f"{verb} {len(removed)} version(s), {total:.1f} MB")
+
+
+@cache_app.command("ls")
+def cache_ls_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+) -> None:
+    """List feature caches: fingerprint, images, size, dtype, last used, layer, weights."""
+    from inception_retrain.feature_cache import list_caches
+
+    caches = list_caches(workdir)
+    if not caches:
+        typer.echo(f"no feature caches under {workdir / 'cache'}")
+        return
+    typer.echo(format_cache_table(caches))
+
+
+def format_cache_table(caches: list[dict]) -> str:
+    header = ("fingerprint", "images", "MB", "dtype", "last used", "in use", "layer", "weights")
+    rows = [
+        (
+            c["fingerprint"],
+            str(c["images"]),
+            f"{c['bytes'] / 1e6:.1f}",
+            c["dtype"],
+            c["last_used"] or "-",
+            "yes" if c["in_use"] else "-",
+            f"{c['layer']}@{c['image_size']}px",
+            c["weights_description"],
+        )
+        for c in caches
+    ]
+    return table(header, rows)
+
+
+@cache_app.command("prune")
+def cache_prune_command(
+    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+    keep_latest: int = typer.Option(1, min=0, help="Keep this many most recently used caches."),
+    keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+) -> None:
+    """Remove feature caches except the most recently used ones (and --keep), and the
+    dropout sweep results of every cache that is gone."""
+    from inception_retrain.dropout.sweep_folders import prune_sweeps
+    from inception_retrain.feature_cache import prune_caches
+
+    removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for cache in removed:
+        typer.echo(
+            f"{verb} {cache['fingerprint']} ({cache['images']} images, "
+            f"{cache['bytes'] / 1e6:.1f} MB, last used {cache['last_used'] or '-'})"
+        )
+    total = sum(c["bytes"] for c in removed) / 1e6
+    typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
+    sweeps = prune_sweeps(workdir, {c["fingerprint"] for c in removed}, dry_run=dry_run)
+    for sweep in sweeps:
+        typer.echo(
+            f"{verb} sweep results {sweep['path'].name} ({sweep['results']} trainings, "
+            f"cache {sweep['backbone_fingerprint']})"
+        )
+    if sweeps:
+        total = sum(s["bytes"] for s in sweeps) / 1e6
+        typer.echo(f"{verb} {len(sweeps)} sweep result folder(s), {total:.1f} MB")

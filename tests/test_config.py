@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from inception_retrain.cli.main import UsageError, config_from_options
+from inception_retrain.cli.options import UsageError, config_from_options
 from inception_retrain.config import RetrainConfig
 from inception_retrain.head_spec import HeadSpec
 
