@@ -1,8 +1,7 @@
 """Where a run's heavy stages execute: one process, or a Dask cluster through prefect-dask.
 
-`open_cluster(config)` is entered once per run, before any stage:
-  * it checks that every remote location of the config (data, feature cache, weights) can be
-    reached, so a wrong bucket fails in one line before any work;
+`open_cluster(config)` is entered once per run, before any stage (the preflight has already
+checked that every remote location and a `tcp://` scheduler can be reached):
   * `cluster=None`: yields None, and stages run in this process as they always did;
   * `cluster="local:N"`: starts a `distributed.LocalCluster` of N worker processes with one
     thread each (spawned, not forked: TensorFlow is not fork-safe), and closes it when the
@@ -25,25 +24,12 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from inception_retrain import storage
 from inception_retrain.cluster_spec import parse_cluster
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import ConfigError
 from inception_retrain.tasks.runtime import BoundTensorFlowThreads
 
 CONNECT_TIMEOUT_S = 10
-
-
-def check_locations(config: RetrainConfig) -> None:
-    """A one-line StorageError if a remote location of `config` cannot be reached."""
-    if storage.looks_like_uri(config.data) and storage.is_remote(config.data):
-        storage.check_reachable(config.data, "data")
-    if config.feature_cache:
-        storage.check_reachable(config.feature_cache, "feature cache")
-    if config.weights_source.uri:
-        storage.check_reachable(config.weights_source.uri, "weights")
-        if not storage.exists(config.weights_source.uri):
-            raise storage.StorageError(f"weights {config.weights_source.uri} not found")
 
 
 def _prefect_env() -> dict[str, str]:
@@ -106,8 +92,7 @@ def dask_cluster(cluster: str | None) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def open_cluster(config: RetrainConfig) -> Iterator[str | None]:
-    """Check the config's remote locations, then `dask_cluster(config.cluster)`."""
-    check_locations(config)
+    """`dask_cluster(config.cluster)` (the preflight checked its locations)."""
     with dask_cluster(config.cluster) as address:
         yield address
 

@@ -39,20 +39,27 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 @contextlib.contextmanager
-def deterministic(seed: int) -> Iterator[None]:
-    """Seed Python/NumPy/TF/Keras and enable op determinism for the block (switched back
-    off afterwards when it was off, so later GPU work is not held to deterministic kernels)."""
+def op_determinism() -> Iterator[None]:
+    """TensorFlow's op determinism for the block (switched back off afterwards when it was
+    off, so later GPU work is not held to deterministic kernels)."""
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
     was_enabled = tf_config.is_op_determinism_enabled()
-    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     try:
         yield
     finally:
         if not was_enabled:
             tf_config.disable_op_determinism()
+
+
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed Python/NumPy/TF/Keras, and op determinism, for the block."""
+    keras.utils.set_random_seed(seed)
+    with op_determinism():
+        yield
 
 
 def new_head(feature_shape: Sequence[int], n_classes: int, spec: HeadSpec, seed: int):

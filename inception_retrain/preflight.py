@@ -20,7 +20,10 @@ workdir is not even created. The first failed check raises a one-line `PipelineE
     tensorflow_datasets, about 1 s, which does not import TensorFlow) or prepared under
     its `data_dir`;
   * weights, a file: Keras would load it into InceptionV3 (`weights_file`, from the HDF5's
-    layer names and shapes, without building the model).
+    layer names and shapes, without building the model);
+  * remote locations (data, weights, the feature cache at s3://...): their bucket can be
+    listed and a weights object exists (`storage.check_reachable`);
+  * cluster: a `tcp://HOST:PORT` scheduler accepts a connection (`local:N` needs nothing).
 
     >>> check_run_inputs(RetrainConfig(data="/data/photos", split_fractions=(1, 0, 0)))
     DataError: the test split would be empty: ...
@@ -31,7 +34,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from inception_retrain import storage
 from inception_retrain.backbone import check_layer
+from inception_retrain.cluster_spec import ClusterSpec, parse_cluster
 from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.errors import ConfigError, DataError
 from inception_retrain.image_files import has_file, is_ignored
@@ -55,11 +60,21 @@ def check_run_inputs(config: RetrainConfig) -> None:
         _require_test_share(config.split_fractions, "the demo data")
     elif config.data.startswith(PREFIX):
         check_tfds_name(config.data)
+    elif storage.is_remote(config.data):
+        storage.check_reachable(config.data, "data")
     else:
         check_data_folder(Path(config.data), config.split_fractions)
     source = config.weights_source
-    if source.kind == "file":
+    if source.uri:
+        storage.check_reachable(source.uri, "weights")
+        if not storage.exists(source.uri):
+            raise storage.StorageError(f"weights {source.uri} not found")
+    elif source.kind == "file":
         check_weights_file(source.path)
+    if config.feature_cache:
+        storage.check_reachable(config.feature_cache, "feature cache")
+    if config.cluster:
+        check_scheduler(parse_cluster(config.cluster))
 
 
 # --- workdir ---------------------------------------------------------------------------------
@@ -166,4 +181,25 @@ def check_tfds_name(source: str) -> None:
         raise DataError(
             f"unknown tensorflow-datasets name {name!r} "
             "(see https://www.tensorflow.org/datasets/catalog)"
+        ) from None
+
+
+# --- cluster ---------------------------------------------------------------------------------
+
+SCHEDULER_TIMEOUT_S = 10
+
+
+def check_scheduler(spec: ClusterSpec) -> None:
+    """A `tcp://` scheduler accepts a connection (a refused one fails at once)."""
+    if spec.kind != "scheduler":
+        return
+    import socket
+
+    host, port = spec.address.split("://", 1)[1].rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), SCHEDULER_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {spec.address} ({error.strerror or error}): "
+            "is `dask scheduler` running?"
         ) from None

@@ -325,15 +325,15 @@ def test_an_unreachable_scheduler_or_bucket_fails_in_one_line_before_any_work(
 
     nobody = f"tcp://127.0.0.1:{free_port()}"
     bad = {
-        "cluster": (nobody, f"set-up failed: cannot reach the Dask scheduler at {nobody}"),
-        "feature_cache": ("s3://no-such-bucket/cache", "set-up failed: feature cache s3://"),
+        "cluster": (nobody, f"preflight failed: cannot reach the Dask scheduler at {nobody}"),
+        "feature_cache": ("s3://no-such-bucket/cache", "preflight failed: feature cache s3://"),
     }
     for field, (value, expected) in bad.items():
         config = small_config(small_demo_dir, tmp_path / field, **{field: value})
         run_dir, ok, message = run_retrain(config)
         assert not ok and message.startswith(expected), message
         assert "\n" not in message and "Traceback" not in message
-        assert not (run_dir / "manifest.parquet").exists()  # nothing ingested
+        assert run_dir is None  # refused before a run folder exists, so nothing ingested
         assert not (tmp_path / field / "cache").exists()
 
 

@@ -33,7 +33,6 @@ cost of starting an epoch's pass (0.05 s instead of 0.10 s on the demo's train s
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import keras
@@ -48,24 +47,6 @@ PREDICT_ROWS = 256  # rows per inference call
 # (layer, kernel initialiser seed offset) as in `head.build_head`
 DENSE_SEEDS = (("hidden_1", 0), ("hidden_2", 2), ("predictions", 4))
 DROPOUT_SEEDS = (("dropout_1", 1), ("dropout", 3))
-
-
-@contextlib.contextmanager
-def op_determinism():
-    """TensorFlow's op determinism for the block, as `fit.deterministic` sets it, without
-    re-seeding the global generators: a training here draws nothing from them (initialisers,
-    masks and data order are seeded explicitly), and `tf.random.set_seed` clears TF's eager
-    caches, which made the first epoch of every training after the first 0.2-0.4 s slower."""
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
-
-    was_enabled = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if not was_enabled:
-            tf_config.disable_op_determinism()
 
 
 class RateDropout(keras.layers.Layer):
