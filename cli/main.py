@@ -1,8 +1,11 @@
 """The `inception-retrain` command line: the top layer, over the flows and the core library.
 
-`run` takes one option per `RetrainConfig` field, the `HeadSpec` fields of `config.head`
-included (generated from the models, so the CLI and the deployment parameters cannot drift
-apart). Bad input exits with code 2 and one line on stderr, never a traceback.
+`run` takes one option per `RetrainConfig` field, with the fields of its nested models in
+place of the model: `config.head`'s `HeadSpec` fields under their own names (`--dropout-rate`),
+any other's prefixed with the field's name (`config.augment.rotation_degrees` is
+`--augment-rotation-degrees`). Generated from the models, so the CLI and the deployment
+parameters cannot drift apart. Bad input exits with code 2 and one line on stderr, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import typing
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -27,7 +30,6 @@ from inception_retrain.cli import stderr_filter
 from inception_retrain.cli.workdir_commands import models_app, runs_app
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import BusyError, PipelineError
-from inception_retrain.head_spec import HeadSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -60,7 +62,9 @@ def quiet_tensorflow() -> None:
 
 def validation_message(error: ValidationError) -> str:
     first = error.errors()[0]
-    names = [str(part) for part in first["loc"] if str(part) in OPTION_FIELDS]
+    loc = tuple(str(part) for part in first["loc"])
+    names = [name for name, (_, group, key) in OPTION_FIELDS.items() if loc[:2] == (group, key)]
+    names = names or [part for part in loc if OPTION_FIELDS.get(part, (0, 0, 0))[1] is None]
     where = names[-1] if names else "config"
     message = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
@@ -73,14 +77,22 @@ def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-# Every option of `run` and `serve`: RetrainConfig's fields, with those of its nested
-# HeadSpec in place of `head` (name -> (model, the config key it goes under or None)).
-OPTION_FIELDS: dict[str, tuple[type, str | None]] = {}
-for _name in RetrainConfig.model_fields:
-    if _name == "head":
-        OPTION_FIELDS.update({n: (HeadSpec, "head") for n in HeadSpec.model_fields})
+# Every option of `run` and `serve`: RetrainConfig's fields, with those of each nested model
+# in place of its field (option name -> (model, the config key it goes under or None, the
+# model's field)). Nested fields are named with the prefix of NESTED_PREFIXES, by default the
+# config key and "_"; the head's have none (--dropout-rate, as they always were).
+NESTED_PREFIXES = {"head": ""}
+OPTION_FIELDS: dict[str, tuple[type, str | None, str]] = {}
+for _name, _info in RetrainConfig.model_fields.items():
+    _model = _info.annotation
+    if isinstance(_model, type) and issubclass(_model, BaseModel):
+        _prefix = NESTED_PREFIXES.get(_name, f"{_name}_")
+        _options = {_prefix + key: (_model, _name, key) for key in _model.model_fields}
     else:
-        OPTION_FIELDS[_name] = (RetrainConfig, None)
+        _options = {_name: (RetrainConfig, None, _name)}
+    if set(_options) & set(OPTION_FIELDS):
+        raise RuntimeError(f"options {set(_options) & set(OPTION_FIELDS)} are defined twice")
+    OPTION_FIELDS.update(_options)
 
 
 def _option(name: str) -> str:
@@ -93,8 +105,8 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
     for name, raw in options.items():
         if raw is None:
             continue
-        model, group = OPTION_FIELDS[name]
-        annotation = model.model_fields[name].annotation
+        model, group, key = OPTION_FIELDS[name]
+        annotation = model.model_fields[key].annotation
         origin = typing.get_origin(annotation)
         items = _split_list(raw)
         if origin is tuple and len(items) != len(typing.get_args(annotation)):
@@ -104,7 +116,7 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
             )
         value = items if origin in (tuple, list) else raw
         if group:
-            values.setdefault(group, {})[name] = value
+            values.setdefault(group, {})[key] = value
         else:
             values[name] = value
     try:
@@ -114,8 +126,8 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
 
 
 def _field_help(name: str) -> str:
-    model, _ = OPTION_FIELDS[name]
-    field = model.model_fields[name]
+    model, _, key = OPTION_FIELDS[name]
+    field = model.model_fields[key]
     default = field.default
     if isinstance(default, list | tuple):
         default = ",".join(map(str, default))
@@ -250,10 +262,16 @@ def predict_command(
 def cache_ls_command(
     workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
 ) -> None:
-    """List feature caches: fingerprint, images, size, dtype, last used, layer, weights."""
+    """List feature caches: fingerprint, images, augmented views, size, dtype, last used,
+    layer, weights."""
     from inception_retrain.feature_cache import list_caches
+    from inception_retrain.view_cache import view_totals
 
     caches = list_caches(workdir)
+    for cache in caches:  # views are counted apart from images; MB covers both
+        policies, rows, size = view_totals(Path(cache["path"]))
+        cache.update(views=f"{rows} ({policies} policies)" if policies else "-")
+        cache["bytes"] += size
     if not caches:
         typer.echo(f"no feature caches under {workdir / 'cache'}")
         return
@@ -261,11 +279,14 @@ def cache_ls_command(
 
 
 def format_cache_table(caches: list[dict]) -> str:
-    header = ("fingerprint", "images", "MB", "dtype", "last used", "in use", "layer", "weights")
+    header = (
+        "fingerprint", "images", "views", "MB", "dtype", "last used", "in use", "layer", "weights"
+    )  # fmt: skip
     lines = [header] + [
         (
             c["fingerprint"],
             str(c["images"]),
+            c.get("views", "-"),
             f"{c['bytes'] / 1e6:.1f}",
             c["dtype"],
             c["last_used"] or "-",
@@ -285,14 +306,20 @@ def format_cache_table(caches: list[dict]) -> str:
 @cache_app.command("prune")
 def cache_prune_command(
     workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
-    keep_latest: int = typer.Option(1, min=0, help="Keep this many most recently used caches."),
-    keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
+    keep_latest: int = typer.Option(
+        1, min=0, help="Keep this many most recently used caches (and view policies of each)."
+    ),
+    keep: list[str] = typer.Option(
+        [], help="A cache's or view policy's fingerprint to keep as well (repeatable)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
 ) -> None:
-    """Remove feature caches except the most recently used ones (and --keep), and the
-    dropout sweep results of every cache that is gone."""
+    """Remove feature caches except the most recently used ones (and --keep), the augmented
+    views of all but the most recently used policies of the caches kept (and --keep), and
+    the dropout sweep results of every cache that is gone."""
     from inception_retrain.dropout.sweep_folders import prune_sweeps
     from inception_retrain.feature_cache import prune_caches
+    from inception_retrain.view_cache import prune_views
 
     removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -303,6 +330,17 @@ def cache_prune_command(
         )
     total = sum(c["bytes"] for c in removed) / 1e6
     typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
+    gone = {c["fingerprint"] for c in removed}
+    views = prune_views(workdir, keep, keep_latest, dry_run, skip_caches=gone)
+    for view in views:
+        typer.echo(
+            f"{verb} views of policy {view['fingerprint']} in cache {view['cache']} "
+            f"({view['rows']} rows, {view['bytes'] / 1e6:.1f} MB, last used "
+            f"{view['last_used'] or '-'})"
+        )
+    if views:
+        total = sum(v["bytes"] for v in views) / 1e6
+        typer.echo(f"{verb} the views of {len(views)} policy folder(s), {total:.1f} MB")
     sweeps = prune_sweeps(workdir, {c["fingerprint"] for c in removed}, dry_run=dry_run)
     for sweep in sweeps:
         typer.echo(
@@ -340,7 +378,14 @@ def serve_command(**options: str | None) -> None:
         )
     from inception_retrain.flows.deployments import serve_deployments
 
-    serve_deployments(config.model_dump(mode="json", include=set(overrides)))
+    serve_deployments(deployment_overrides(config, overrides))
+
+
+def deployment_overrides(config: RetrainConfig, options: typing.Iterable[str]) -> dict:
+    """The config fields that the given options set, as deployment parameters; a nested
+    option carries its whole model (its other fields at their defaults)."""
+    keys = {OPTION_FIELDS[name][1] or name for name in options}
+    return config.model_dump(mode="json", include=keys)
 
 
 # The sweep settings `dropout-report` can override: every RetrainConfig field named sweep_*.
