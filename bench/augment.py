@@ -312,12 +312,13 @@ def print_effect(name: str, effect) -> None:
         f"{effect.n_test} test, seeds {effect.seeds}, {effect.seconds:.0f} s; degenerate "
         f"{effect.degenerate}"
     )
-    print(f"| metric | K = 0 | K = {effect.views} | improvement [95% CI] | d_z | verdict |")
+    print("| claim | reference | compared | improvement [95% CI] | d_z | verdict |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for m in effect.metrics:
+    for m in effect.metrics + effect.overfitting:
         d_z = "n/a" if m.effect_size is None else f"{m.effect_size:.2f}"
         print(
-            f"| {m.metric} | {m.mean_without:.4f} | {m.mean_with:.4f} | {m.interval.text(4)} "
+            f"| {m.claim} | {m.reference_label}: {m.mean_reference:.4f} "
+            f"| {m.compared_label}: {m.mean_compared:.4f} | {m.interval.text(4)} "
             f"| {d_z} | {m.verdict} |"
         )
 

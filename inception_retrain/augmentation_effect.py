@@ -24,6 +24,13 @@ holds (the interval lies above 0), fails (below: the views made it worse) or inc
 (the interval contains 0, or fewer than two seeds). Trainings that predict one class for
 every test image are counted (`degenerate`); they stay in the pairs, and the report says so.
 
+Augmentation and dropout (`overfitting`): when the run's head has dropout, the same seeds also
+train it without dropout, without and with the views, so the four heads {no dropout,
+dropout} x {no views, views} answer the dropout report's F5 companion on the overfitting
+gap, each claim decided by the same rule: does dropout alone shrink it, do the views alone,
+do the views shrink it more than dropout does, and does dropout shrink it further on top of
+the views. This doubles the trainings; a head without dropout trains only the first two.
+
 The result goes into evaluation.json (`augmentation`, owned by `evaluation`) and from there
 into evaluation.md/.html.
 """
@@ -60,6 +67,7 @@ class Training(BaseModel):
 
     seed: int
     views: int  # views per image it drew from (0: originals only)
+    dropout: bool  # the run's dropout (False: the same head without dropout)
     epochs_run: int
     best_epoch: int
     scores: dict[str, float]  # accuracy, log_loss, ece (test) and gap
@@ -68,16 +76,19 @@ class Training(BaseModel):
 
 
 class MetricEffect(BaseModel):
-    """The paired effect of the views on one metric (positive: the views helped)."""
+    """The paired effect of one change (views, dropout) on one metric: `compared` against
+    `reference` per seed; a positive improvement means the change helped."""
 
     metric: str
     better: Literal["higher", "lower"]
-    wording: str
+    claim: str  # what "holds" would mean, in words
+    reference_label: str
+    compared_label: str
     seeds: list[int]
-    without_views: list[float]  # per seed, in `seeds` order
-    with_views: list[float]
-    mean_without: float | None
-    mean_with: float | None
+    reference: list[float]  # per seed, in `seeds` order
+    compared: list[float]
+    mean_reference: float | None
+    mean_compared: float | None
     improvement: float | None  # mean over seeds of the oriented difference
     low: float | None  # 95% t interval of `improvement` (None when it cannot be formed)
     high: float | None
@@ -105,9 +116,10 @@ class AugmentationEffect(BaseModel):
     n_view_rows: int
     n_test: int
     data_mode: str
-    metrics: list[MetricEffect]
+    metrics: list[MetricEffect]  # the run's head: no views against K views
+    overfitting: list[MetricEffect]  # the gap: views and dropout (empty: the head has none)
     trainings: list[Training]
-    degenerate: dict[str, int]  # {"without": n, "with": n}
+    degenerate: dict[str, int]  # {"without": n, "with": n} views, the run's head
     seconds: float
 
     def metric(self, name: str) -> MetricEffect:
@@ -126,95 +138,146 @@ def _scores(probabilities, labels, train_probabilities, train_labels) -> dict[st
 
 
 def compare(
-    name: str, better: str, wording: str, seeds: Sequence[int], without: dict, with_: dict
+    name: str,
+    better: str,
+    claim: str,
+    seeds: Sequence[int],
+    reference: dict,
+    compared: dict,
+    labels: tuple[str, str] = ("without views", "with views"),
 ) -> MetricEffect:
-    """The paired effect of one metric from per-seed values without and with views."""
+    """The paired effect of one change on one metric from per-seed values."""
     sign = 1.0 if better == "higher" else -1.0
     oriented = statistics.paired_difference(
-        {s: sign * with_[s] for s in seeds}, {s: sign * without[s] for s in seeds}
+        {s: sign * compared[s] for s in seeds}, {s: sign * reference[s] for s in seeds}
     )
     decision = statistics.decide(oriented.interval, statistics.threshold_for(statistics.BETTER, 0))
     bounded = oriented.interval.bounded
     return MetricEffect(
-        metric=name, better=better, wording=wording, seeds=list(seeds),
-        without_views=[without[s] for s in seeds], with_views=[with_[s] for s in seeds],
-        mean_without=float(np.mean([without[s] for s in seeds])) if seeds else None,
-        mean_with=float(np.mean([with_[s] for s in seeds])) if seeds else None,
+        metric=name, better=better, claim=claim, reference_label=labels[0],
+        compared_label=labels[1], seeds=list(seeds), reference=[reference[s] for s in seeds],
+        compared=[compared[s] for s in seeds],
+        mean_reference=float(np.mean([reference[s] for s in seeds])) if seeds else None,
+        mean_compared=float(np.mean([compared[s] for s in seeds])) if seeds else None,
         improvement=oriented.mean, low=oriented.interval.low if bounded else None,
         high=oriented.interval.high if bounded else None, effect_size=oriented.effect_size,
         verdict=decision.outcome,
     )  # fmt: skip
 
 
+def _overfitting(k: int, seeds: list[int], gap) -> list[MetricEffect]:
+    """The F5 companion's claims on the gap, from `gap(views, dropout, seed)`."""
+    cells = {  # name: (reference, compared, claim)
+        "dropout": ((0, False), (0, True), "dropout alone shrinks the overfitting gap"),
+        "views": ((0, False), (k, False), f"{k} views alone shrink the overfitting gap"),
+        "views vs dropout": ((0, True), (k, False), f"{k} views shrink the gap more than dropout"),
+        "both vs views": ((k, False), (k, True), f"dropout shrinks the gap further with {k} views"),
+    }
+
+    def label(cell: tuple[int, bool]) -> str:
+        return f"{'dropout' if cell[1] else 'no dropout'}, {cell[0]} views"
+
+    return [
+        compare(
+            f"gap: {name}",
+            "lower",
+            claim,
+            seeds,
+            {s: gap(*reference, s) for s in seeds},
+            {s: gap(*compared, s) for s in seeds},
+            (label(reference), label(compared)),
+        )
+        for name, (reference, compared, claim) in cells.items()
+    ]
+
+
+def _train(head, data, seed: int, rates, config, test, train) -> tuple:
+    """One training on `data` from `seed`'s start; (FitResult, test probabilities, scores)."""
+    from inception_retrain.dropout.sweep_model import op_determinism
+
+    for split in (data.train, data.validation):
+        if split is not None:  # this training's data order and view draws
+            split.seed, split.epoch = seed, 0
+    with op_determinism():
+        head.reset(seed, rates)
+        fitted = head.train(
+            data.train, data.validation, epochs=config.epochs, patience=config.patience
+        )
+    probabilities = head.predict(test[0])
+    return fitted, probabilities, _scores(probabilities, test[1], head.predict(train[0]), train[1])
+
+
 def measure_effect(manifest: Manifest, cache: FeatureCache, config: RetrainConfig):
-    """Train and score the run's head without and with its views, seed by seed."""
-    from inception_retrain.dropout.sweep_model import op_determinism, sweep_head
+    """Train and score the run's head without and with its views, seed by seed (and, if it
+    has dropout, the same head without dropout both ways)."""
+    from inception_retrain.dropout.sweep_model import sweep_head
 
     if cache.views is None or not config.augment_views:
         raise DataError("the augmentation effect needs a run with --augment-views > 0")
     started = time.perf_counter()
+    k = config.augment_views
     seeds = [config.seed + i for i in range(config.augment_seeds)]
+    dropouts = (True, False) if config.head.has_dropout else (True,)
     train_rows = read_image_rows(manifest.path, "train").label_of()
     val_rows = read_image_rows(manifest.path, "validation").label_of()
+    trainings: list[Training] = []
+    view_rows, mode = 0, IN_MEMORY
     with feature_cache.reading(cache.cache_dir):
         _, test_x, test_y = load_split(cache.cache_dir, manifest.path, "test")
         _, train_x, train_y = load_split(cache.cache_dir, manifest.path, "train")
         if not len(test_y):
             raise DataError("the test split has no cached features: nothing to compare on")
         head = sweep_head(tuple(cache.feature_shape), manifest.n_classes, config.head)
-        trainings: list[Training] = []
-        view_rows, mode = 0, IN_MEMORY
-        for views in (0, config.augment_views):  # one data set at a time: memory
+        for views in (0, k):  # one data set at a time: memory
             data = load_training_data(
                 cache.cache_dir, train_rows, val_rows, batch_size=config.batch_size,
                 seed=config.seed, memory_budget_mb=config.memory_budget_mb,
                 views_dir=cache.views.views_dir if views else None, views_per_image=views,
             )  # fmt: skip
             view_rows, mode = max(view_rows, data.view_rows), data.mode
-            for seed in seeds:
+            for dropout, seed in ((d, s) for d in dropouts for s in seeds):
                 begun = time.perf_counter()
-                for split in (data.train, data.validation):
-                    if split is not None:
-                        split.seed, split.epoch = seed, 0
-                with op_determinism():
-                    head.reset(seed, config.head.rates)
-                    fitted = head.train(
-                        data.train, data.validation, epochs=config.epochs, patience=config.patience
-                    )
-                probabilities = head.predict(test_x)
-                scores = _scores(probabilities, test_y, head.predict(train_x), train_y)
+                rates = config.head.rates if dropout else (0.0, 0.0)
+                fitted, probabilities, scores = _train(
+                    head, data, seed, rates, config, (test_x, test_y), (train_x, train_y)
+                )
                 trainings.append(
                     Training(
                         seed=seed,
                         views=views,
+                        dropout=dropout,
                         epochs_run=fitted.epochs_run,
                         best_epoch=fitted.best_epoch,
                         scores=scores,
                         degenerate=len(set(probabilities.argmax(axis=1))) <= 1,
                         seconds=time.perf_counter() - begun,
-                    )  # fmt: skip
+                    )
                 )
-    by = {(t.views, t.seed): t for t in trainings}
+    by = {(t.views, t.dropout, t.seed): t for t in trainings}
     effects = [
         compare(
             name,
             better,
-            wording,
+            f"{k} views per image {wording}",
             seeds,
-            {s: by[(0, s)].scores[name] for s in seeds},
-            {s: by[(config.augment_views, s)].scores[name] for s in seeds},
-        )  # fmt: skip
+            {s: by[(0, True, s)].scores[name] for s in seeds},
+            {s: by[(k, True, s)].scores[name] for s in seeds},
+        )
         for name, better, wording in METRICS
     ]
+    overfitting = []
+    if len(dropouts) == 2:
+        overfitting = _overfitting(k, seeds, lambda v, d, s: by[(v, d, s)].scores["gap"])
+    own = [t for t in trainings if t.dropout]
     return AugmentationEffect(
-        views=config.augment_views, policy_fingerprint=cache.views.policy_fingerprint,
+        views=k, policy_fingerprint=cache.views.policy_fingerprint,
         policy=config.augment.model_dump(mode="json"), seeds=seeds, epochs=config.epochs,
         patience=config.patience, batch_size=config.batch_size, n_train=len(train_y),
         n_view_rows=view_rows, n_test=len(test_y), data_mode=mode, metrics=effects,
-        trainings=trainings,
+        overfitting=overfitting, trainings=trainings,
         degenerate={
-            "without": sum(t.degenerate for t in trainings if t.views == 0),
-            "with": sum(t.degenerate for t in trainings if t.views),
+            "without": sum(t.degenerate for t in own if t.views == 0),
+            "with": sum(t.degenerate for t in own if t.views),
         },
         seconds=time.perf_counter() - started,
     )  # fmt: skip

@@ -19,8 +19,10 @@ from inception_retrain.files import atomic_write
 from inception_retrain.reports import render
 
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
-AUGMENT_COLUMNS = ["claim", "without views", "with views", "improvement [95% CI]", "d_z", "verdict"]
-AUGMENT_TRAINING_COLUMNS = ["seed", "views", "epochs", "accuracy", "log_loss", "ece", "gap"]
+AUGMENT_COLUMNS = ["claim", "reference", "compared", "improvement [95% CI]", "d_z", "verdict"]
+AUGMENT_TRAINING_COLUMNS = [
+    "seed", "dropout", "views", "epochs", "accuracy", "log_loss", "ece", "gap"
+]  # fmt: skip
 CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 
@@ -55,26 +57,30 @@ def _promotion_rows(record: dict) -> list[tuple[str, object]]:
     ]
 
 
+def _effect_rows(effects) -> list[dict]:
+    return [
+        {
+            "claim": m.claim,
+            "reference": f"{m.reference_label}: {m.mean_reference:.4f}",
+            "compared": f"{m.compared_label}: {m.mean_compared:.4f}",
+            "improvement [95% CI]": m.interval.text(4),
+            "d_z": m.effect_size,
+            "verdict": m.verdict,
+        }
+        for m in effects
+    ]
+
+
 def _augmentation(section: dict | None) -> dict | None:
     """The evaluation's augmentation section for the templates (None without views)."""
     if not section:
         return None
     effect = AugmentationEffect.model_validate(section)
-    rows = [
-        {
-            "claim": f"{effect.views} views per image {m.wording}",
-            "without views": m.mean_without,
-            "with views": m.mean_with,
-            "improvement [95% CI]": m.interval.text(4),
-            "d_z": m.effect_size,
-            "verdict": m.verdict,
-        }
-        for m in effect.metrics
-    ]
     trainings = [
-        {"seed": t.seed, "views": t.views, "epochs": t.epochs_run, **t.scores}
-        for t in sorted(effect.trainings, key=lambda t: (t.seed, t.views))
-    ]
+        {"seed": t.seed, "views": t.views, "dropout": "yes" if t.dropout else "no",
+         "epochs": t.epochs_run, **t.scores}
+        for t in sorted(effect.trainings, key=lambda t: (t.seed, not t.dropout, t.views))
+    ]  # fmt: skip
     ranges = ", ".join(f"{key} {value}" for key, value in effect.policy.items())
     summary = [
         ("views per train image (K)", effect.views),
@@ -84,11 +90,17 @@ def _augmentation(section: dict | None) -> dict | None:
          f"{effect.n_train} / {effect.n_view_rows} / {effect.n_test}"),
         ("training", f"up to {effect.epochs} epochs, patience {effect.patience}, "
                      f"batch {effect.batch_size}, {effect.data_mode}"),
-        ("trainings predicting one class for every test image",
+        ("trainings of the run's head predicting one class for every test image",
          f"{effect.degenerate['without']} without views, {effect.degenerate['with']} with"),
         ("seconds", round(effect.seconds, 1)),
     ]  # fmt: skip
-    return {"rows": rows, "trainings": trainings, "summary": summary, "views": effect.views}
+    return {
+        "rows": _effect_rows(effect.metrics),
+        "overfitting": _effect_rows(effect.overfitting),
+        "trainings": trainings,
+        "summary": summary,
+        "views": effect.views,
+    }
 
 
 def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:

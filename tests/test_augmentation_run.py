@@ -102,20 +102,27 @@ def test_run_with_augment_views_end_to_end(small_demo_dir, tmp_path):
     effect = evaluation["augmentation"]
     assert effect["views"] == K and effect["seeds"] == [0, 1, 2, 3, 4]
     assert [m["metric"] for m in effect["metrics"]] == ["accuracy", "log_loss", "ece", "gap"]
-    for metric in effect["metrics"]:
+    assert [m["metric"] for m in effect["overfitting"]] == [
+        "gap: dropout", "gap: views", "gap: views vs dropout", "gap: both vs views"
+    ]  # fmt: skip
+    for metric in effect["metrics"] + effect["overfitting"]:
         assert metric["verdict"] in (HOLDS, FAILS, INCONCLUSIVE)
-        assert len(metric["with_views"]) == len(metric["without_views"]) == 5
+        assert len(metric["reference"]) == len(metric["compared"]) == 5
         if metric["low"] is not None:
             assert metric["low"] <= metric["improvement"] <= metric["high"]
-    assert {(t["views"], t["seed"]) for t in effect["trainings"]} == {
-        (views, seed) for views in (0, K) for seed in range(5)
-    }
-    own = next(t for t in effect["trainings"] if (t["views"], t["seed"]) == (K, 0))
+    trained = [(t["views"], t["dropout"], t["seed"]) for t in effect["trainings"]]
+    assert sorted(trained) == sorted(
+        (views, dropout, seed) for views in (0, K) for dropout in (False, True) for seed in range(5)
+    )
+    own = next(
+        t for t in effect["trainings"] if (t["views"], t["dropout"], t["seed"]) == (K, True, 0)
+    )
     assert own["scores"]["log_loss"] == pytest.approx(evaluation["metrics"]["log_loss"], abs=1e-9)
     assert own["scores"]["ece"] == pytest.approx(evaluation["metrics"]["ece"], abs=1e-9)
 
     markdown = (run_dir / "evaluation.md").read_text()
     assert "## Augmented views" in markdown
-    assert f"| {K} views per image raise the test accuracy |" in markdown
+    assert f"| {K} views per image raise the test accuracy | without views: " in markdown
+    assert f"| {K} views shrink the gap more than dropout | dropout, 0 views: " in markdown
     html = (run_dir / "evaluation.html").read_text()
     assert 'id="augmented-views"' in html and "improvement [95% CI]" in html
