@@ -1,8 +1,8 @@
 """The `inception-retrain` command line: the top layer, over the flows and the core library.
 
-`run` takes one option per `RetrainConfig` field, the `HeadSpec` fields of `config.head`
-included (generated from the models, so the CLI and the deployment parameters cannot drift
-apart). Bad input exits with code 2 and one line on stderr, never a traceback.
+`run` takes one option per `RetrainConfig` field, nested models flattened (cli/options.py:
+`--dropout-rate` is `config.head.dropout_rate`, `--augment-views` is `config.augment.views`).
+Bad input exits with code 2 and one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover
 
 from inception_retrain.cli import stderr_filter
 from inception_retrain.cli.options import (
+    OPTION_FIELDS,
     UsageError,
     config_from_options,
     field_help,
@@ -190,7 +191,14 @@ def serve_command(**options: str | None) -> None:
         )
     from inception_retrain.flows.deployments import serve_deployments
 
-    serve_deployments(config.model_dump(mode="json", include=set(overrides)))
+    serve_deployments(deployment_overrides(config, overrides))
+
+
+def deployment_overrides(config: RetrainConfig, options: typing.Iterable[str]) -> dict:
+    """The config fields that the given options set, as deployment parameters; a nested
+    option carries its whole model (its other fields at their defaults)."""
+    keys = {OPTION_FIELDS[name][1] or name for name in options}
+    return config.model_dump(mode="json", include=keys)
 
 
 # The sweep settings `dropout-report` can override: every RetrainConfig field named sweep_*.

@@ -2,8 +2,10 @@
 
 Options are generated from the config model, so the CLI and the deployment parameters cannot
 drift apart: every field of `RetrainConfig` is an option, and so is every field of its nested
-`HeadSpec` (`--dropout-rate` goes to `config.head.dropout_rate`). Values arrive as strings;
-pydantic converts and validates them, and a bad one is a `UsageError` of one line.
+models: `HeadSpec`'s under their own names (`--dropout-rate` goes to `config.head.dropout_rate`),
+any other's prefixed with the field's name (`--augment-views` goes to `config.augment.views`).
+Values arrive as strings; pydantic converts and validates them, and a bad one is a `UsageError`
+of one line.
 
     >>> config = config_from_options({"dropout_rate": "0.5", "hidden_units": "256,512"})
     >>> config.head.hidden_units
@@ -16,10 +18,9 @@ import inspect
 import typing
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from inception_retrain.config import RetrainConfig
-from inception_retrain.head_spec import HeadSpec
 
 
 class UsageError(Exception):
@@ -28,7 +29,9 @@ class UsageError(Exception):
 
 def validation_message(error: ValidationError) -> str:
     first = error.errors()[0]
-    names = [str(part) for part in first["loc"] if str(part) in OPTION_FIELDS]
+    loc = tuple(str(part) for part in first["loc"])
+    names = [name for name, (_, group, key) in OPTION_FIELDS.items() if loc[:2] == (group, key)]
+    names = names or [part for part in loc if OPTION_FIELDS.get(part, (0, 0, 0))[1] is None]
     where = names[-1] if names else "config"
     message = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
@@ -41,14 +44,22 @@ def split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-# Every option of `run` and `serve`: RetrainConfig's fields, with those of its nested
-# HeadSpec in place of `head` (name -> (model, the config key it goes under or None)).
-OPTION_FIELDS: dict[str, tuple[type, str | None]] = {}
-for _name in RetrainConfig.model_fields:
-    if _name == "head":
-        OPTION_FIELDS.update({n: (HeadSpec, "head") for n in HeadSpec.model_fields})
+# Every option of `run` and `serve`: RetrainConfig's fields, with those of each nested model
+# in place of its field (option name -> (model, the config key it goes under or None, the
+# model's field)). Nested fields are named with the prefix of NESTED_PREFIXES, by default the
+# config key and "_"; the head's have none (--dropout-rate, as they always were).
+NESTED_PREFIXES = {"head": ""}
+OPTION_FIELDS: dict[str, tuple[type, str | None, str]] = {}
+for _name, _info in RetrainConfig.model_fields.items():
+    _model = _info.annotation
+    if isinstance(_model, type) and issubclass(_model, BaseModel):
+        _prefix = NESTED_PREFIXES.get(_name, f"{_name}_")
+        _options = {_prefix + key: (_model, _name, key) for key in _model.model_fields}
     else:
-        OPTION_FIELDS[_name] = (RetrainConfig, None)
+        _options = {_name: (RetrainConfig, None, _name)}
+    if set(_options) & set(OPTION_FIELDS):
+        raise RuntimeError(f"options {set(_options) & set(OPTION_FIELDS)} are defined twice")
+    OPTION_FIELDS.update(_options)
 
 
 def option_name(name: str) -> str:
@@ -61,8 +72,8 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
     for name, raw in options.items():
         if raw is None:
             continue
-        model, group = OPTION_FIELDS[name]
-        annotation = model.model_fields[name].annotation
+        model, group, key = OPTION_FIELDS[name]
+        annotation = model.model_fields[key].annotation
         origin = typing.get_origin(annotation)
         items = split_list(raw)
         if origin is tuple and len(items) != len(typing.get_args(annotation)):
@@ -72,7 +83,7 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
             )
         value = items if origin in (tuple, list) else raw
         if group:
-            values.setdefault(group, {})[name] = value
+            values.setdefault(group, {})[key] = value
         else:
             values[name] = value
     try:
@@ -82,8 +93,8 @@ def config_from_options(options: dict[str, str | None]) -> RetrainConfig:
 
 
 def field_help(name: str) -> str:
-    model, _ = OPTION_FIELDS[name]
-    field = model.model_fields[name]
+    model, _, key = OPTION_FIELDS[name]
+    field = model.model_fields[key]
     default = field.default
     if isinstance(default, list | tuple):
         default = ",".join(map(str, default))

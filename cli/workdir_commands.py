@@ -3,11 +3,13 @@
     inception-retrain runs ls [--workdir W]              runs with status, data and promotion
     inception-retrain models ls [--workdir W]            versions, sizes, the champion
     inception-retrain models prune --keep N [--dry-run]  keep the champion and the newest N
-    inception-retrain cache ls [--workdir W]             feature caches, sizes, in use or not
-    inception-retrain cache prune [--keep-latest N]      caches, and the sweep results of gone ones
+    inception-retrain cache ls [--workdir W]             feature caches, their views, sizes, use
+    inception-retrain cache prune [--keep-latest N]      caches, old view policies, and the
+                                                         sweep results of removed caches
 
 The core does the work (`workdir.list_runs`, `registry.prune_versions`,
-`feature_cache.prune_caches`, `dropout.sweep_folders.prune_sweeps`); these commands import it
+`feature_cache.prune_caches`, `view_cache.prune_views`, `dropout.sweep_folders.prune_sweeps`);
+these commands import it
 when they run, so `inception-retrain --help` stays fast.
 """
 
@@ -118,10 +120,16 @@ def models_prune_command(
 def cache_ls_command(
     workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
 ) -> None:
-    """List feature caches: fingerprint, images, size, dtype, last used, layer, weights."""
+    """List feature caches: fingerprint, images, augmented views, size, dtype, last used,
+    layer, weights."""
     from inception_retrain.feature_cache import list_caches
+    from inception_retrain.view_cache import view_totals
 
     caches = list_caches(workdir)
+    for cache in caches:  # views are counted apart from images; MB covers both
+        policies, rows, size = view_totals(Path(cache["path"]))
+        cache.update(views=f"{rows} ({policies} policies)" if policies else "-")
+        cache["bytes"] += size
     if not caches:
         typer.echo(f"no feature caches under {workdir / 'cache'}")
         return
@@ -129,11 +137,14 @@ def cache_ls_command(
 
 
 def format_cache_table(caches: list[dict]) -> str:
-    header = ("fingerprint", "images", "MB", "dtype", "last used", "in use", "layer", "weights")
+    header = (
+        "fingerprint", "images", "views", "MB", "dtype", "last used", "in use", "layer", "weights"
+    )  # fmt: skip
     rows = [
         (
             c["fingerprint"],
             str(c["images"]),
+            c.get("views", "-"),
             f"{c['bytes'] / 1e6:.1f}",
             c["dtype"],
             c["last_used"] or "-",
@@ -149,14 +160,20 @@ def format_cache_table(caches: list[dict]) -> str:
 @cache_app.command("prune")
 def cache_prune_command(
     workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
-    keep_latest: int = typer.Option(1, min=0, help="Keep this many most recently used caches."),
-    keep: list[str] = typer.Option([], help="A fingerprint to keep as well (repeatable)."),
+    keep_latest: int = typer.Option(
+        1, min=0, help="Keep this many most recently used caches (and view policies of each)."
+    ),
+    keep: list[str] = typer.Option(
+        [], help="A cache's or view policy's fingerprint to keep as well (repeatable)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
 ) -> None:
-    """Remove feature caches except the most recently used ones (and --keep), and the
-    dropout sweep results of every cache that is gone."""
+    """Remove feature caches except the most recently used ones (and --keep), the augmented
+    views of all but the most recently used policies of the caches kept (and --keep), and
+    the dropout sweep results of every cache that is gone."""
     from inception_retrain.dropout.sweep_folders import prune_sweeps
     from inception_retrain.feature_cache import prune_caches
+    from inception_retrain.view_cache import prune_views
 
     removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -167,7 +184,18 @@ def cache_prune_command(
         )
     total = sum(c["bytes"] for c in removed) / 1e6
     typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
-    sweeps = prune_sweeps(workdir, {c["fingerprint"] for c in removed}, dry_run=dry_run)
+    gone = {c["fingerprint"] for c in removed}
+    views = prune_views(workdir, keep, keep_latest, dry_run, skip_caches=gone)
+    for view in views:
+        typer.echo(
+            f"{verb} views of policy {view['fingerprint']} in cache {view['cache']} "
+            f"({view['rows']} rows, {view['bytes'] / 1e6:.1f} MB, last used "
+            f"{view['last_used'] or '-'})"
+        )
+    if views:
+        total = sum(v["bytes"] for v in views) / 1e6
+        typer.echo(f"{verb} the views of {len(views)} policy folder(s), {total:.1f} MB")
+    sweeps = prune_sweeps(workdir, gone, dry_run=dry_run)
     for sweep in sweeps:
         typer.echo(
             f"{verb} sweep results {sweep['path'].name} ({sweep['results']} trainings, "

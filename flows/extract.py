@@ -33,8 +33,10 @@ def extract_shards(
     """Every missing image's features, computed shard by shard on the cluster."""
     plan = plan_extract_task(manifest, config)
     get_run_logger().info(
-        "extract: %d images to compute in %d shards of up to %d rows on %s (%d cached)",
-        plan.todo, len(plan.shards), plan.shard_rows, address, plan.images - plan.todo,
+        "extract: %d images and %d views to compute in %d shards of up to %d rows on %s "
+        "(%d images cached)",
+        plan.todo, plan.view_todo, len(plan.shards), plan.shard_rows, address,
+        plan.images - plan.todo,
     )  # fmt: skip
     futures = extract_shard_task.map(shard=plan.shards, job=unmapped(plan.job))
     results = [future.result() for future in futures]

@@ -1,5 +1,6 @@
-"""The retrain flow: ingest -> extract -> train -> evaluate -> dropout sweep and report ->
-promotion (export only what is promoted) -> evaluation report.
+"""The retrain flow: ingest -> extract -> train -> [augmentation effect] -> evaluate ->
+dropout sweep and report -> promotion (export only what is promoted) -> evaluation report.
+The augmentation effect runs only with --augment-views > 0; the evaluation embeds it.
 
 The flow only wires stages (`inception_retrain.tasks`); stages hand each other small typed
 artifacts (paths plus fingerprints), so Prefect never hashes or pickles a model or an array,
@@ -11,7 +12,8 @@ Orchestration, decided here:
     each flow run is its own `python -m prefect.engine` process. The dropout sweep is a
     subflow (flows/sweep.py) with its own task runner.
   * Task-run names say what ran on what: `ingest-<source>`, `extract-<manifest[:8]>`,
-    `train-<placement>-<rate>-<manifest[:8]>`, `evaluate-<head[:8]>`, `dropout-report-<head[:8]>`,
+    `train-<placement>-<rate>-<manifest[:8]>`, `augmentation-effect-<head[:8]>`,
+    `evaluate-<head[:8]>`, `dropout-report-<head[:8]>`,
     `decide-promotion-<head[:8]>`, `export-<head[:8]>`, `promote-<head[:8]>`, `report-<head[:8]>`.
   * Retries and timeouts are the stages' own (tasks/); the others get `STAGE_TIMEOUTS_S`, so
     a hung stage fails.
@@ -54,6 +56,7 @@ from inception_retrain.flows.cluster import open_cluster
 from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.ingest import require_test_images
+from inception_retrain.tasks.augmentation_effect import augmentation_effect_task
 from inception_retrain.tasks.dropout_report import dropout_report_task
 from inception_retrain.tasks.evaluate import evaluate_task
 from inception_retrain.tasks.export import export_task
@@ -70,6 +73,7 @@ hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve s
 # so only a hung stage reaches them.
 STAGE_TIMEOUTS_S = {
     "ingest": 6 * 3600,
+    "augmentation-effect": 6 * 3600,
     "evaluate": 2 * 3600,
     "dropout-report": 6 * 3600,
     "decide-promotion": 1800,
@@ -168,6 +172,9 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         else:
             cache = _run_stage(extract_task, stage, f"extract-{data_id}", manifest, config, run_dir)
         logger.info("features: %d computed, %d reused from cache", cache.computed, cache.reused)
+        if cache.views is not None:
+            views = cache.views
+            logger.info("views: %d computed, %d reused from cache", views.computed, views.reused)
 
         stage = "train"
         head_name = f"{config.head.dropout_placement}-{config.head.dropout_rate:g}"
@@ -176,10 +183,17 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         )
         head_id = head.fingerprint[:8]
 
+        augmentation = None
+        if config.augment_views:
+            stage = "augmentation-effect"
+            augmentation = _run_stage(
+                augmentation_effect_task, stage, f"{stage}-{head_id}", manifest, cache, config
+            )
         stage = "evaluate"
         evaluation = _run_stage(
-            evaluate_task, stage, f"evaluate-{head_id}", manifest, cache, head, config, run_dir
-        )
+            evaluate_task, stage, f"evaluate-{head_id}",
+            manifest, cache, head, config, run_dir, augmentation,
+        )  # fmt: skip
         evaluated = True
 
         stage = "dropout-report"

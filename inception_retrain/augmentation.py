@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,8 @@ from inception_retrain.files import sha256_json
 
 # Bump when the way a view is drawn or applied changes: it is part of the fingerprint.
 VIEW_VERSION = 1
+# The most views per image a run may ask for: the train split's cache grows K + 1 times.
+MAX_VIEWS = 32
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
 
 
@@ -57,6 +60,10 @@ class AugmentPolicy(BaseModel):
     def fingerprint(self) -> str:
         """16 hex digits naming the policy and the view code (cached views are keyed by it)."""
         return sha256_json({"view_version": VIEW_VERSION, **self.model_dump()})[:16]
+
+    def record(self) -> dict:
+        """What view parts and policy.json record: {"fingerprint", "policy"}."""
+        return {"fingerprint": self.fingerprint(), "policy": self.model_dump(mode="json")}
 
 
 @dataclass(frozen=True)
@@ -124,3 +131,37 @@ def apply_view(images, transforms, contrasts):
     mean = keras.ops.mean(moved, axis=(1, 2), keepdims=True)
     factor = keras.ops.reshape(contrasts, (-1, 1, 1, 1))
     return keras.ops.clip((moved - mean) * factor + mean, 0.0, 255.0)
+
+
+def view_arrays(
+    content_ids: Sequence[str], views: Sequence[int], policy: AugmentPolicy, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(transforms (n, 8), contrasts (n,)) of view `views[i]` of image `content_ids[i]`, for
+    `apply_view` (and `preprocess.augmented_dataset`) on images of `size` pixels."""
+    pairs = zip(content_ids, views, strict=True)
+    params = [view_params(cid, int(view), policy) for cid, view in pairs]
+    transforms = np.array([p.transform(size) for p in params], np.float32).reshape(-1, 8)
+    return transforms, np.array([p.contrast for p in params], np.float32)
+
+
+def keras_layers(policy: AugmentPolicy, seed: int | None = None) -> list:
+    """Keras's own random preprocessing layers for `policy`, for images in [0, 255]: the
+    end-to-end way, which draws new distortions on every training step instead of caching
+    K views (bench/augment.py times it against the views). Ranges match the policy's; the
+    draws differ in kind only where Keras's layers do (RandomZoom zooms each axis apart)."""
+    import keras
+
+    layers = keras.layers
+    chosen = []
+    if policy.horizontal_flip:
+        chosen.append(layers.RandomFlip("horizontal", seed=seed))
+    if policy.rotation_degrees:
+        chosen.append(layers.RandomRotation(policy.rotation_degrees / 360.0, seed=seed))
+    if policy.zoom:
+        chosen.append(layers.RandomZoom((-policy.zoom, policy.zoom), seed=seed))
+    if policy.translation:
+        shift = policy.translation
+        chosen.append(layers.RandomTranslation(shift, shift, seed=seed))
+    if policy.contrast:
+        chosen.append(layers.RandomContrast(policy.contrast, value_range=(0, 255), seed=seed))
+    return chosen

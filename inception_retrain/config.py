@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inception_retrain import storage
+from inception_retrain.augmentation import MAX_VIEWS, AugmentPolicy
 from inception_retrain.cluster_spec import parse_cluster
 from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 from inception_retrain.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
@@ -94,6 +95,26 @@ class RetrainConfig(BaseModel):
     mixed_precision: bool = Field(False, description="mixed_float16 on GPU.")
     memory_budget_mb: int = Field(
         2048, ge=1, description="Hold training features in memory below this, else stream."
+    )
+
+    # --- augmented views (inception_retrain.augmentation) ------------------------------
+    augment_views: int = Field(
+        0,
+        ge=0,
+        le=MAX_VIEWS,
+        description="Augmented views per train image, computed once through the backbone and "
+        "cached (K + 1 times the train split's cache); each epoch trains on one of an "
+        "image's K + 1 rows. 0: no augmentation.",
+    )
+    augment: AugmentPolicy = Field(
+        default_factory=AugmentPolicy, description="The random distortions of a view."
+    )
+    augment_seeds: int = Field(
+        5,
+        ge=2,
+        le=20,
+        description="Seeds of the evaluation's paired comparison of training with and "
+        "without the views (only when --augment-views > 0).",
     )
 
     # --- promotion ---------------------------------------------------------------------

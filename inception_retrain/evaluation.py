@@ -14,7 +14,9 @@ Writes into the run folder:
   roc.png, pr.png, learning_curves.png, reliability.png, misclassified.png
 
 The human reports, evaluation.md and evaluation.html, are rendered from evaluation.json by
-`reports.render_evaluation` once the promotion decision is known.
+`reports.render_evaluation` once the promotion decision is known. With augmented views
+(`--augment-views`), evaluation.json's `augmentation` holds the paired comparison of training
+without and with them (`augmentation_effect.AugmentationEffect`; null without views).
 
     evaluation = evaluate(manifest, cache, head, config, run_dir)
     evaluation.metrics["roc_auc"]
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from inception_retrain import metrics as M
+from inception_retrain.augmentation_effect import AugmentationEffect
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError
 from inception_retrain.evaluation_plots import write_plots
@@ -88,9 +91,10 @@ def evaluate(
     head: TrainedHead,
     config: RetrainConfig,
     run_dir: Path,
+    augmentation: AugmentationEffect | None = None,
 ) -> Evaluation:
     """Score `head` on the test split of `manifest`; write evaluation.json, the predictions
-    and the plots into `run_dir`."""
+    and the plots into `run_dir` (with `augmentation`, the views' measured effect)."""
     run_dir = Path(run_dir)
     class_names = list(manifest.class_names)
     test = read_image_rows(manifest.path, "test")
@@ -166,6 +170,7 @@ def evaluate(
         "plots": plots,
         "misclassified": misclassified,
         "notes": notes,
+        "augmentation": augmentation.model_dump(mode="json") if augmentation else None,
     }
     json_path = write_document(run_dir / FILE_NAME, KIND, VERSION, document)
     return Evaluation(json_path=json_path, metrics=headline)

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inception_retrain.augmentation_effect import AugmentationEffect
 from inception_retrain.evaluation import FILE_NAME, HEADLINE, read_evaluation
 from inception_retrain.evaluation_plots import TITLES
 from inception_retrain.files import atomic_write
 from inception_retrain.reports import render
 
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
+AUGMENT_COLUMNS = ["claim", "reference", "compared", "improvement [95% CI]", "d_z", "verdict"]
+AUGMENT_TRAINING_COLUMNS = [
+    "seed", "dropout", "views", "epochs", "accuracy", "log_loss", "ece", "gap"
+]  # fmt: skip
 CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 
@@ -52,6 +57,52 @@ def _promotion_rows(record: dict) -> list[tuple[str, object]]:
     ]
 
 
+def _effect_rows(effects) -> list[dict]:
+    return [
+        {
+            "claim": m.claim,
+            "reference": f"{m.reference_label}: {m.mean_reference:.4f}",
+            "compared": f"{m.compared_label}: {m.mean_compared:.4f}",
+            "improvement [95% CI]": m.interval.text(4),
+            "d_z": m.effect_size,
+            "verdict": m.verdict,
+        }
+        for m in effects
+    ]
+
+
+def _augmentation(section: dict | None) -> dict | None:
+    """The evaluation's augmentation section for the templates (None without views)."""
+    if not section:
+        return None
+    effect = AugmentationEffect.model_validate(section)
+    trainings = [
+        {"seed": t.seed, "views": t.views, "dropout": "yes" if t.dropout else "no",
+         "epochs": t.epochs_run, **t.scores}
+        for t in sorted(effect.trainings, key=lambda t: (t.seed, not t.dropout, t.views))
+    ]  # fmt: skip
+    ranges = ", ".join(f"{key} {value}" for key, value in effect.policy.items())
+    summary = [
+        ("views per train image (K)", effect.views),
+        ("policy", f"{effect.policy_fingerprint} ({ranges})"),
+        ("seeds", ", ".join(map(str, effect.seeds))),
+        ("train images / cached view rows / test images",
+         f"{effect.n_train} / {effect.n_view_rows} / {effect.n_test}"),
+        ("training", f"up to {effect.epochs} epochs, patience {effect.patience}, "
+                     f"batch {effect.batch_size}, {effect.data_mode}"),
+        ("trainings of the run's head predicting one class for every test image",
+         f"{effect.degenerate['without']} without views, {effect.degenerate['with']} with"),
+        ("seconds", round(effect.seconds, 1)),
+    ]  # fmt: skip
+    return {
+        "rows": _effect_rows(effect.metrics),
+        "overfitting": _effect_rows(effect.overfitting),
+        "trainings": trainings,
+        "summary": summary,
+        "views": effect.views,
+    }
+
+
 def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
     """What the evaluation templates are filled with."""
     names = doc["class_names"]
@@ -78,6 +129,9 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "titles": TITLES,
         "promotion": promotion,
         "promotion_rows": _promotion_rows(promotion) if promotion else [],
+        "augmentation": _augmentation(doc.get("augmentation")),
+        "augment_columns": AUGMENT_COLUMNS,
+        "augment_training_columns": AUGMENT_TRAINING_COLUMNS,
     }
 
 

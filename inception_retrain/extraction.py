@@ -29,7 +29,15 @@ Semantics:
     (`plan_extraction` -> `compute_shard` per shard -> `finish_extraction`): shards of
     `config.shard_rows` manifest rows, each one part; the features are the same bytes.
   * Images that changed or no longer decode since ingestion are skipped and counted.
-  * Report: `run_dir/extract.json` (fingerprint and inputs, counts, images/s, bytes on disk).
+  * Augmented views (`config.augment_views` = K > 0): every train image also gets views
+    1..K under `config.augment` (`augmentation`), cached as view parts in the policy's view
+    folder (`view_cache`) and checked, computed and sharded like the originals, as view
+    jobs keyed by (content id, view). An unchanged rerun computes no view, raising K
+    computes only the new view indices, a new policy computes its own views (the old folder
+    stays for `cache prune`), a new train image computes its K + 1 rows. Validation and
+    test images never get views.
+  * Report: `run_dir/extract.json` (fingerprint and inputs, counts, images/s, bytes on disk;
+    `views` with the views' counts).
 """
 
 from __future__ import annotations
@@ -38,14 +46,14 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
 from inception_retrain import feature_cache
-from inception_retrain.backbone import backbone_fingerprint, load_backbone
+from inception_retrain.backbone import backbone_fingerprint, inference_function, load_backbone
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import DataError
 from inception_retrain.feature_cache import FeatureCache
@@ -56,12 +64,14 @@ from inception_retrain.feature_compute import (
     ShardResult,
     compute_missing,
     make_shards,
+    make_view_shards,
     process_backbone,
 )
 from inception_retrain.feature_parts import check_parts, feature_schema
 from inception_retrain.manifest import ImageRows, Manifest, read_image_rows
 from inception_retrain.progress import Progress
 from inception_retrain.schemas import read_document, write_document
+from inception_retrain.view_extraction import ViewsFound, cached_views, check_views
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +92,9 @@ class _SetUp:
     quarantined: list
     stray: int
     parts_read_fully: int = 0  # parts the check decoded in full (new or rewritten ones)
+    views: ViewsFound | None = None  # with --augment-views: the view folder's check
+    view_jobs: ImageRows = field(default_factory=ImageRows)  # missing views: image rows
+    view_indices: list[int] = field(default_factory=list)  # and their view indices
 
     def schema_metadata(self) -> dict:
         return {
@@ -107,10 +120,14 @@ def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_Se
         check = check_parts(cache_dir, feature_cache.read_verified(cache_dir))
         feature_cache.write_verified(cache_dir, check.verified)
         todo = rows.where([cid not in check.cached for cid in rows.content_ids])
-        yield _SetUp(
+        set_up = _SetUp(
             cache_dir, fingerprint, inputs, description, len(rows), todo, check.quarantined,
             stray, check.read_fully,
         )  # fmt: skip
+        views = check_views(cache_dir, rows, config.augment_views, config.augment)
+        if views is not None:
+            set_up.views, set_up.view_jobs, set_up.view_indices = views
+        yield set_up
 
 
 def extract_features(
@@ -120,18 +137,37 @@ def extract_features(
     started = time.perf_counter()
     backbone = load_backbone(config.weights, config.layer, config.image_size)
     with _set_up(manifest, config, backbone) as set_up:
-        schema = feature_schema(
-            tuple(set_up.inputs["feature_shape"]), config.feature_dtype, set_up.schema_metadata()
-        )
+        shape = tuple(set_up.inputs["feature_shape"])
+        schema = feature_schema(shape, config.feature_dtype, set_up.schema_metadata())
+        infer = inference_function(backbone, output_dtype=config.feature_dtype)
+        settings = {
+            "image_size": config.image_size, "batch_size": config.extract_batch_size,
+            "part_rows": part_rows, "infer": infer,
+        }  # fmt: skip
         with Progress(total=len(set_up.todo), description="extract", unit="img") as progress:
             result = compute_missing(
-                backbone, set_up.todo, set_up.cache_dir, schema, image_size=config.image_size,
-                batch_size=config.extract_batch_size, part_rows=part_rows, progress=progress,
-            )  # fmt: skip
+                backbone, set_up.todo, set_up.cache_dir, schema, progress=progress, **settings
+            )
+        view_result = None
+        if set_up.views is not None:
+            view_schema = feature_schema(
+                shape, config.feature_dtype, set_up.schema_metadata(), config.augment.record()
+            )
+            jobs = set_up.view_jobs
+            with Progress(total=len(jobs), description="views", unit="view") as progress:
+                view_result = compute_missing(
+                    backbone, jobs, set_up.views.views_dir, view_schema, progress=progress,
+                    views=set_up.view_indices, policy=config.augment, **settings,
+                )  # fmt: skip
     counts = {"parts_written": result.parts_written, "part_rows": part_rows}
+    view_counts = None
+    if view_result is not None:
+        counts["view_parts_written"] = view_result.parts_written
+        counts["view_compute_seconds"] = round(view_result.seconds, 3)
+        view_counts = (view_result.computed, view_result.skipped)
     return _finish(
         manifest, config, run_dir, set_up, result.computed, result.skipped, result.seconds,
-        started, counts,
+        started, counts, view_counts=view_counts,
     )  # fmt: skip
 
 
@@ -150,10 +186,16 @@ class ExtractionPlan(BaseModel):
     stray: int
     shard_rows: int
     started: float  # time.time() when planning began
+    views: ViewsFound | None = None  # what the set-up found in the views' folder
 
     @property
     def todo(self) -> int:
-        return sum(len(shard.content_ids) for shard in self.shards)
+        """Images to compute (view jobs not counted)."""
+        return sum(len(shard.content_ids) for shard in self.shards if not shard.views)
+
+    @property
+    def view_todo(self) -> int:
+        return sum(len(shard.views) for shard in self.shards)
 
 
 def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan:
@@ -164,6 +206,12 @@ def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan
     )
     with _set_up(manifest, config, backbone) as set_up:
         pass  # the exclusive lock covers the check only; shards take it shared (`adding`)
+    views = set_up.views
+    shards = make_shards(set_up.todo, config.shard_rows)
+    if views is not None:
+        shards += make_view_shards(
+            set_up.view_jobs, set_up.view_indices, config.shard_rows, len(shards)
+        )
     job = ShardJob(
         cache_dir=str(set_up.cache_dir),
         weights=config.weights,
@@ -174,10 +222,12 @@ def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan
         schema_metadata=set_up.schema_metadata(),
         feature_shape=tuple(set_up.inputs["feature_shape"]),
         batch_size=config.extract_batch_size,
+        views_dir=None if views is None else str(views.views_dir),
+        policy=None if views is None else config.augment,
     )
     return ExtractionPlan(
         job=job,
-        shards=make_shards(set_up.todo, config.shard_rows),
+        shards=shards,
         images=set_up.images,
         fingerprint_inputs=set_up.inputs,
         description=set_up.description,
@@ -185,6 +235,7 @@ def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan
         stray=set_up.stray,
         shard_rows=config.shard_rows,
         started=started,
+        views=views,
     )
 
 
@@ -201,22 +252,29 @@ def finish_extraction(
     set_up = _SetUp(
         cache_dir=plan.job.cache_dir, fingerprint=plan.job.fingerprint,
         inputs=plan.fingerprint_inputs, description=plan.description, images=plan.images,
-        todo=ImageRows(), quarantined=plan.quarantined, stray=plan.stray,
+        todo=ImageRows(), quarantined=plan.quarantined, stray=plan.stray, views=plan.views,
     )  # fmt: skip
+    originals = [r for r in results if not r.of_views]
+    view_results = [r for r in sorted(results, key=lambda r: r.index) if r.of_views]
     counts = {
-        "parts_written": sum(1 for r in results if r.computed),
+        "parts_written": sum(1 for r in originals if r.computed),
         "shards": len(plan.shards),
         "shard_rows": plan.shard_rows,
         "worker_processes": len({r.pid for r in results}),
         "backbone_loads_per_process": max((r.backbone_loads for r in results), default=0),
         "shard_seconds": round(sum(r.seconds for r in results), 3),
     }
-    computed = sum(r.computed for r in results)
-    skipped = [cid for r in sorted(results, key=lambda r: r.index) for cid in r.skipped]
+    computed = sum(r.computed for r in originals)
+    skipped = [cid for r in sorted(originals, key=lambda r: r.index) for cid in r.skipped]
+    view_counts = None
+    if plan.views is not None:
+        counts["view_parts_written"] = sum(1 for r in view_results if r.computed)
+        view_skipped = list(dict.fromkeys(cid for r in view_results for cid in r.skipped))
+        view_counts = (sum(r.computed for r in view_results), view_skipped)
     wall = time.time() - plan.started
     return _finish(
         manifest, config, run_dir, set_up, computed, skipped, wall, None, counts,
-        reused=plan.images - plan.todo,
+        reused=plan.images - plan.todo, view_counts=view_counts,
     )  # fmt: skip
 
 
@@ -234,6 +292,7 @@ def _finish(
     started: float | None,
     counts: dict,
     reused: int | None = None,
+    view_counts: tuple[int, list[str]] | None = None,  # (view rows computed, images skipped)
 ) -> FeatureCache:
     reused = set_up.images - len(set_up.todo) if reused is None else reused
     if set_up.images and reused + computed == 0:
@@ -275,12 +334,22 @@ def _finish(
         "bytes_per_image": round(per_image, 1),
         "raw_float32_bytes_per_image": raw_per_image,
         "size_vs_raw_float32": round(per_image / raw_per_image, 4),
+        "views": None,
     }
+    views = None
+    if set_up.views is not None:
+        report["views"] = set_up.views.report(*view_counts, config.augment)
+        views = cached_views(report["views"])
     report_path = write_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION, report)
     log.info(
         "extract: %d computed, %d reused, %d skipped, %d quarantined parts -> %s",
         computed, reused, len(skipped), len(set_up.quarantined), set_up.cache_dir,
     )  # fmt: skip
+    if views is not None:
+        log.info(
+            "extract: views %d computed, %d reused -> %s",
+            views.computed, views.reused, views.views_dir,
+        )  # fmt: skip
     return FeatureCache(
         cache_dir=set_up.cache_dir,
         backbone_fingerprint=set_up.fingerprint,
@@ -290,6 +359,7 @@ def _finish(
         computed=computed,
         reused=reused,
         report_path=report_path,
+        views=views,
     )
 
 
@@ -305,4 +375,5 @@ def read_extract_report(run_dir: Path) -> FeatureCache:
         computed=report["computed"],
         reused=report["reused"],
         report_path=Path(run_dir) / REPORT_FILE,
+        views=cached_views(report.get("views")),
     )

@@ -67,6 +67,17 @@ WRITE_LOCK = ".lock"
 READ_LOCK = ".in-use"
 
 
+class CachedViews(BaseModel):
+    """The augmented views of a cache's train images under one policy (`view_cache`), as
+    the extraction stage hands them on, with what this run did to them."""
+
+    views_dir: CacheLocation
+    policy_fingerprint: str
+    per_image: int  # K: views 1..K of every train image (view 0 is the original)
+    computed: int  # view rows computed in this run
+    reused: int  # view rows already cached
+
+
 class FeatureCache(BaseModel):
     """A feature cache as the extraction stage hands it on, with what this run did to it."""
 
@@ -78,6 +89,7 @@ class FeatureCache(BaseModel):
     computed: int  # images whose features were computed in this run
     reused: int  # images already cached under this fingerprint
     report_path: Path  # extract.json in the run folder
+    views: CachedViews | None = None  # augmented views of the train split (--augment-views)
 
 
 def cache_root(workdir: str | os.PathLike[str]) -> Path:
@@ -164,7 +176,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _read(path, kind: str, version: int) -> dict:
+def read_json(path, kind: str, version: int) -> dict:
+    """A JSON document of a cache folder, local or remote (DataError if missing or bad)."""
     if not storage.is_remote(path):
         return read_document(path, kind, version)
     try:
@@ -174,7 +187,8 @@ def _read(path, kind: str, version: int) -> dict:
     return check(found, kind, version, path)
 
 
-def _write(path, kind: str, version: int, payload: dict) -> None:
+def write_json(path, kind: str, version: int, payload: dict) -> None:
+    """Write a JSON document of a cache folder whole, local or remote."""
     if storage.is_remote(path):
         document = {**stamp(kind, version), **payload}
         storage.write_bytes(path, json.dumps(document, indent=2, sort_keys=True).encode())
@@ -185,9 +199,8 @@ def _write(path, kind: str, version: int, payload: dict) -> None:
 def read_verified(cache_dir) -> dict[str, str]:
     """Part name -> stamp of the parts the last check verified ({} if none or unreadable)."""
     try:
-        return dict(
-            _read(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION)["parts"]
-        )
+        path = storage.join(cache_dir, VERIFIED_JSON)
+        return dict(read_json(path, VERIFIED_KIND, VERIFIED_VERSION)["parts"])
     except (DataError, KeyError, TypeError):
         return {}
 
@@ -195,7 +208,7 @@ def read_verified(cache_dir) -> dict[str, str]:
 def write_verified(cache_dir, verified: dict[str, str]) -> None:
     """Remember what a check verified (call with the write lock held)."""
     payload = {"parts": verified}
-    _write(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION, payload)
+    write_json(storage.join(cache_dir, VERIFIED_JSON), VERIFIED_KIND, VERIFIED_VERSION, payload)
 
 
 def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> dict:
@@ -205,7 +218,7 @@ def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> d
 
     path = storage.join(cache_dir, BACKBONE_JSON)
     try:
-        created = _read(path, BACKBONE_KIND, BACKBONE_VERSION).get("created")
+        created = read_json(path, BACKBONE_KIND, BACKBONE_VERSION).get("created")
     except DataError:
         created = None
     info = {
@@ -218,7 +231,7 @@ def record_use(cache_dir, fingerprint: str, inputs: dict, description: str) -> d
         "last_used": _now(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
-    _write(path, BACKBONE_KIND, BACKBONE_VERSION, info)
+    write_json(path, BACKBONE_KIND, BACKBONE_VERSION, info)
     return info
 
 

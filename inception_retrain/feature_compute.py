@@ -6,8 +6,14 @@ ids), on a background thread that overlaps compression and disk with compute. Me
 bounded by `part_rows` (one part filling, one queued, one being written), not by the number
 of images. The single-process extraction runs it over every missing image.
 
+Augmented views (`inception_retrain.augmentation`) go the same way: a view job is an image
+row with a view index, `views`, and the rows of one image come one after another so the image
+is decoded once for all its views (`preprocess.augmented_dataset`); the parts are view parts
+(`feature_parts`), written into the policy's view folder.
+
 A distributed extraction cuts the missing images into shards of a fixed number of manifest
-rows (`make_shards`) and runs `compute_shard` once per shard, in any process, on any machine:
+rows (`make_shards`; view jobs into shards of as many views, `make_view_shards`) and runs
+`compute_shard` once per shard, in any process, on any machine:
 
   * a shard writes one part named from the content ids it was given (`Shard.part`), so a
     retried shard, or one run twice by two workers, replaces that part with the same rows:
@@ -40,10 +46,11 @@ import numpy as np
 from pydantic import BaseModel
 
 from inception_retrain import feature_cache
+from inception_retrain.augmentation import AugmentPolicy, view_arrays
 from inception_retrain.errors import WeightsError
 from inception_retrain.feature_parts import feature_schema, part_name, schema_metadata, write_part
 from inception_retrain.manifest import ImageRows
-from inception_retrain.preprocess import image_dataset
+from inception_retrain.preprocess import augmented_dataset, image_dataset
 from inception_retrain.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -68,15 +75,18 @@ class PartWriter:
             self._thread = threading.Thread(target=self._run, name="part-writer", daemon=True)
             self._thread.start()
 
-    def submit(self, ids: list[str], labels: list[int], splits: list[str], features) -> None:
+    def submit(
+        self, ids: list[str], labels: list[int], splits: list[str], features, views=None
+    ) -> None:
         self._raise_if_failed()
         if self._thread is None:
-            self._write((ids, labels, splits, features))
+            self._write((ids, labels, splits, features, views))
         else:
-            self._queue.put((ids, labels, splits, features))
+            self._queue.put((ids, labels, splits, features, views))
 
     def _write(self, item) -> None:
-        self.written.append(write_part(self.cache_dir, self.schema, *item))
+        *columns, views = item
+        self.written.append(write_part(self.cache_dir, self.schema, *columns, views=views))
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -121,9 +131,13 @@ def compute_missing(
     overlap_writes: bool = True,
     infer=None,
     progress: Progress | None = None,
+    views: list[int] | None = None,
+    policy: AugmentPolicy | None = None,
 ) -> ComputeResult:
     """Stream `rows` through preprocessing and `backbone`, writing parts of `part_rows`.
 
+    With `views` (one view index per row, rows of one image consecutive) and `policy`, the
+    rows are view jobs and the parts view parts (`schema` made with `views=`).
     The knobs after `part_rows` exist for the benchmark's levers and for shards (`infer`: an
     already traced `inference_function(backbone, output_dtype=<the schema's dtype>)`).
     """
@@ -135,14 +149,10 @@ def compute_missing(
     dtype = np.dtype(schema_metadata(schema)["dtype"])
     size = int(np.prod(backbone.output_shape[1:]))
     infer = infer or inference_function(backbone, output_dtype=dtype.name)
-    dataset = image_dataset(
-        rows.uris,
-        image_size,
-        batch_size,
-        parallel_calls=parallel_calls,
-        prefetch=prefetch,
-        content_ids=rows.content_ids,
-    )
+    dataset = _dataset(
+        rows.uris, rows.content_ids, views, policy, image_size, batch_size,
+        parallel_calls=parallel_calls, prefetch=prefetch,
+    )  # fmt: skip
     writer = PartWriter(cache_dir, schema, background=overlap_writes)
     buffer = np.empty((part_rows, size), dtype)
     positions: list[int] = []
@@ -157,6 +167,7 @@ def compute_missing(
                 [rows.label_indices[p] for p in positions],
                 [rows.splits[p] for p in positions],
                 buffer[: len(positions)],
+                None if views is None else [views[p] for p in positions],
             )
             buffer = np.empty((part_rows, size), dtype)  # the writer owns the old one now
             positions = []
@@ -188,6 +199,16 @@ def compute_missing(
     return ComputeResult(int(processed.sum()), skipped, elapsed, len(writer.written))
 
 
+def _dataset(uris, content_ids, views, policy, image_size, batch_size, **knobs):
+    """The images of `uris` (`views` None), or views `views` of them under `policy`."""
+    if views is None:
+        return image_dataset(uris, image_size, batch_size, content_ids=content_ids, **knobs)
+    transforms, contrasts = view_arrays(content_ids, views, policy, image_size)
+    return augmented_dataset(
+        uris, content_ids, transforms, contrasts, image_size, batch_size, **knobs
+    )
+
+
 # --- shards of a distributed extraction ---------------------------------------------------------
 
 
@@ -199,10 +220,11 @@ class Shard(BaseModel):
     uris: list[str]
     label_indices: list[int]
     splits: list[str]
+    views: list[int] = []  # one view index per row in a shard of views; empty: originals
 
     @property
     def part(self) -> str:
-        return part_name(self.content_ids)
+        return part_name(self.content_ids, self.views or None)
 
 
 class ShardJob(BaseModel):
@@ -217,13 +239,16 @@ class ShardJob(BaseModel):
     schema_metadata: dict  # fingerprint, fingerprint_inputs, weights description
     feature_shape: tuple[int, ...]
     batch_size: int
+    views_dir: str | None = None  # where shards of views write (the policy's view folder)
+    policy: AugmentPolicy | None = None
 
 
 class ShardResult(BaseModel):
     index: int
     part: str
-    computed: int
-    skipped: list[str]
+    computed: int  # rows written: images, or views in a shard of views
+    skipped: list[str]  # content ids (of a shard of views: each skipped image once)
+    of_views: bool = False  # a shard of views
     seconds: float
     pid: int  # the process that computed it (tests and benchmarks count them)
     backbone_loads: int  # backbones this process had built by then (1: loaded once)
@@ -241,6 +266,32 @@ def make_shards(rows: ImageRows, shard_rows: int) -> list[Shard]:
         )
         for index, start in enumerate(range(0, len(rows), shard_rows))
     ]
+
+
+def make_view_shards(
+    rows: ImageRows, views: list[int], shard_rows: int, first_index: int = 0
+) -> list[Shard]:
+    """View jobs (`rows` and `views`, one per job, an image's jobs consecutive) cut into
+    shards of about `shard_rows` jobs, never splitting an image's jobs (it is decoded once
+    per shard); numbered from `first_index`."""
+    shards: list[Shard] = []
+    start = 0
+    while start < len(rows):
+        end = min(start + shard_rows, len(rows))
+        while end < len(rows) and rows.content_ids[end] == rows.content_ids[end - 1]:
+            end += 1
+        shards.append(
+            Shard(
+                index=first_index + len(shards),
+                content_ids=rows.content_ids[start:end],
+                uris=rows.uris[start:end],
+                label_indices=rows.label_indices[start:end],
+                splits=rows.splits[start:end],
+                views=views[start:end],
+            )  # fmt: skip
+        )
+        start = end
+    return shards
 
 
 def limit_tf_threads(threads: int | None) -> None:
@@ -292,32 +343,38 @@ def compute_shard(shard: Shard, job: ShardJob, threads: int | None = None) -> Sh
             f"the backbone in process {os.getpid()} has fingerprint {fingerprint}, not "
             f"{job.fingerprint}: its weights ({job.weights}) differ from the run's"
         )
-    schema = feature_schema(job.feature_shape, job.feature_dtype, job.schema_metadata)
+    views = shard.views or None
+    if views is not None and (job.views_dir is None or job.policy is None):
+        raise ValueError("a shard of views needs a job with views_dir and policy")
+    view_meta = None if views is None else job.policy.record()
+    schema = feature_schema(job.feature_shape, job.feature_dtype, job.schema_metadata, view_meta)
     size = int(np.prod(job.feature_shape))
     features = np.empty((len(shard.content_ids), size), np.dtype(job.feature_dtype))
     done: list[int] = []
-    dataset = image_dataset(
-        shard.uris, job.image_size, job.batch_size, parallel_calls=threads,
-        content_ids=shard.content_ids,
+    dataset = _dataset(
+        shard.uris, shard.content_ids, views, job.policy, job.image_size, job.batch_size,
+        parallel_calls=threads,
     )  # fmt: skip
     for positions, images in dataset:
         positions = positions.numpy().tolist()
         features[positions] = infer(images).numpy().reshape(len(positions), size)
         done.extend(positions)
     done.sort()
-    if done:  # one part, named from the ids the shard was given (whatever it skipped)
-        with feature_cache.adding(job.cache_dir):
+    if done:  # one part, named from the rows the shard was given (whatever it skipped)
+        with feature_cache.adding(job.cache_dir):  # a view folder is in the cache folder
             write_part(
-                job.cache_dir, schema, [shard.content_ids[i] for i in done],
-                [shard.label_indices[i] for i in done], [shard.splits[i] for i in done],
-                features[done], name=shard.part,
+                job.cache_dir if views is None else job.views_dir, schema,
+                [shard.content_ids[i] for i in done], [shard.label_indices[i] for i in done],
+                [shard.splits[i] for i in done], features[done], name=shard.part,
+                views=None if views is None else [views[i] for i in done],
             )  # fmt: skip
     skipped = sorted(set(range(len(shard.content_ids))) - set(done))
     return ShardResult(
         index=shard.index,
         part=shard.part,
         computed=len(done),
-        skipped=[shard.content_ids[i] for i in skipped],
+        skipped=list(dict.fromkeys(shard.content_ids[i] for i in skipped)),
+        of_views=views is not None,
         seconds=time.perf_counter() - started,
         pid=os.getpid(),
         backbone_loads=len(_BACKBONES),

@@ -20,6 +20,17 @@ Parts live in a cache folder, a local folder or an object-store prefix (`storage
                                  part was written for
     quarantine/          parts that failed to read, set aside and never trusted
 
+View parts (augmented views, `inception_retrain.augmentation`) are parts of their own, in a
+folder of their own per augmentation policy (`feature_cache.views_dir_for`: `views/<policy
+fingerprint>/` inside the cache folder). They have this format plus one column, `view`
+(int16, 1..K: view 0 is the original, which stays in the original parts, bit for bit as
+before), and the policy and its fingerprint in the schema metadata (`views`). A view row's
+key is (content id, view); an original row's key is its content id (`row_keys`), and a view
+part's name is `part_name` of its keys as "<content id>:<view>". Original parts are
+untouched by views, so VERSION stays 2 and every reader of originals reads exactly what it
+read before; the functions below that take a folder work on a view folder too, with keys in
+place of content ids.
+
 A part's name is a function of its content ids (`part_name`), so a retried or duplicated
 shard writes the same file again instead of a second copy of its rows: no id is ever cached
 twice. A part becomes visible only whole (`storage.write_bytes`: a local temp file renamed, or
@@ -52,12 +63,17 @@ KIND = "feature-part"
 # binary value per row, channels first (1 was a fixed-size list of floats), content-named.
 VERSION = 2
 LAYOUT = "channels-first"
+VIEW_COLUMN = "view"  # only in view parts
 PART_GLOB = "part-*.parquet"
 TEMP_GLOB = f".part-*.parquet.*{TEMP_SUFFIX}"  # left by a writer killed before its rename
 Location = str | os.PathLike[str]
 
 
-def feature_schema(feature_shape: Sequence[int], dtype: str, metadata: dict) -> pa.Schema:
+def feature_schema(
+    feature_shape: Sequence[int], dtype: str, metadata: dict, views: dict | None = None
+) -> pa.Schema:
+    """The schema of a part; with `views` (the policy: {"fingerprint", "policy"}) that of a
+    view part, which adds the `view` column and records the policy."""
     width = int(np.prod(feature_shape)) * np.dtype(dtype).itemsize
     fields = [
         pa.field("content_id", pa.string(), nullable=False),
@@ -66,7 +82,36 @@ def feature_schema(feature_shape: Sequence[int], dtype: str, metadata: dict) -> 
         pa.field("features", pa.binary(width), nullable=False),
     ]
     meta = {"feature_shape": list(feature_shape), "dtype": dtype, "layout": LAYOUT, **metadata}
+    if views is not None:
+        fields.insert(1, pa.field(VIEW_COLUMN, pa.int16(), nullable=False))
+        meta["views"] = views
     return pa.schema(fields, metadata=parquet_metadata(KIND, VERSION, meta))
+
+
+def is_view_schema(schema: pa.Schema) -> bool:
+    return VIEW_COLUMN in schema.names
+
+
+def view_key_text(content_id: str, view: int) -> str:
+    return f"{content_id}:{view}"
+
+
+def row_keys(content_ids: Sequence[str], views: Sequence[int] | None = None) -> list:
+    """Rows' keys: content ids, or (content id, view) pairs for view rows."""
+    if views is None:
+        return list(content_ids)
+    return [(cid, int(view)) for cid, view in zip(content_ids, views, strict=True)]
+
+
+def _table_keys(table: pa.Table | pa.RecordBatch) -> list:
+    ids = table.column("content_id").to_pylist()
+    if VIEW_COLUMN not in table.schema.names:
+        return ids
+    return row_keys(ids, table.column(VIEW_COLUMN).to_pylist())
+
+
+def _key_columns(schema: pa.Schema) -> list[str]:
+    return ["content_id", VIEW_COLUMN] if is_view_schema(schema) else ["content_id"]
 
 
 def schema_metadata(schema: pa.Schema, where="a feature part") -> dict:
@@ -74,11 +119,12 @@ def schema_metadata(schema: pa.Schema, where="a feature part") -> dict:
     return read_parquet_metadata(schema, KIND, VERSION, where)
 
 
-def part_name(content_ids: Sequence[str]) -> str:
+def part_name(content_ids: Sequence[str], views: Sequence[int] | None = None) -> str:
     """The file name of the part written for `content_ids` (in any order): the smallest id
     first, so parts list in content-id order when each holds a run of sorted ids, then a
-    hash of all of them."""
-    digest = hashlib.sha256("\n".join(sorted(content_ids)).encode()).hexdigest()
+    hash of all of them (of "<id>:<view>" for the rows of a view part)."""
+    names = content_ids if views is None else list(map(view_key_text, content_ids, views))
+    digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
     return f"part-{min(content_ids)[:16]}-{digest[:16]}.parquet"
 
 
@@ -125,23 +171,27 @@ def write_part(
     features: np.ndarray,
     compression: str = "zstd",
     name: str | None = None,
+    views: Sequence[int] | None = None,
 ) -> Location:
     """Write one part whole (see module docstring); returns its location.
 
-    `name` defaults to `part_name(content_ids)`; a shard passes the name of the ids it was
-    given, so a retry that skips a changed file still replaces its earlier part."""
+    `views` (one per row) is required by a view part's schema and refused by any other.
+    `name` defaults to `part_name(content_ids, views)`; a shard passes the name of the rows
+    it was given, so a retry that skips a changed file still replaces its earlier part."""
     metadata = schema_metadata(schema)
     dtype, shape = metadata["dtype"], tuple(metadata["feature_shape"])
+    if (views is not None) != is_view_schema(schema):
+        raise ValueError("views are given for a view part's schema, and only for it")
     features = np.asarray(features).reshape(len(content_ids), *shape)
-    table = pa.table(
-        {
-            "content_id": pa.array(list(content_ids), pa.string()),
-            "label_index": pa.array(np.asarray(label_indices, dtype=np.int32)),
-            "split": pa.array(list(splits), pa.string()),
-            "features": encode_features(features, dtype),
-        },
-        schema=schema,
-    )
+    columns = {
+        "content_id": pa.array(list(content_ids), pa.string()),
+        "label_index": pa.array(np.asarray(label_indices, dtype=np.int32)),
+        "split": pa.array(list(splits), pa.string()),
+        "features": encode_features(features, dtype),
+    }
+    if views is not None:
+        columns[VIEW_COLUMN] = pa.array(np.asarray(views, dtype=np.int16))
+    table = pa.table(columns, schema=schema)
     buffer = pa.BufferOutputStream()  # Arrow's growable buffer: no copy to hand it over
     # No dictionary for the features (same size, faster both ways: measured in bench/).
     # Page checksums let check_parts catch flipped bytes that zstd alone might decode into
@@ -153,7 +203,7 @@ def write_part(
         use_dictionary=["content_id", "split"],
         write_page_checksum=True,
     )
-    target = storage.join(cache_dir, name or part_name(content_ids))
+    target = storage.join(cache_dir, name or part_name(content_ids, views))
     return storage.write_bytes(target, memoryview(buffer.getvalue()))
 
 
@@ -179,7 +229,7 @@ def quarantine(part: Location) -> Location:
 class PartsCheck:
     """What `check_parts` found."""
 
-    cached: set[str]  # content ids in the trusted parts
+    cached: set  # keys (content ids; (content id, view) in a view folder) of trusted parts
     quarantined: list  # parts moved aside
     verified: dict[str, str]  # part name -> stamp, for every trusted part (remember these)
     read_fully: int  # parts decoded and verified in full by this check (trusted or not)
@@ -202,8 +252,7 @@ def check_parts(cache_dir: Location, verified: Mapping[str, str] | None = None) 
         stamp = now.get(name)
         try:
             if stamp is not None and verified.get(name) == stamp:
-                with storage.open_input(part) as handle:  # footer and the id column only
-                    ids = pq.read_table(handle, columns=["content_id"]).column(0).to_pylist()
+                keys = _read_keys(part)  # footer and the key columns only
             else:
                 found.read_fully += 1
                 file = pq.ParquetFile(_source(part), page_checksum_verification=True)
@@ -212,11 +261,11 @@ def check_parts(cache_dir: Location, verified: Mapping[str, str] | None = None) 
                     raise ValueError("row count mismatch")
                 schema_metadata(table.schema, part)
                 table.column("features").combine_chunks().validate(full=True)
-                ids = table.column("content_id").to_pylist()
+                keys = _table_keys(table)
         except Exception:  # any decoding problem means the part cannot be trusted
             found.quarantined.append(quarantine(part))
             continue
-        found.cached.update(ids)
+        found.cached.update(keys)
         if stamp is not None:
             found.verified[name] = stamp
     return found
@@ -233,62 +282,78 @@ def read_metadata(cache_dir: Location) -> dict:
     raise FileNotFoundError(f"no readable feature parts in {cache_dir}")
 
 
-def cached_ids(cache_dir: Location) -> set[str]:
-    """Content ids in the readable parts (footers and one column only: cheap)."""
-    cached: set[str] = set()
+def _read_keys(part: Location) -> list:
+    with storage.open_input(part) as handle:  # the footer and the key columns' pages
+        schema = pq.read_schema(handle)
+        return _table_keys(pq.read_table(handle, columns=_key_columns(schema)))
+
+
+def cached_ids(cache_dir: Location) -> set:
+    """Keys in the readable parts: content ids ((content id, view) pairs in a view folder).
+    Footers and the key columns only: cheap."""
+    cached: set = set()
     for part in parts(cache_dir):
-        with storage.open_input(part) as handle:  # the footer and one column's pages
-            ids = pq.read_table(handle, columns=["content_id"]).column(0)
-        cached.update(ids.to_pylist())
+        cached.update(_read_keys(part))
     return cached
 
 
 def iter_rows(
     cache_dir: Location,
-    wanted: Mapping[str, int],
+    wanted: Mapping,
     batch_rows: int = 1024,
     dtype=np.float32,
     part_order: Sequence[int] | None = None,
-) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
-    """Stream (content_ids, features (n, *shape), labels) of the `wanted` rows.
+) -> Iterator[tuple[list, np.ndarray, np.ndarray]]:
+    """Stream (keys, features (n, *shape), labels) of the `wanted` rows.
 
-    `wanted` maps content id -> label index (from the manifest, which decides labels and
-    splits); cached rows not in it are skipped, each id comes once. Memory is bounded by
-    `batch_rows`. Order: part (sorted, or `part_order`, a permutation of their indices),
-    then row. `dtype=None` keeps the stored dtype (a float16 cache stays float16: half the
-    bytes), and then a batch whose rows are all wanted is a read-only view of the decoded
-    Parquet page data, not a copy.
+    `wanted` maps a row's key (a content id; (content id, view) in a view folder) -> label
+    index (from the manifest, which decides labels and splits); cached rows not in it are
+    skipped, each key comes once. Memory is bounded by `batch_rows`. Order: part (sorted,
+    or `part_order`, a permutation of their indices), then row. `dtype=None` keeps the
+    stored dtype (a float16 cache stays float16: half the bytes), and then a batch whose
+    rows are all wanted is a read-only view of the decoded Parquet page data, not a copy.
     """
-    metadata = read_metadata(cache_dir)
-    shape, stored = tuple(metadata["feature_shape"]), metadata["dtype"]
-    seen: set[str] = set()
     files = parts(cache_dir)
-    for part in files if part_order is None else [files[i] for i in part_order]:
+    files = files if part_order is None else [files[i] for i in part_order]
+    return iter_part_rows(files, wanted, read_metadata(cache_dir), batch_rows, dtype)
+
+
+def iter_part_rows(
+    files: Sequence[Location],
+    wanted: Mapping,
+    metadata: Mapping,
+    batch_rows: int = 1024,
+    dtype=np.float32,
+) -> Iterator[tuple[list, np.ndarray, np.ndarray]]:
+    """`iter_rows` over the given part files in their order, original and view parts
+    alike (`wanted` may hold both kinds of key); `metadata` gives shape and stored dtype."""
+    shape, stored = tuple(metadata["feature_shape"]), metadata["dtype"]
+    seen: set = set()
+    for part in files:
         parquet = pq.ParquetFile(_source(part))
         for batch in parquet.iter_batches(batch_size=batch_rows):
-            ids = batch.column("content_id").to_pylist()
-            keep = [i for i, cid in enumerate(ids) if cid in wanted and cid not in seen]
+            keys = _table_keys(batch)
+            keep = [i for i, key in enumerate(keys) if key in wanted and key not in seen]
             if not keep:
                 continue
             values = decode_features(batch.column("features"), stored, shape)
-            if len(keep) < len(ids):
+            if len(keep) < len(keys):
                 values = values[keep]
             if dtype is not None:
                 values = values.astype(dtype, copy=False)
-            kept_ids = ids if len(keep) == len(ids) else [ids[i] for i in keep]
-            seen.update(kept_ids)
-            labels = np.array([wanted[cid] for cid in kept_ids], dtype=np.int32)
-            yield kept_ids, values, labels
+            kept = keys if len(keep) == len(keys) else [keys[i] for i in keep]
+            seen.update(kept)
+            labels = np.array([wanted[key] for key in kept], dtype=np.int32)
+            yield kept, values, labels
 
 
-def load_rows(
-    cache_dir: Location, wanted: Mapping[str, int]
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The `wanted` rows in memory, sorted by content_id (a stable, data-independent order).
+def load_rows(cache_dir: Location, wanted: Mapping) -> tuple[list, np.ndarray, np.ndarray]:
+    """The `wanted` rows in memory, sorted by key (content id, then view: a stable,
+    data-independent order).
 
-    Returns (content_ids, features float32 (N, *shape), labels int32 (N,)).
+    Returns (keys, features float32 (N, *shape), labels int32 (N,)).
     """
-    ids: list[str] = []
+    ids: list = []
     chunks: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for batch_ids, values, batch_labels in iter_rows(cache_dir, wanted):
@@ -298,6 +363,6 @@ def load_rows(
     if not ids:
         shape = tuple(read_metadata(cache_dir)["feature_shape"])
         return [], np.zeros((0, *shape), np.float32), np.zeros((0,), np.int32)
-    order = np.argsort(np.array(ids))
+    order = sorted(range(len(ids)), key=ids.__getitem__)
     features = np.concatenate(chunks)[order]
     return [ids[i] for i in order], features, np.concatenate(labels)[order]

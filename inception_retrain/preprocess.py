@@ -7,6 +7,9 @@ Semantics:
     rounding. They are plain Keras layers, so the exported `.keras` model carries them and
     loads in safe mode.
   * `image_dataset` is the tf.data pipeline: parallel decode, resize, rescale, batch, prefetch.
+  * `augmented_dataset` is the same for augmented views (`inception_retrain.augmentation`):
+    each image is decoded and resized once, then each of its views is distorted on the
+    resized image in [0, 255] (`augmentation.apply_view`), then rescaled like an original.
 
     >>> ds = image_dataset(["a.jpg", "b.png"], size=150, batch_size=32)
     >>> next(iter(ds)).shape
@@ -94,3 +97,58 @@ def image_dataset(
         dataset = dataset.map(decode_verified, num_parallel_calls=calls, deterministic=True)
         dataset = dataset.ignore_errors()
     return without_autotune(dataset.batch(batch_size).prefetch(prefetch or 2))
+
+
+def augmented_dataset(
+    paths: Sequence[str],
+    content_ids: Sequence[str],
+    transforms: np.ndarray,
+    contrasts: np.ndarray,
+    size: int,
+    batch_size: int,
+    parallel_calls: int | None = None,
+    prefetch: int | None = None,
+):
+    """tf.data pipeline of augmented views: one job per (file, view), in the given order,
+    elements `(positions, images)` as `image_dataset`'s with `content_ids`.
+
+    Job j distorts `paths[j]` by `transforms[j]` (the 8 numbers of
+    `augmentation.ViewParams.transform(size)`) and `contrasts[j]`. Consecutive jobs of one
+    file share one decode and resize. A file that changed since ingestion or no longer
+    decodes drops all of its jobs, and the missing positions say which.
+    """
+    import tensorflow as tf
+
+    from inception_retrain.augmentation import apply_view
+
+    resize, rescale = preprocessing_layers(size)
+    n = len(paths)
+    starts = [j for j in range(n) if j == 0 or content_ids[j] != content_ids[j - 1]]
+    counts = np.diff([*starts, n]).astype(np.int64)
+    slices = (
+        np.asarray(starts, np.int64),
+        counts,
+        [str(paths[j]) for j in starts],
+        [content_ids[j] for j in starts],
+    )
+    transforms = tf.constant(np.asarray(transforms, np.float32).reshape(n, 8))
+    contrasts = tf.constant(np.asarray(contrasts, np.float32).reshape(n))
+
+    def decode_verified(start, count, path, content_id):
+        image = tf.numpy_function(load_rgb_verified, [path, content_id], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return start, count, resize(tf.cast(image, tf.float32))
+
+    def jobs_of(start, count, image):  # the image once per job, without copying it
+        jobs = tf.data.Dataset.range(start, start + count)
+        return tf.data.Dataset.zip((jobs, tf.data.Dataset.from_tensors(image).repeat(count)))
+
+    def distort(jobs, images):
+        moved = apply_view(images, tf.gather(transforms, jobs), tf.gather(contrasts, jobs))
+        return jobs, rescale(moved)
+
+    calls = parallel_calls or _usable_cores()
+    dataset = tf.data.Dataset.from_tensor_slices(slices)
+    dataset = dataset.map(decode_verified, num_parallel_calls=calls, deterministic=True)
+    dataset = dataset.ignore_errors().flat_map(jobs_of).batch(batch_size).map(distort)
+    return without_autotune(dataset.prefetch(prefetch or 2))

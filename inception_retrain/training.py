@@ -5,7 +5,9 @@
 Semantics:
   * The head is `fit.new_head(config.head)`: the seed's by default; n > 2 classes get a
     softmax output and sparse categorical cross-entropy.
-  * Input: `training_data` (in memory when it fits `memory_budget_mb`, else streamed).
+  * Input: `training_data` (in memory when it fits `memory_budget_mb`, else streamed); with
+    augmented views (`cache.views`), each epoch trains on one of every train image's K + 1
+    cached rows.
   * The loop is `fit.fit` (early stopping on val_loss with `patience`, best weights
     restored; without validation images all epochs run and the last weights are kept, and
     history.json says so in `notes`), on `device_scope(config.device)`, seeded.
@@ -60,6 +62,8 @@ def training_key(manifest: Manifest, cache: FeatureCache, config: RetrainConfig,
         "data_mode": mode,
         **fields,
     }
+    if cache.views is not None:  # the views train too
+        blob["views"] = [cache.views.policy_fingerprint, cache.views.per_image]
     return sha256_json(blob)[:16]
 
 
@@ -108,6 +112,8 @@ def train_head(
             batch_size=config.batch_size,
             seed=config.seed,
             memory_budget_mb=config.memory_budget_mb,
+            views_dir=cache.views.views_dir if cache.views else None,
+            views_per_image=cache.views.per_image if cache.views else 0,
         )
         notes = _data_notes(data, n_classes)
         model = new_head(data.feature_shape, n_classes, config.head, config.seed)
@@ -178,6 +184,7 @@ def _history(result: FitResult, config, data, device, manifest, notes) -> dict:
         "data_mode": data.mode,
         "n_train": data.train.n,
         "n_validation": data.validation.n if data.validation is not None else 0,
+        "n_train_view_rows": data.view_rows,  # cached augmented views besides the originals
         "feature_shape": list(data.feature_shape),
         "class_names": manifest.class_names,
         "head": {

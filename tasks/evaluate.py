@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from inception_retrain.augmentation_effect import AugmentationEffect
 from inception_retrain.config import RetrainConfig
 from inception_retrain.evaluation import Evaluation, evaluate
 from inception_retrain.feature_cache import FeatureCache
@@ -18,8 +19,13 @@ from inception_retrain.tasks.ui import publish_metrics
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(
-    manifest: Manifest, cache: FeatureCache, head: TrainedHead, config: RetrainConfig, run_dir: Path
+    manifest: Manifest,
+    cache: FeatureCache,
+    head: TrainedHead,
+    config: RetrainConfig,
+    run_dir: Path,
+    augmentation: AugmentationEffect | None = None,
 ) -> Evaluation:
-    evaluation = evaluate(manifest, cache, head, config, run_dir)
+    evaluation = evaluate(manifest, cache, head, config, run_dir, augmentation)
     publish_metrics(run_dir)
     return evaluation
