@@ -193,7 +193,7 @@ def _overfitting(k: int, seeds: list[int], gap) -> list[MetricEffect]:
 
 def _train(head, data, seed: int, rates, config, test, train) -> tuple:
     """One training on `data` from `seed`'s start; (FitResult, test probabilities, scores)."""
-    from inception_retrain.dropout.sweep_model import op_determinism
+    from inception_retrain.fit import op_determinism
 
     for split in (data.train, data.validation):
         if split is not None:  # this training's data order and view draws

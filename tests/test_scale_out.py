@@ -29,7 +29,7 @@ import pytest
 import yaml
 from prefect_fixtures import child_env, free_port, tail
 
-from inception_retrain import storage
+from inception_retrain import feature_compute, storage
 from inception_retrain.config import RetrainConfig
 from inception_retrain.extraction import (
     extract_features,
@@ -186,6 +186,7 @@ def test_shards_equal_one_process_and_a_repeated_shard_writes_one_part(
 ):
     manifest, single = reference
     config = small_config(small_demo_dir, tmp_path / "work", shard_rows=8)
+    feature_compute._BACKBONES.clear()  # other tests in this process built their own
     plan = plan_extraction(manifest, config)
     n = len(read_image_rows(manifest.path))
     assert len(plan.shards) == -(-n // 8) and plan.todo == n
