@@ -30,7 +30,6 @@ features. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -43,7 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
-from common import machine  # noqa: E402
+from common import finish, machine  # noqa: E402
 
 CACHED, CACHED_PLAIN, END_TO_END = "cached views", "cached, no views", "end to end"
 
@@ -93,12 +92,7 @@ def main() -> None:
         effect = measure_effect(case_manifest, case_cache, case)
         results["effect"][name] = effect.model_dump(mode="json")
         print_effect(name, effect)
-    results["machine"]["load_average_end"] = os.getloadavg()
-    host = results["machine"]
-    load = f"{host['load_average_start'][0]:.1f} -> {host['load_average_end'][0]:.1f}"
-    print(f"machine: {host['cpu']}, {host['cores']} cores, load average {load}")
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    finish(results, args.out)
 
 
 def time_extraction(manifest, config, args, scratch: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import platform
 from pathlib import Path
@@ -52,3 +53,13 @@ def machine() -> dict:
         "tensorflow": tf.__version__,
         "load_average_start": os.getloadavg(),
     }
+
+
+def finish(results: dict, out: Path | None) -> None:
+    """Record the load average at the end, print the machine line, write `out` as JSON."""
+    results["machine"]["load_average_end"] = os.getloadavg()
+    host = results["machine"]
+    load = f"{host['load_average_start'][0]:.1f} -> {host['load_average_end'][0]:.1f}"
+    print(f"machine: {host['cpu']}, {host['cores']} cores, load average {load}")
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")

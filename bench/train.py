@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
-from common import machine, write_jpegs  # noqa: E402
+from common import finish, machine, write_jpegs  # noqa: E402
 
 BATCH = 32
 
@@ -153,12 +153,7 @@ def main() -> None:
         results["train_head"]["over_in_memory"] = ratio
         line += f" per epoch, d/b = {ratio:.2f}"
     print(line)
-    results["machine"]["load_average_end"] = os.getloadavg()
-    host = results["machine"]
-    load = f"{host['load_average_start'][0]:.1f} -> {host['load_average_end'][0]:.1f}"
-    print(f"machine: {host['cpu']}, {host['cores']} cores, load average {load}")
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    finish(results, args.out)
 
 
 def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, labels) -> dict:

@@ -2,7 +2,8 @@
 
 `fit(model, train, validation, epochs=..., patience=...)` is one `model.fit` call with Keras's
 own callbacks, used by the training stage and the dropout sweep alike:
-  * `EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)` when there is a
+  * `EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)` (Keras's, its
+    copy of the best weights kept in variables: `early_stopping.py`) when there is a
     validation split and `patience` > 0: the best epoch's weights are restored at the end,
     whether or not training stopped early. Without validation (or with patience 0) every
     epoch runs and the last epoch's weights are kept;
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from inception_retrain.early_stopping import EarlyStopping
 from inception_retrain.head import build_head, compile_head
 from inception_retrain.head_spec import HeadSpec
 from inception_retrain.training_data import InMemorySplit
@@ -129,9 +131,7 @@ def fit(
     monitor = "val_loss" if validation is not None else "loss"
     stopping = None
     if early_stopping:
-        stopping = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True
-        )
+        stopping = EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     initial_epoch = 0
     if checkpoint is not None:
         checkpoint.early_stopping = stopping
