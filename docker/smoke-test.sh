@@ -129,7 +129,7 @@ build_image() {
 # ---------------------------------------------------------------------------------------
 step "apt packages: buildah, debootstrap, docker-compose, jsonschema"
 packages=()
-command -v buildah >/dev/null || packages+=(buildah)
+type -P buildah >/dev/null || packages+=(buildah) # -P: the function above is not the binary
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v docker-compose >/dev/null || packages+=(docker-compose)
 command -v npm >/dev/null || packages+=(npm)
