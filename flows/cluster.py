@@ -27,9 +27,10 @@ from collections.abc import Iterator
 from inception_retrain.cluster_spec import parse_cluster
 from inception_retrain.config import RetrainConfig
 from inception_retrain.errors import ConfigError
+from inception_retrain.preflight import SCHEDULER_TIMEOUT_S, check_scheduler
 from inception_retrain.tasks.runtime import BoundTensorFlowThreads
 
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = SCHEDULER_TIMEOUT_S
 
 
 def _prefect_env() -> dict[str, str]:
@@ -41,13 +42,6 @@ def _prefect_env() -> dict[str, str]:
     with get_client(sync_client=True) as client:
         url = str(client.api_url).rstrip("/")
     return {"PREFECT_API_URL": url} if url.startswith("http") else {}
-
-
-def _port_open(address: str) -> None:
-    import socket
-
-    host, port = address.split("://", 1)[1].rsplit(":", 1)
-    socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
 
 
 def _register_plugins(address: str) -> None:
@@ -65,8 +59,8 @@ def dask_cluster(cluster: str | None) -> Iterator[str | None]:
         return
     spec = parse_cluster(cluster)
     if spec.kind == "scheduler":
+        check_scheduler(spec)  # a refused connection fails at once, not after the timeout
         try:
-            _port_open(spec.address)  # a refused connection fails at once, not after the timeout
             _register_plugins(spec.address)
         except (OSError, TimeoutError) as error:
             raise ConfigError(

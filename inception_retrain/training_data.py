@@ -10,20 +10,17 @@ Two modes, chosen by size (`mode="auto"`). Features are held and moved in the ca
 (float16 by default: half the bytes) and become float32 per batch in TF (an exact cast, and
 several times faster than NumPy's).
   * in-memory, when (train + validation rows) x bytes per stored row fits the memory budget:
-    the split is read once into one array (`load_sorted`: `feature_parts.load_rows`'s rows
-    and order, sorted by content id, so the order does not depend on how extraction happened
-    to write its parts; peak memory while loading is the array plus one read chunk, then TF's copy
-    replaces it), and each epoch visits it in the order `epoch_order(n, seed, epoch)`, a
-    full permutation;
+    the split is read once into one array (`load_sorted`: sorted by content id, so the order
+    does not depend on how extraction wrote its parts; peak memory while loading is the array
+    plus one read chunk), and each epoch visits it in the order `epoch_order(n, seed, epoch)`,
+    a full permutation;
   * streaming otherwise: `feature_parts.iter_rows` reads the parts in an order drawn for
     the epoch, a few rows at a time, and each window of `buffer_rows` rows (at most half the
-    budget) is permuted before it is batched, so memory stays bounded by the window + one
-    Parquet row group + a couple of prefetched batches (the window is handed to TF whole and
-    cut into batches there). A window shuffle only mixes rows
-    that are near each other in the cache, so its order differs from the in-memory
-    permutation: both train to the same quality, not to the same weights. With
-    `shuffle=False` both modes visit rows in cache order and give identical batches when the
-    parts are stored sorted by content id.
+    budget) is permuted and handed to TF whole, so memory stays bounded by the window + one
+    Parquet row group + a couple of prefetched batches. A window shuffle only mixes rows near
+    each other in the cache, so its order differs from the in-memory permutation: both train
+    to the same quality, not to the same weights. With `shuffle=False` both modes visit rows
+    in cache order and give identical batches when the parts are sorted by content id.
 
 The order of every epoch is a pure function of (seed, epoch), so training is deterministic
 and an interrupted training resumed at epoch k sees exactly the batches it would have seen.
