@@ -58,12 +58,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
-    from inception_retrain.augmentation_effect import measure_effect
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.demo_data import write_demo_data
-    from inception_retrain.extraction import extract_features
-    from inception_retrain.ingest import ingest
-    from inception_retrain.run_folder import new_run_dir
+    from inception_retrain.data.demo_data import write_demo_data
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.evaluation.augmentation_effect import measure_effect
+    from inception_retrain.features.extraction import extract_features
+    from inception_retrain.runs.run_folder import new_run_dir
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-augment-"))
     write_demo_data(workdir / "demo", per_class=args.per_class)
@@ -97,10 +97,10 @@ def main() -> None:
 
 def time_extraction(manifest, config, args, scratch: Path) -> dict:
     """(a): the train split's originals against its K views, fresh folders, alternating."""
-    from inception_retrain.backbone import inference_function, load_backbone
-    from inception_retrain.feature_compute import compute_missing
-    from inception_retrain.feature_parts import feature_schema
-    from inception_retrain.manifest import ImageRows, read_image_rows
+    from inception_retrain.data.manifest import ImageRows, read_image_rows
+    from inception_retrain.features.backbone import inference_function, load_backbone
+    from inception_retrain.features.feature_compute import compute_missing
+    from inception_retrain.features.feature_parts import feature_schema
 
     k = args.views
     rows = read_image_rows(manifest.path, "train")
@@ -170,7 +170,7 @@ def time_extraction(manifest, config, args, scratch: Path) -> dict:
 
 
 def take(rows, n: int):
-    from inception_retrain.manifest import ImageRows
+    from inception_retrain.data.manifest import ImageRows
 
     return ImageRows(*(getattr(rows, field.name)[:n] for field in fields(rows)))
 
@@ -187,12 +187,12 @@ def time_epochs(manifest, cache, config, args) -> dict:
     import keras
     import tensorflow as tf
 
-    from inception_retrain.augmentation import keras_layers
-    from inception_retrain.backbone import load_backbone
-    from inception_retrain.fit import new_head
-    from inception_retrain.head import compile_head
-    from inception_retrain.manifest import read_image_rows
-    from inception_retrain.training_data import load_training_data
+    from inception_retrain.data.manifest import read_image_rows
+    from inception_retrain.features.augmentation import keras_layers
+    from inception_retrain.features.backbone import load_backbone
+    from inception_retrain.training.fit import new_head
+    from inception_retrain.training.head import compile_head
+    from inception_retrain.training.training_data import load_training_data
 
     keras.utils.set_random_seed(0)
     train = read_image_rows(manifest.path, "train")
@@ -264,8 +264,8 @@ def resized_images(paths, size: int):
     import keras
     import tensorflow as tf
 
-    from inception_retrain.images import load_rgb
-    from inception_retrain.tf_data import without_autotune
+    from inception_retrain.data.images import load_rgb
+    from inception_retrain.features.tf_data import without_autotune
 
     resize = keras.layers.Resizing(size, size, interpolation="bilinear")
 
@@ -281,7 +281,7 @@ def resized_images(paths, size: int):
 def small_data(manifest, folder: Path, per_class: int) -> Path:
     """A split-folder copy of the demo: `per_class` train images per class (the first by
     content id), every validation and test image (hard links where possible)."""
-    from inception_retrain.manifest import read_image_rows
+    from inception_retrain.data.manifest import read_image_rows
 
     shutil.rmtree(folder, ignore_errors=True)
     for split in ("train", "validation", "test"):

@@ -15,7 +15,7 @@ from PIL import Image
 def write_jpegs(folder: Path, count: int, seed: int = 0, start: int = 0) -> None:
     """Write demo-texture JPEGs `img-<index>.jpg` (300-500 px long side, quality 90) into
     `folder/<class>/`, for indices start..start+count; deterministic per (seed, index)."""
-    from inception_retrain.demo_data import draw_blobs, draw_stripes
+    from inception_retrain.data.demo_data import draw_blobs, draw_stripes
 
     for index in range(start, start + count):
         rng = np.random.default_rng([seed, index])

@@ -62,12 +62,12 @@ class Bench:
     call the very same function (same batch size, same output dtype)."""
 
     def __init__(self, rows, root: Path, batch_size: int, part_rows: int):
-        from inception_retrain.backbone import (
+        from inception_retrain.features.backbone import (
             backbone_fingerprint,
             inference_function,
             load_backbone,
         )
-        from inception_retrain.preprocess import image_dataset
+        from inception_retrain.features.preprocess import image_dataset
 
         self.rows, self.root, self.part_rows = rows, root, part_rows
         self.backbone = load_backbone("random:0", "mixed7", 150)
@@ -105,9 +105,9 @@ class Bench:
 
     def streaming(self, n: int, batch_size: int, dtype="float16", jit=False, **knobs) -> dict:
         """(b) images/s from JPEG files to Parquet parts, in a fresh cache folder."""
-        from inception_retrain.extraction import compute_missing
-        from inception_retrain.feature_cache import cache_size
-        from inception_retrain.feature_parts import feature_schema
+        from inception_retrain.features.extraction import compute_missing
+        from inception_retrain.features.feature_cache import cache_size
+        from inception_retrain.features.feature_parts import feature_schema
 
         infer = self._warm(jit, dtype, batch_size)
         self.counter += 1
@@ -180,7 +180,7 @@ def measure_formats(bench: Bench, n: int, batch_size: int, repeats: int = 5) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from inception_retrain.feature_parts import decode_features, encode_features
+    from inception_retrain.features.feature_parts import decode_features, encode_features
 
     infer = bench._warm(False, "float16", batch_size)
     images = bench.image_dataset(bench.rows.uris[:n], 150, batch_size)
@@ -281,8 +281,8 @@ def measure_levers(bench: Bench, n: int, batch_size: int) -> list[dict]:
 
 
 def run_stage(config, data: Path, run_dir: Path) -> dict:
-    from inception_retrain.extraction import extract_features
-    from inception_retrain.ingest import ingest
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.features.extraction import extract_features
 
     manifest = ingest(config, run_dir)
     started = time.perf_counter()
@@ -376,8 +376,8 @@ def main() -> None:
         rss_child(args)
         return
 
-    from inception_retrain.ingest import ingest
-    from inception_retrain.manifest import read_image_rows as read_ok_rows
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.data.manifest import read_image_rows as read_ok_rows
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-extract-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Time to refuse bad input: the CLI's preflight vs the same refusal inside the retrain flow.
 
 (a) `inception-retrain run ...` as a user types it: the CLI checks the inputs before it
-    imports Prefect or TensorFlow (`inception_retrain.preflight`).
+    imports Prefect or TensorFlow (`inception_retrain.runs.preflight`).
 (b) the same config through `run_retrain` (the flow, as a deployment run or the CLI before
     issue 15 ran it): Prefect's temporary server starts, then the flow's own preflight
     refuses. Before issue 15 these inputs were refused by a stage after that start, or by
@@ -40,7 +40,7 @@ print(message)
 
 def cases(folder: Path) -> dict[str, dict[str, str]]:
     """Bad inputs the issue listed: {name: {option name: value}}."""
-    from inception_retrain.demo_data import write_demo_data
+    from inception_retrain.data.demo_data import write_demo_data
 
     demo = folder / "demo"
     write_demo_data(demo, per_class=10, seed=0)

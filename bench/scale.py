@@ -52,7 +52,7 @@ def config_for(data: Path, workdir: Path, shard_rows: int, **extra):
 
 
 def single_process(manifest, data: Path, root: Path) -> dict:
-    from inception_retrain.extraction import extract_features
+    from inception_retrain.features.extraction import extract_features
 
     run = root / "single"
     started = time.perf_counter()
@@ -115,8 +115,8 @@ def noop_round_trip(address: str, counts: list[int]) -> list[dict]:
 
 
 def measure_extraction(manifest, data: Path, root: Path, shard_rows: int, workers: list[int]):
+    from inception_retrain.data.manifest import read_image_rows
     from inception_retrain.flows.cluster import dask_cluster
-    from inception_retrain.manifest import read_image_rows
 
     n = len(read_image_rows(manifest.path))
     results = {"single": single_process(manifest, data, root), "clusters": [], "shards": []}
@@ -150,7 +150,7 @@ def measure_extraction(manifest, data: Path, root: Path, shard_rows: int, worker
 def measure_object_store(root: Path, object_mb: float, objects: int) -> dict:
     import boto3
 
-    from inception_retrain import storage
+    from inception_retrain.plumbing import storage
 
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()
 
-    from inception_retrain.ingest import ingest
+    from inception_retrain.data.ingest import ingest
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -48,15 +48,15 @@ TARGET = 1.25
 def prepare(args):
     """(config, cache, manifest) of the data the sweep trains on."""
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.finished_run import open_finished_run
+    from inception_retrain.runs.finished_run import open_finished_run
 
     if args.run is not None:
         run = open_finished_run(args.run)
         return run.config, run.cache, run.manifest
-    from inception_retrain.demo_data import write_demo_data
-    from inception_retrain.extraction import extract_features
-    from inception_retrain.ingest import ingest
-    from inception_retrain.run_folder import new_run_dir
+    from inception_retrain.data.demo_data import write_demo_data
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.features.extraction import extract_features
+    from inception_retrain.runs.run_folder import new_run_dir
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     write_demo_data(workdir / "demo-data", per_class=args.per_class)
@@ -68,7 +68,7 @@ def prepare(args):
 
 def main_head_epochs(config, splits, epochs: int) -> list[float]:
     """Wall seconds of the main head's epochs 2..`epochs` (validation included)."""
-    from inception_retrain.fit import fit_head
+    from inception_retrain.training.fit import fit_head
 
     _, fitted = fit_head(
         splits["train"], splits["validation"] if len(splits["validation"][1]) else None,

@@ -9,7 +9,7 @@ float16 zstd cache, all images in the train split), with the seed's head (512, 1
 Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
   (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
       and preprocessing the JPEGs from disk every epoch (`preprocess.image_dataset`);
-  (b) an epoch of the head on cached features held in memory (`inception_retrain.training_data`);
+  (b) an epoch of the head on cached features held in memory (`inception_retrain.training.training_data`);
   (c) an epoch of the head streaming the same features from the Parquet cache through a
       bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
   (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
@@ -46,7 +46,7 @@ BATCH = 32
 
 
 def _seed_head():
-    from inception_retrain.head_spec import HeadSpec
+    from inception_retrain.training.head_spec import HeadSpec
 
     return HeadSpec(hidden_units=(512, 1024), dropout_rate=0.2, learning_rate=1e-4)
 
@@ -76,8 +76,8 @@ def seed_model(backbone, feature_shape):
     """The seed's full model: frozen backbone -> head, compiled as the seed does."""
     import keras
 
-    from inception_retrain.fit import new_head
-    from inception_retrain.head import compile_head
+    from inception_retrain.training.fit import new_head
+    from inception_retrain.training.head import compile_head
 
     head = new_head(feature_shape, 2, _seed_head(), seed=0)
     full = keras.Model(backbone.input, head(backbone.output), name="seed_model")
@@ -97,13 +97,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
-    from inception_retrain.backbone import load_backbone
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.extraction import extract_features
-    from inception_retrain.ingest import ingest
-    from inception_retrain.run_folder import new_run_dir
-    from inception_retrain.training import train_head
-    from inception_retrain.training_data import IN_MEMORY
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.features.backbone import load_backbone
+    from inception_retrain.features.extraction import extract_features
+    from inception_retrain.runs.run_folder import new_run_dir
+    from inception_retrain.training.train import train_head
+    from inception_retrain.training.training_data import IN_MEMORY
 
     info = machine()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -161,11 +161,11 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     import keras
     import tensorflow as tf
 
-    from inception_retrain.fit import new_head
-    from inception_retrain.head import build_head
-    from inception_retrain.manifest import read_image_rows
-    from inception_retrain.preprocess import image_dataset
-    from inception_retrain.training_data import IN_MEMORY, STREAMING, load_training_data
+    from inception_retrain.data.manifest import read_image_rows
+    from inception_retrain.features.preprocess import image_dataset
+    from inception_retrain.training.fit import new_head
+    from inception_retrain.training.head import build_head
+    from inception_retrain.training.training_data import IN_MEMORY, STREAMING, load_training_data
 
     # Like the seed's way, these run without op determinism; the stage (d) runs as it does
     # in the pipeline.

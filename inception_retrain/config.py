@@ -16,12 +16,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from inception_retrain import storage
-from inception_retrain.augmentation import MAX_VIEWS, AugmentPolicy
-from inception_retrain.cluster_spec import parse_cluster
-from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
-from inception_retrain.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
-from inception_retrain.weights import WeightsSource, parse_weights
+from inception_retrain.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
+from inception_retrain.features.augmentation import MAX_VIEWS, AugmentPolicy
+from inception_retrain.features.weights import WeightsSource, parse_weights
+from inception_retrain.plumbing import storage
+from inception_retrain.plumbing.cluster_spec import parse_cluster
+from inception_retrain.training.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 
 DEMO_SOURCE = "demo"
 PromotionMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "neg_log_loss"]
@@ -97,7 +97,7 @@ class RetrainConfig(BaseModel):
         2048, ge=1, description="Hold training features in memory below this, else stream."
     )
 
-    # --- augmented views (inception_retrain.augmentation) ------------------------------
+    # --- augmented views (inception_retrain.features.augmentation) ------------------------------
     augment_views: int = Field(
         0,
         ge=0,

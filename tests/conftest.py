@@ -32,7 +32,7 @@ def session_tmp(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_demo_dir(session_tmp) -> Path:
     """A small deterministic demo folder (real JPEG/PNG files plus broken ones)."""
-    from inception_retrain.demo_data import write_demo_data
+    from inception_retrain.data.demo_data import write_demo_data
 
     directory = session_tmp / "demo"
     write_demo_data(directory, per_class=24, seed=1)
@@ -42,7 +42,7 @@ def small_demo_dir(session_tmp) -> Path:
 @pytest.fixture(scope="session")
 def random_weights_file(session_tmp) -> Path:
     """A randomly initialised InceptionV3 (150x150, no top) saved as a weights file."""
-    from inception_retrain.backbone import save_random_weights
+    from inception_retrain.features.backbone import save_random_weights
 
     return save_random_weights(session_tmp / "random.weights.h5", image_size=150, seed=7)
 
@@ -62,14 +62,14 @@ def tiny_run(session_tmp, small_demo_dir):
     import numpy as np
 
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.evaluation import evaluate
-    from inception_retrain.extraction import extract_features
-    from inception_retrain.head import head_fingerprint
-    from inception_retrain.head_spec import HeadSpec
-    from inception_retrain.ingest import ingest
-    from inception_retrain.run_folder import new_run_dir
-    from inception_retrain.training import train_head
-    from inception_retrain.training_data import load_split
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.evaluation.evaluate import evaluate
+    from inception_retrain.features.extraction import extract_features
+    from inception_retrain.runs.run_folder import new_run_dir
+    from inception_retrain.training.head import head_fingerprint
+    from inception_retrain.training.head_spec import HeadSpec
+    from inception_retrain.training.train import train_head
+    from inception_retrain.training.training_data import load_split
 
     config = RetrainConfig(
         data=str(small_demo_dir), workdir=session_tmp / "pipeline-work", weights="random:0",
@@ -101,7 +101,7 @@ def tiny_run(session_tmp, small_demo_dir):
 @pytest.fixture(scope="session")
 def tiny_version(tiny_run):
     """`tiny_run`'s model exported to WORKDIR/models/<version>/ (not promoted)."""
-    from inception_retrain.export import export_model
+    from inception_retrain.registry.export import export_model
 
     r = tiny_run
     return export_model(r.manifest, r.cache, r.head, r.evaluation, r.config, r.run_dir)

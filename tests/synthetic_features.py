@@ -16,8 +16,8 @@ def write_cache(
     workdir: Path, features: np.ndarray, labels, splits, fingerprint: str = "0123456789abcdef"
 ) -> tuple[Path, Path]:
     """Write `features` (N, *shape) with their labels and splits; returns (cache, manifest)."""
-    from inception_retrain.feature_parts import feature_schema, write_part
-    from inception_retrain.manifest import ManifestRow, write_manifest
+    from inception_retrain.data.manifest import ManifestRow, write_manifest
+    from inception_retrain.features.feature_parts import feature_schema, write_part
 
     labels = [int(label) for label in labels]
     ids = [hashlib.sha256(f"{fingerprint}-{i}".encode()).hexdigest() for i in range(len(labels))]

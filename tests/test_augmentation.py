@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from inception_retrain.augmentation import (
+from inception_retrain.features.augmentation import (
     IDENTITY,
     ORIGINAL,
     AugmentPolicy,

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from prefect_fixtures import child_env, tail
 
-from inception_retrain.augmentation import AugmentPolicy
-from inception_retrain.augmentation_effect import compare
 from inception_retrain.cli.main import deployment_overrides as overrides_of
 from inception_retrain.cli.options import OPTION_FIELDS, UsageError, config_from_options
 from inception_retrain.config import RetrainConfig
+from inception_retrain.data.manifest import read_image_rows
+from inception_retrain.evaluation.augmentation_effect import compare
+from inception_retrain.evaluation.statistics import FAILS, HOLDS, INCONCLUSIVE
+from inception_retrain.features.augmentation import AugmentPolicy
 from inception_retrain.flows.deployments import nightly_parameters
-from inception_retrain.manifest import read_image_rows
-from inception_retrain.statistics import FAILS, HOLDS, INCONCLUSIVE
 
 BIN = Path(sys.executable).parent
 K = 4

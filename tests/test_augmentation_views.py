@@ -24,25 +24,29 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from inception_retrain.augmentation import AugmentPolicy
 from inception_retrain.cli.main import app
 from inception_retrain.config import RetrainConfig
-from inception_retrain.demo_data import CLASSES, demo_image
-from inception_retrain.extraction import extract_features, finish_extraction, plan_extraction
-from inception_retrain.feature_compute import compute_shard
-from inception_retrain.feature_parts import load_rows, parts, schema_metadata
-from inception_retrain.head_spec import HeadSpec
-from inception_retrain.ingest import ingest
-from inception_retrain.manifest import read_image_rows
-from inception_retrain.training import train_head
-from inception_retrain.training_data import (
+from inception_retrain.data.demo_data import CLASSES, demo_image
+from inception_retrain.data.ingest import ingest
+from inception_retrain.data.manifest import read_image_rows
+from inception_retrain.features.augmentation import AugmentPolicy
+from inception_retrain.features.extraction import (
+    extract_features,
+    finish_extraction,
+    plan_extraction,
+)
+from inception_retrain.features.feature_compute import compute_shard
+from inception_retrain.features.feature_parts import load_rows, parts, schema_metadata
+from inception_retrain.features.view_cache import list_views, views_dir_for
+from inception_retrain.training.head_spec import HeadSpec
+from inception_retrain.training.train import train_head
+from inception_retrain.training.training_data import (
     IN_MEMORY,
     STREAMING,
     InMemorySplit,
     epoch_order,
     load_training_data,
 )
-from inception_retrain.view_cache import list_views, views_dir_for
 
 K = 4
 

@@ -8,15 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from inception_retrain.backbone import (
+from inception_retrain.features.backbone import (
     BACKBONE_LAYERS,
     UnknownLayerError,
     backbone_fingerprint,
     load_backbone,
     weights_digest,
 )
-from inception_retrain.errors import WeightsError
-from inception_retrain.weights import parse_weights
+from inception_retrain.features.weights import parse_weights
+from inception_retrain.plumbing.errors import WeightsError
 
 
 def _images(n: int, size: int = 150, seed: int = 0) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_frozen_backbone_ignores_the_training_flag():
 def test_random_weights_are_bit_identical_across_processes():
     here = weights_digest(load_backbone("random:3", "mixed2", 75))
     code = (
-        "from inception_retrain.backbone import load_backbone, weights_digest;"
+        "from inception_retrain.features.backbone import load_backbone, weights_digest;"
         "print(weights_digest(load_backbone('random:3', 'mixed2', 75)))"
     )
     there = subprocess.run(
@@ -73,7 +73,7 @@ def test_legacy_keras2_h5_file_loads(tmp_path):
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
-    from inception_retrain.backbone import _full_model
+    from inception_retrain.features.backbone import _full_model
 
     path = tmp_path / "legacy_notop.h5"
     with h5py.File(path, "w") as handle:

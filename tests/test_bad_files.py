@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from inception_retrain.config import RetrainConfig
-from inception_retrain.ingest import PLACEMENT_REASONS, ingest
+from inception_retrain.data.ingest import PLACEMENT_REASONS, ingest
 
 
 def png(size: tuple[int, int], seed: int) -> bytes:
@@ -63,7 +63,7 @@ def bad_folder(root: Path) -> dict[str, str]:
 
 
 def test_ingest_and_predict_agree_on_every_bad_file(tmp_path, tiny_version):
-    from inception_retrain.predict import predict_files
+    from inception_retrain.registry.predict import predict_files
 
     root = tmp_path / "inbox"
     reasons = bad_folder(root)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from prefect_fixtures import REPO, api_client
 
-from inception_retrain.run_folder import run_dir_for_flow_run
+from inception_retrain.runs.run_folder import run_dir_for_flow_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = REPO / "test-output"

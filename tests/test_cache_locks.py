@@ -9,10 +9,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from inception_retrain import feature_cache as cache_locks
 from inception_retrain.cli.main import app
-from inception_retrain.errors import DataError
-from inception_retrain.feature_cache import list_caches, prune_caches
+from inception_retrain.features import feature_cache as cache_locks
+from inception_retrain.features.feature_cache import list_caches, prune_caches
+from inception_retrain.plumbing.errors import DataError
 
 
 def make_caches(workdir, *names):

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from inception_retrain.cli.options import UsageError, config_from_options
 from inception_retrain.config import RetrainConfig
-from inception_retrain.head_spec import HeadSpec
+from inception_retrain.training.head_spec import HeadSpec
 
 
 def test_relative_paths_are_made_absolute_where_the_run_starts(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inception_retrain.demo_data import (
+from inception_retrain.data.demo_data import (
     BROKEN_FILES,
     IGNORED_FILES,
     ensure_demo_data,

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from synthetic_features import splits_of, write_cache
 
-from inception_retrain import statistics
 from inception_retrain.dropout import effects, sweep
 from inception_retrain.dropout.claims import EFFECT, INCONCLUSIVE, REFUTED, SUPPORTED
 from inception_retrain.dropout.sweep_summary import SplitScore, TrainingResult
-from inception_retrain.head_spec import HeadSpec
+from inception_retrain.evaluation import statistics
+from inception_retrain.training.head_spec import HeadSpec
 
 MARGIN = 0.05
 

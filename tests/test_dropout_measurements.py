@@ -1,7 +1,7 @@
 """Dropout measurements on small real Keras models where the answer is known exactly.
 
 A toy frozen "backbone" (Conv2D -> BatchNormalization -> ReLU) plus the project's own head
-(`inception_retrain.head.build_head`, small hidden layers) stand in for InceptionV3 + head: the same
+(`inception_retrain.training.head.build_head`, small hidden layers) stand in for InceptionV3 + head: the same
 layer kinds, so the same rules apply, in milliseconds.
 """
 
@@ -13,8 +13,8 @@ import pytest
 from inception_retrain.dropout import backward, chain, direct, forward, frozen, inference
 from inception_retrain.dropout import mechanisms as rules
 from inception_retrain.dropout.claims import CLARIFIED, REFUTED, SUPPORTED
-from inception_retrain.head import build_head
-from inception_retrain.head_spec import HeadSpec
+from inception_retrain.training.head import build_head
+from inception_retrain.training.head_spec import HeadSpec
 
 IMAGE = (12, 12, 3)
 

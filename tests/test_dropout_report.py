@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from inception_retrain.cli.main import app, dropout_report_command
 from inception_retrain.dropout.claims import KINDS, ORDER, VERDICTS
-from inception_retrain.run_folder import write_config
+from inception_retrain.runs.run_folder import write_config
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from inception_retrain.dropout import sweep
 from inception_retrain.dropout.report import sweep_cache_text
 from inception_retrain.dropout.sweep_store import SweepStore, training_rows_fingerprint
 from inception_retrain.dropout.sweep_summary import score_split
-from inception_retrain.files import read_json
-from inception_retrain.fit import fit_head
-from inception_retrain.head_spec import HeadSpec
+from inception_retrain.plumbing.files import read_json
+from inception_retrain.training.fit import fit_head
+from inception_retrain.training.head_spec import HeadSpec
 
 FINGERPRINT = "0123456789abcdef"
 SHAPE = (2, 2, 8)
@@ -94,7 +94,7 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
     spec = sweep.SweepSpec(cache_dir=cache_dir, manifest_path=manifest, n_classes=2,
                            feature_shape=SHAPE, head=head, batch_size=16, epochs=5, patience=2,
                            seeds=[0, 3])  # fmt: skip
-    from inception_retrain.dropout.sweep_model import sweep_head
+    from inception_retrain.training.reusable_head import sweep_head
 
     splits = sweep._splits(str(cache_dir), str(manifest))
     cells = sweep.trainings(spec)
@@ -150,7 +150,7 @@ def test_train_cell_on_a_real_run_cache(tiny_run):
 def tiny_cache(tmp_path_factory):
     """WORKDIR/cache/<fingerprint>/ with 24 real Parquet features whose class is learnable,
     and a manifest of the same rows; returns (workdir, ids, labels)."""
-    from inception_retrain.manifest import read_image_rows
+    from inception_retrain.data.manifest import read_image_rows
 
     workdir = tmp_path_factory.mktemp("sweep-cache") / "work"
     labels = [i % 2 for i in range(len(SPLITS))]
@@ -252,7 +252,7 @@ def test_changed_inputs_train_again_and_a_grown_grid_reuses_its_cells(first_swee
 
 
 def test_the_sweep_cache_key_follows_the_training_rows(tiny_cache, tmp_path):
-    from inception_retrain.manifest import ManifestRow, write_manifest
+    from inception_retrain.data.manifest import ManifestRow, write_manifest
 
     def manifest(path, ids, labels, splits):
         rows = [ManifestRow(uri=f"/img/{cid}.png", label=f"c{label}", label_index=label,

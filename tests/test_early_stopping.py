@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from inception_retrain.early_stopping import EarlyStopping
+from inception_retrain.training.early_stopping import EarlyStopping
 
 
 def _train(callback_class, restore: bool, checkpoint_weights=None):

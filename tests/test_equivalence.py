@@ -42,12 +42,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inception_retrain import feature_parts as feature_cache
-from inception_retrain.fit import deterministic, fit_head
-from inception_retrain.head_spec import HeadSpec
-from inception_retrain.preprocess import image_dataset
-from inception_retrain.schemas import parquet_metadata
-from inception_retrain.training_data import epoch_order, load_split
+from inception_retrain.features import feature_parts as feature_cache
+from inception_retrain.features.preprocess import image_dataset
+from inception_retrain.plumbing.schemas import parquet_metadata
+from inception_retrain.training.fit import deterministic, fit_head
+from inception_retrain.training.head_spec import HeadSpec
+from inception_retrain.training.training_data import epoch_order, load_split
 
 N_IMAGES = 32
 IMAGE_SIZE = 150
@@ -86,7 +86,7 @@ def seed_model(backbone, dropout_seed: int, optimizer: str = "keras"):
     import keras
     from keras import layers
 
-    from inception_retrain.fused_rmsprop import FusedRMSprop
+    from inception_retrain.training.fused_rmsprop import FusedRMSprop
 
     for layer in backbone.layers:
         layer.trainable = False
@@ -138,7 +138,7 @@ def train_seed_way(
 
 @pytest.fixture(scope="module")
 def images_and_features(tmp_path_factory):
-    from inception_retrain.backbone import inference_function, load_backbone
+    from inception_retrain.features.backbone import inference_function, load_backbone
 
     folder = tmp_path_factory.mktemp("equivalence")
     paths, labels = write_jpegs(folder / "images", N_IMAGES)

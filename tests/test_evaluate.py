@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inception_retrain import metrics as M
-from inception_retrain.errors import DataError
-from inception_retrain.evaluation_report import write_evaluation_report
-from inception_retrain.head_spec import HeadSpec
-from inception_retrain.schemas import parquet_metadata, write_document
+from inception_retrain.evaluation import metrics as M
+from inception_retrain.evaluation.report import write_evaluation_report
+from inception_retrain.plumbing.errors import DataError
+from inception_retrain.plumbing.schemas import parquet_metadata, write_document
+from inception_retrain.training.head_spec import HeadSpec
 
 # --- metrics, hand-computed ----------------------------------------------------------------
 #
@@ -137,8 +137,8 @@ def test_one_class_split_leaves_roc_auc_undefined_with_a_note():
 def test_evaluation_reports_are_complete_and_consistent(tiny_run):
     import keras
 
-    from inception_retrain.head import probabilities_to_scores
-    from inception_retrain.training_data import load_split
+    from inception_retrain.training.head import probabilities_to_scores
+    from inception_retrain.training.training_data import load_split
 
     run_dir, evaluation = tiny_run.run_dir, tiny_run.evaluation
     document = json.loads(evaluation.json_path.read_text())
@@ -202,7 +202,7 @@ def _rewrite_manifest(source, target, change):
 
 
 def test_one_class_test_split_gives_null_roc_auc_not_a_crash(tiny_run, tmp_path):
-    from inception_retrain.evaluation import evaluate
+    from inception_retrain.evaluation.evaluate import evaluate
 
     # The manifest decides labels: relabel every test image as class 0.
     def relabel(row):
@@ -228,7 +228,7 @@ def test_one_class_test_split_gives_null_roc_auc_not_a_crash(tiny_run, tmp_path)
 
 
 def test_empty_test_split_is_a_clear_data_error(tiny_run, tmp_path):
-    from inception_retrain.evaluation import evaluate
+    from inception_retrain.evaluation.evaluate import evaluate
 
     def no_test(row):
         row["split"] = "train" if row["split"] == "test" else row["split"]
@@ -243,7 +243,7 @@ def test_empty_test_split_is_a_clear_data_error(tiny_run, tmp_path):
 
 
 def test_test_images_without_cached_features_are_a_data_error(tiny_run, tmp_path):
-    from inception_retrain.evaluation import evaluate
+    from inception_retrain.evaluation.evaluate import evaluate
 
     table = pq.read_table(tiny_run.manifest.path)
     extra = next(r for r in table.to_pylist() if r["split"] == "test" and r["status"] == "ok")
@@ -259,10 +259,10 @@ def test_test_images_without_cached_features_are_a_data_error(tiny_run, tmp_path
 
 def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
     """A 3-class head on a small hand-made cache: per-class curves, macro metrics."""
-    from inception_retrain.evaluation import evaluate
-    from inception_retrain.feature_cache import FeatureCache
-    from inception_retrain.feature_parts import feature_schema, write_part
-    from inception_retrain.head import TrainedHead, build_head, compile_head
+    from inception_retrain.evaluation.evaluate import evaluate
+    from inception_retrain.features.feature_cache import FeatureCache
+    from inception_retrain.features.feature_parts import feature_schema, write_part
+    from inception_retrain.training.head import TrainedHead, build_head, compile_head
 
     rows = [r for r in pq.read_table(tiny_run.manifest.path).to_pylist() if r["status"] == "ok"]
     names = ["a", "b", "c"]

@@ -11,14 +11,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from inception_retrain.schemas import read_document
+from inception_retrain.plumbing.schemas import read_document
 
 # Runs in a fresh interpreter: load model.keras in safe mode, predict each raw test image
 # file, and call the SavedModel's `serve` signature on the same images.
 FRESH_PROCESS = """
 import json, sys
 import keras, numpy as np, tensorflow as tf
-from inception_retrain.images import load_rgb
+from inception_retrain.data.images import load_rgb
 
 model_dir, uris_path, out_path = sys.argv[1:]
 uris = json.load(open(uris_path))
@@ -61,8 +61,8 @@ def positive_probabilities(predictions_path, class_names):
 def test_exported_model_reproduces_pipeline_probabilities_in_a_fresh_process(
     tiny_run, tiny_version, tmp_path
 ):
-    from inception_retrain.evaluation import evaluate
-    from inception_retrain.extraction import extract_features
+    from inception_retrain.evaluation.evaluate import evaluate
+    from inception_retrain.features.extraction import extract_features
 
     names = tiny_run.manifest.class_names
     uris, expected32 = positive_probabilities(tiny_run.run_dir / "test_predictions.parquet", names)
@@ -89,8 +89,8 @@ def test_exported_model_reproduces_pipeline_probabilities_in_a_fresh_process(
 
 
 def test_version_folder_is_complete_and_describes_the_model(tiny_run, tiny_version):
-    from inception_retrain.files import read_umask  # noqa: F401
-    from inception_retrain.registry import REQUIRED_FILES, VERSION_PATTERN, list_versions
+    from inception_retrain.plumbing.files import read_umask  # noqa: F401
+    from inception_retrain.registry.versions import REQUIRED_FILES, VERSION_PATTERN, list_versions
 
     version_dir = tiny_version.path
     models = version_dir.parent
@@ -126,8 +126,8 @@ def test_version_folder_is_complete_and_describes_the_model(tiny_run, tiny_versi
 
 
 def test_failed_export_publishes_nothing(tiny_run, tmp_path):
-    from inception_retrain.export import export_model
-    from inception_retrain.registry import list_versions
+    from inception_retrain.registry.export import export_model
+    from inception_retrain.registry.versions import list_versions
 
     config = tiny_run.config.model_copy(update={"workdir": tmp_path / "work"})
     broken_head = tiny_run.head.model_copy(update={"head_path": tmp_path / "missing.keras"})

@@ -20,17 +20,17 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from inception_retrain.backbone import load_backbone
 from inception_retrain.cli.main import app
 from inception_retrain.config import RetrainConfig
-from inception_retrain.demo_data import CLASSES, demo_image
-from inception_retrain.extraction import extract_features
-from inception_retrain.feature_cache import list_caches
-from inception_retrain.feature_parts import TEMP_GLOB, parts
-from inception_retrain.ingest import ingest
-from inception_retrain.manifest import read_image_rows as read_ok_rows
-from inception_retrain.preprocess import image_dataset
-from inception_retrain.training_data import load_split
+from inception_retrain.data.demo_data import CLASSES, demo_image
+from inception_retrain.data.ingest import ingest
+from inception_retrain.data.manifest import read_image_rows as read_ok_rows
+from inception_retrain.features.backbone import load_backbone
+from inception_retrain.features.extraction import extract_features
+from inception_retrain.features.feature_cache import list_caches
+from inception_retrain.features.feature_parts import TEMP_GLOB, parts
+from inception_retrain.features.preprocess import image_dataset
+from inception_retrain.training.training_data import load_split
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -227,9 +227,9 @@ def test_corrupt_parts_are_quarantined_and_recomputed(tmp_path):
 _KILLED_RUN = """
 import os, sys, time
 from pathlib import Path
-from inception_retrain.manifest import Manifest
+from inception_retrain.data.manifest import Manifest
 from inception_retrain.config import RetrainConfig
-from inception_retrain.extraction import extract_features
+from inception_retrain.features.extraction import extract_features
 
 real_replace = os.replace
 renames = []

@@ -104,7 +104,7 @@ def test_an_empty_test_split_fails_the_run_right_after_ingest_with_a_summary(
     so the run fails right after ingest, with the failure summary in its run folder."""
     from inception_retrain.config import RetrainConfig
     from inception_retrain.flows.retrain import run_retrain
-    from inception_retrain.run_folder import read_config, read_status
+    from inception_retrain.runs.run_folder import read_config, read_status
 
     data = tmp_path / "data"
     for class_dir in (p for p in small_demo_dir.iterdir() if p.is_dir()):

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from inception_retrain.fused_rmsprop import FusedRMSprop
+from inception_retrain.training.fused_rmsprop import FusedRMSprop
 
 
 def train(optimizer, steps: int = 6, seed: int = 0, units: int = 48):
@@ -68,7 +68,7 @@ def test_a_second_model_of_the_same_shapes_trains_after_the_first_is_gone():
 RSS_SCRIPT = """
 import gc, json
 import numpy as np
-from inception_retrain.head import build_head, compile_head
+from inception_retrain.training.head import build_head, compile_head
 
 def rss_mib():
     status = open("/proc/self/status").read()

@@ -21,11 +21,11 @@ import pytest
 from PIL import Image
 
 from inception_retrain.config import RetrainConfig
-from inception_retrain.errors import DataError
-from inception_retrain.ingest import ingest, split_for
-from inception_retrain.manifest import SCHEMA as MANIFEST_SCHEMA
-from inception_retrain.manifest import SPLITS
-from inception_retrain.schemas import read_document
+from inception_retrain.data.ingest import ingest, split_for
+from inception_retrain.data.manifest import SCHEMA as MANIFEST_SCHEMA
+from inception_retrain.data.manifest import SPLITS
+from inception_retrain.plumbing.errors import DataError
+from inception_retrain.plumbing.schemas import read_document
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -384,7 +384,7 @@ def test_empty_folder_is_a_data_error(tmp_path):
 
 
 def test_demo_source_is_generated_and_its_broken_files_counted(tmp_path):
-    from inception_retrain.demo_data import BROKEN_FILES
+    from inception_retrain.data.demo_data import BROKEN_FILES
 
     config = RetrainConfig(data="demo", workdir=tmp_path / "w")
     manifest = ingest(config, tmp_path / "run")
@@ -457,7 +457,7 @@ def test_tfds_source_with_only_train_gets_hash_splits(tmp_path):
 def test_tfds_splits_map_to_split_folders(tmp_path):
     import tensorflow_datasets as tfds
 
-    from inception_retrain.tfds_source import materialise_tfds
+    from inception_retrain.data.tfds_source import materialise_tfds
 
     data_dir = tmp_path / "tfds"
     _tfds_metadata("beans", data_dir, {"train": 3, "validation": 3, "test": 3, "extra": 3})

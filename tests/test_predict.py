@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from inception_retrain.registry import write_champion
+from inception_retrain.registry.versions import write_champion
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def champion_workdir(tmp_path: Path, tiny_version) -> Path:
 def test_predict_files_writes_probabilities_and_reports_bad_files(
     tiny_run, tiny_version, inbox, tmp_path
 ):
-    from inception_retrain.predict import predict_files
+    from inception_retrain.registry.predict import predict_files
 
     folder, expected = inbox
     missing = tmp_path / "missing.png"
@@ -83,8 +83,8 @@ def test_predict_files_writes_probabilities_and_reports_bad_files(
 
 
 def test_parquet_output_and_bad_inputs(tiny_version, inbox, tmp_path):
-    from inception_retrain.errors import DataError, PipelineError
-    from inception_retrain.predict import predict_files
+    from inception_retrain.plumbing.errors import DataError, PipelineError
+    from inception_retrain.registry.predict import predict_files
 
     folder, expected = inbox
     output = tmp_path / "predictions.parquet"

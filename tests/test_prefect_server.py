@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prefect_fixtures import NIGHTLY, REPO, api_client, child_env, deployment_runs, tail
 
-from inception_retrain.run_folder import run_dir_for_flow_run
+from inception_retrain.runs.run_folder import run_dir_for_flow_run
 
 STAGE_PREFIXES = ("ingest-", "extract-", "train-", "evaluate-", "dropout-report-",
                   "decide-promotion-", "export-", "promote-", "report-")  # fmt: skip
@@ -146,8 +146,8 @@ def test_keyed_artifacts_hold_the_run_folder_reports(server_runs):
 
 def test_all_corrupt_run_failed_with_the_ingest_error_and_a_failure_summary(server_runs, tmp_path):
     from inception_retrain.config import RetrainConfig
-    from inception_retrain.errors import DataError
-    from inception_retrain.ingest import ingest
+    from inception_retrain.data.ingest import ingest
+    from inception_retrain.plumbing.errors import DataError
 
     # The DataError a user gets for this data, computed here independently of the server.
     with pytest.raises(DataError) as raised:

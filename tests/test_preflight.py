@@ -50,7 +50,7 @@ def text(path: Path, content: str = "not an image\n") -> Path:
 @pytest.fixture(scope="module")
 def inception():
     """Keras's InceptionV3 (include_top=False), as the backbone builds it (random weights)."""
-    from inception_retrain.backbone import _full_model
+    from inception_retrain.features.backbone import _full_model
 
     return _full_model("random:3", 75)
 
@@ -108,7 +108,7 @@ def weights_files(tmp_path_factory, inception) -> dict[str, Path]:
 
 
 def test_the_written_layout_is_keras_inception_v3(inception):
-    from inception_retrain.weights_file import CONV_KERNELS, LAYER_ORDER
+    from inception_retrain.features.weights_file import CONV_KERNELS, LAYER_ORDER
 
     with_weights = [layer for layer in inception.layers if layer.weights]
     kinds = {"Conv2D": "c", "BatchNormalization": "b"}
@@ -130,9 +130,9 @@ def test_the_written_layout_is_keras_inception_v3(inception):
     ],
 )  # fmt: skip
 def test_weights_check_agrees_with_keras(weights_files, name, fits):
-    from inception_retrain.backbone import load_backbone
-    from inception_retrain.errors import WeightsError
-    from inception_retrain.weights_file import check_weights_file
+    from inception_retrain.features.backbone import load_backbone
+    from inception_retrain.features.weights_file import check_weights_file
+    from inception_retrain.plumbing.errors import WeightsError
 
     path = weights_files[name]
     if fits:

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inception_retrain.images import load_rgb
-from inception_retrain.preprocess import check_image_size, image_dataset, preprocessing_layers
+from inception_retrain.data.images import load_rgb
+from inception_retrain.features.preprocess import (
+    check_image_size,
+    image_dataset,
+    preprocessing_layers,
+)
 
 RED, BLUE, GREEN, WHITE = (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from inception_retrain.evaluation import Evaluation
-from inception_retrain.files import read_json, write_json
-from inception_retrain.registry import ModelVersion
+from inception_retrain.evaluation.evaluate import Evaluation
+from inception_retrain.plumbing.files import read_json, write_json
+from inception_retrain.registry.versions import ModelVersion
 
 
 def add_version(
@@ -29,7 +29,7 @@ def add_version(
 
     Each copy stands for another model (its own head fingerprint), unless `same_model`.
     """
-    from inception_retrain.registry import models_dir, publish_version
+    from inception_retrain.registry.versions import models_dir, publish_version
 
     models = models_dir(workdir)
     models.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def registry(tmp_path, tiny_run, tiny_version):
 
 
 def promote_evaluated(version: ModelVersion, evaluation: Evaluation, config) -> ModelVersion:
-    from inception_retrain.promotion import promote
+    from inception_retrain.registry.promotion import promote
 
     return promote(version, evaluation, config, evaluation.json_path.parent)
 
@@ -87,9 +87,9 @@ def champion_version(workdir: Path) -> str:
 
 
 def test_first_model_becomes_champion_and_the_reports_show_it(registry):
-    from inception_retrain.evaluation_report import write_evaluation_report
-    from inception_retrain.promotion import promote, read_promotion
-    from inception_retrain.registry import resolve_model
+    from inception_retrain.evaluation.report import write_evaluation_report
+    from inception_retrain.registry.promotion import promote, read_promotion
+    from inception_retrain.registry.versions import resolve_model
 
     config, new_version, new_evaluation = registry
     version = new_version({"roc_auc": 0.7})
@@ -114,8 +114,8 @@ def test_first_model_becomes_champion_and_the_reports_show_it(registry):
 
 
 def test_challenger_must_reach_the_champion_score_minus_the_tolerance(registry):
-    from inception_retrain.evaluation_report import write_evaluation_report
-    from inception_retrain.promotion import promote
+    from inception_retrain.evaluation.report import write_evaluation_report
+    from inception_retrain.registry.promotion import promote
 
     config, new_version, new_evaluation = registry
     champion = new_version({"roc_auc": 0.80})
@@ -160,7 +160,7 @@ def test_neg_log_loss_prefers_the_lower_loss(registry):
 
 
 def test_champion_scored_on_another_test_split_is_rescored_on_the_current_one(registry, tiny_run):
-    from inception_retrain.promotion import promote
+    from inception_retrain.registry.promotion import promote
 
     config, new_version, new_evaluation = registry
     actual = tiny_run.evaluation.metrics
@@ -201,7 +201,7 @@ def test_a_champion_with_other_classes_cannot_be_compared_and_is_replaced(regist
 
 
 def test_resolve_model_errors_are_one_line(registry):
-    from inception_retrain.registry import ModelNotFoundError, resolve_model
+    from inception_retrain.registry.versions import ModelNotFoundError, resolve_model
 
     config, new_version, _ = registry
     with pytest.raises(ModelNotFoundError, match="no champion model") as error:
@@ -221,9 +221,9 @@ PROMOTER = """
 import itertools, sys
 from pathlib import Path
 from inception_retrain.config import RetrainConfig
-from inception_retrain.evaluation import Evaluation
-from inception_retrain.promotion import promote
-from inception_retrain.registry import ModelVersion
+from inception_retrain.evaluation.evaluate import Evaluation
+from inception_retrain.registry.promotion import promote
+from inception_retrain.registry.versions import ModelVersion
 
 workdir, evaluation_json, loop, *names = sys.argv[1:]
 config = RetrainConfig(workdir=workdir, promotion_tolerance=1.0)  # every challenger wins
@@ -237,7 +237,7 @@ for name in itertools.cycle(names) if loop == "loop" else names:
 
 
 def start_promoter(config, evaluation, names, loop=False, crash_at=None):
-    from inception_retrain.promotion import CRASH_ENV
+    from inception_retrain.registry.promotion import CRASH_ENV
 
     artifact = evaluation.json_path.parent / "evaluation-artifact.json"
     artifact.write_text(evaluation.model_dump_json())
@@ -252,7 +252,7 @@ def start_promoter(config, evaluation, names, loop=False, crash_at=None):
 
 
 def assert_champion_is_complete(workdir: Path, allowed: set[str]) -> str:
-    from inception_retrain.registry import is_complete
+    from inception_retrain.registry.versions import is_complete
 
     pointer = read_json(workdir / "models" / "champion.json")  # parses: never partial
     assert pointer["version"] in allowed
@@ -306,7 +306,7 @@ def test_publishing_leaves_staging_folders_alone_and_remove_leftovers_takes_them
     """Age tells nothing: an export's staging folder may be a day old and still be written.
     Leftovers are removed by `remove_leftovers`, which the next run calls once the workdir's
     lock says no export is alive (test_workdir.py)."""
-    from inception_retrain.registry import list_versions, models_dir, remove_leftovers
+    from inception_retrain.registry.versions import list_versions, models_dir, remove_leftovers
 
     config, new_version, _ = registry
     models = models_dir(config.workdir)
@@ -332,7 +332,7 @@ def test_publishing_leaves_staging_folders_alone_and_remove_leftovers_takes_them
 
 def test_the_champion_itself_is_not_promoted_again(registry):
     """A rerun on unchanged data trains the same head: it is not published again."""
-    from inception_retrain.promotion import decide_promotion
+    from inception_retrain.registry.promotion import decide_promotion
 
     config, new_version, new_evaluation = registry
     champion = new_version({"roc_auc": 0.7}, same_model=True)
@@ -355,8 +355,8 @@ def test_the_champion_itself_is_not_promoted_again(registry):
 
 
 def test_prune_keeps_the_champion_and_the_newest_versions(registry):
-    from inception_retrain.errors import PipelineError
-    from inception_retrain.registry import list_versions, models_dir, prune_versions
+    from inception_retrain.plumbing.errors import PipelineError
+    from inception_retrain.registry.versions import list_versions, models_dir, prune_versions
 
     config, new_version, new_evaluation = registry
     models = models_dir(config.workdir)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from inception_retrain.backbone import WeightsDownloadError
-from inception_retrain.errors import DownloadError, WeightsError
+from inception_retrain.data.tfds_source import TfdsDownloadError
+from inception_retrain.features.backbone import WeightsDownloadError
+from inception_retrain.plumbing.errors import DownloadError, WeightsError
 from inception_retrain.tasks.extract import extract_task
 from inception_retrain.tasks.ingest import materialise_tfds_task
 from inception_retrain.tasks.runtime import retry_on_download_error
-from inception_retrain.tfds_source import TfdsDownloadError
 
 
 def _flaky(error: Exception, failures: int):
@@ -50,7 +50,7 @@ def test_the_stages_that_download_retry_only_downloads():
 def test_the_retry_condition_reads_the_failed_states_exception():
     from prefect.states import Failed
 
-    from inception_retrain.errors import DataError
+    from inception_retrain.plumbing.errors import DataError
 
     assert retry_on_download_error(None, None, Failed(data=TfdsDownloadError("network down")))
     assert not retry_on_download_error(None, None, Failed(data=DataError("unknown name")))

@@ -29,18 +29,19 @@ import pytest
 import yaml
 from prefect_fixtures import child_env, free_port, tail
 
-from inception_retrain import feature_compute, storage
 from inception_retrain.config import RetrainConfig
-from inception_retrain.extraction import (
+from inception_retrain.data.ingest import ingest
+from inception_retrain.data.manifest import open_manifest, read_image_rows
+from inception_retrain.features import feature_compute
+from inception_retrain.features.extraction import (
     extract_features,
     finish_extraction,
     plan_extraction,
 )
-from inception_retrain.feature_compute import compute_shard
-from inception_retrain.feature_parts import load_rows, parts
-from inception_retrain.head_spec import HeadSpec
-from inception_retrain.ingest import ingest
-from inception_retrain.manifest import open_manifest, read_image_rows
+from inception_retrain.features.feature_compute import compute_shard
+from inception_retrain.features.feature_parts import load_rows, parts
+from inception_retrain.plumbing import storage
+from inception_retrain.training.head_spec import HeadSpec
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -242,7 +243,7 @@ def test_cluster_workers_bound_tensorflow_threads_and_predict_in_shards(
 
     from inception_retrain.flows.cluster import dask_cluster
     from inception_retrain.flows.predict import batch_predict
-    from inception_retrain.predict import predict_files
+    from inception_retrain.registry.predict import predict_files
 
     inbox = tmp_path / "inbox"
     for i, row in enumerate(
@@ -268,8 +269,8 @@ def test_cluster_workers_bound_tensorflow_threads_and_predict_in_shards(
 
 
 def test_a_cache_on_s3_trains_like_a_local_cache(s3, small_demo_dir, random_weights_file, tmp_path):
-    from inception_retrain.feature_cache import list_caches, reading
-    from inception_retrain.training import read_history, train_head
+    from inception_retrain.features.feature_cache import list_caches, reading
+    from inception_retrain.training.train import read_history, train_head
 
     s3.upload_file(str(random_weights_file), BUCKET, "weights/random.weights.h5")
     heads = {}
@@ -299,7 +300,7 @@ def test_a_cache_on_s3_trains_like_a_local_cache(s3, small_demo_dir, random_weig
 
 
 def test_predict_reads_images_from_s3(s3, tiny_run, tiny_version, tmp_path):
-    from inception_retrain.predict import predict_files
+    from inception_retrain.registry.predict import predict_files
 
     rows = pq.read_table(tiny_run.run_dir / "test_predictions.parquet").to_pylist()[:4]
     for i, row in enumerate(rows):
@@ -382,7 +383,7 @@ _STALL_AFTER_WRITING = """
 # Dask may run a preload file twice in one namespace: patch once, keep the real function.
 import time
 from pathlib import Path
-from inception_retrain import feature_compute
+from inception_retrain.features import feature_compute
 
 if not getattr(feature_compute.write_part, "stalls", False):
     def write_then_hang(*args, _real=feature_compute.write_part, **kwargs):
@@ -427,7 +428,7 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
             "--feature-cache", f"s3://{BUCKET}/dask-cache", "--cluster", scheduler,
             "--shard-rows", "4", *SMALL_RUN,
         ]  # fmt: skip
-        from inception_retrain.backbone import save_random_weights
+        from inception_retrain.features.backbone import save_random_weights
 
         weights = save_random_weights(tmp_path / "w.weights.h5", image_size=75, seed=0)
         s3.upload_file(str(weights), BUCKET, "weights/scheduler-test.weights.h5")

@@ -1,4 +1,4 @@
-"""`inception_retrain.statistics` on data built so that the answer is known.
+"""`inception_retrain.evaluation.statistics` on data built so that the answer is known.
 
 Intervals are checked against scipy's own t test and by coverage over many simulated
 experiments; the decision rule on intervals that lie clearly above, below or across its
@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from inception_retrain import statistics as st
+from inception_retrain.evaluation import statistics as st
 
 
 def test_paired_t_interval_matches_scipy_and_d_z():

@@ -17,17 +17,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inception_retrain import feature_parts
 from inception_retrain.config import RetrainConfig
-from inception_retrain.device import select_device
-from inception_retrain.errors import DeviceError
-from inception_retrain.feature_cache import FeatureCache
-from inception_retrain.fit import fit, fit_head, new_head
-from inception_retrain.head_spec import HeadSpec
-from inception_retrain.manifest import Manifest, read_image_rows
-from inception_retrain.schemas import parquet_metadata, read_document
-from inception_retrain.training import train_head
-from inception_retrain.training_data import IN_MEMORY, STREAMING, load_split, load_training_data
+from inception_retrain.data.manifest import Manifest, read_image_rows
+from inception_retrain.features import feature_parts
+from inception_retrain.features.feature_cache import FeatureCache
+from inception_retrain.plumbing.errors import DeviceError
+from inception_retrain.plumbing.schemas import parquet_metadata, read_document
+from inception_retrain.training.device import select_device
+from inception_retrain.training.fit import fit, fit_head, new_head
+from inception_retrain.training.head_spec import HeadSpec
+from inception_retrain.training.train import train_head
+from inception_retrain.training.training_data import (
+    IN_MEMORY,
+    STREAMING,
+    load_split,
+    load_training_data,
+)
 
 SMALL = (2, 2, 8)
 
@@ -378,7 +383,7 @@ def test_the_prefect_task_retries_only_unexpected_failures():
 
 
 def test_under_mixed_precision_the_head_outputs_float32():
-    from inception_retrain.head import build_head
+    from inception_retrain.training.head import build_head
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")

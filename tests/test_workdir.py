@@ -16,16 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from inception_retrain import run_folder, workdir
-from inception_retrain.errors import BusyError
-from inception_retrain.schemas import write_document
+from inception_retrain.plumbing.errors import BusyError
+from inception_retrain.plumbing.schemas import write_document
+from inception_retrain.runs import run_folder, workdir
 
 CLI = Path(sys.executable).parent / "inception-retrain"
 
 RUN = """
 import os, signal, sys
 from pathlib import Path
-from inception_retrain import feature_cache, run_folder, workdir
+from inception_retrain.features import feature_cache
+from inception_retrain.runs import run_folder
+from inception_retrain.runs import workdir
 
 work, mode = sys.argv[1], sys.argv[2]
 if mode == "extract":  # an extraction writing a cache, outside any run
@@ -196,7 +198,7 @@ def test_recover_removes_what_dead_processes_left_and_nothing_a_live_one_writes(
 
 
 def fake_version(models: Path, number: int, size: int) -> str:
-    from inception_retrain.registry import REQUIRED_FILES
+    from inception_retrain.registry.versions import REQUIRED_FILES
 
     name = f"v{number:04d}-20260101T00000{number}Z"
     for file in REQUIRED_FILES:
@@ -206,7 +208,7 @@ def fake_version(models: Path, number: int, size: int) -> str:
 
 
 def test_models_prune_command_keeps_the_champion_and_the_newest(tmp_path):
-    from inception_retrain.registry import list_versions, write_champion
+    from inception_retrain.registry.versions import list_versions, write_champion
 
     models = tmp_path / "work" / "models"
     names = [fake_version(models, n, 250_000) for n in range(1, 6)]
@@ -234,7 +236,11 @@ def test_models_prune_command_keeps_the_champion_and_the_newest(tmp_path):
 
 
 def write_cache(work: Path, fingerprint: str, last_used: str) -> Path:
-    from inception_retrain.feature_cache import BACKBONE_JSON, BACKBONE_KIND, BACKBONE_VERSION
+    from inception_retrain.features.feature_cache import (
+        BACKBONE_JSON,
+        BACKBONE_KIND,
+        BACKBONE_VERSION,
+    )
 
     cache_dir = work / "cache" / fingerprint
     info = {"fingerprint": fingerprint, "inputs": {}, "created": last_used, "last_used": last_used}
@@ -243,7 +249,7 @@ def write_cache(work: Path, fingerprint: str, last_used: str) -> Path:
 
 
 def write_sweep(work: Path, name: str, fingerprint: str | None, results: int) -> Path:
-    from inception_retrain.files import write_json
+    from inception_retrain.plumbing.files import write_json
 
     folder = work / "sweeps" / name
     folder.mkdir(parents=True)

@@ -1,6 +1,6 @@
 """The trained head as a chain of Keras layers, and how to see the masks Dropout draws.
 
-The head (`inception_retrain.head`) is a straight chain `flatten, hidden_1, [dropout_1],
+The head (`inception_retrain.training.head`) is a straight chain `flatten, hidden_1, [dropout_1],
 hidden_2, [dropout], predictions`. Measurements call those layer objects directly, so they use the
 trained weights (no copies) and can run the chain with Dropout on or off, swap a Dropout for
 another rate, or graft the chain onto the frozen backbone to get one model over every layer.

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from inception_retrain import statistics
 from inception_retrain.dropout import sweep as grid
 from inception_retrain.dropout.claims import (
     EFFECT,
@@ -47,6 +46,7 @@ from inception_retrain.dropout.claims import (
 from inception_retrain.dropout.direct import ActivationOrder
 from inception_retrain.dropout.inference import Inference
 from inception_retrain.dropout.sweep_summary import ConfigSummary, SweepSummary
+from inception_retrain.evaluation import statistics
 
 ALPHA = 0.05
 MIN_PAIRS = 3  # seed pairs a comparison needs once degenerate trainings are left out

@@ -294,7 +294,7 @@ def measure_fit_masks(
     """Masks of every step of one real `fit` epoch of a copy of the head (last Dropout)."""
     import keras
 
-    from inception_retrain.head import compile_head
+    from inception_retrain.training.head import compile_head
 
     rows = min(len(features), max_rows)
     features, labels = features[:rows], labels[:rows]

@@ -79,7 +79,7 @@ def measure_frozen(
     """
     import keras
 
-    from inception_retrain.head import compile_head
+    from inception_retrain.training.head import compile_head
 
     x = backbone.output
     for layer in chain.head_layers(head_copy):
@@ -133,7 +133,7 @@ def cache_training_facts(head, feature_shape, backbone=None, cache_metadata=None
     matches = None
     recorded = (cache_metadata or {}).get("weights_sha256")
     if backbone is not None and recorded:
-        from inception_retrain.backbone import weights_digest
+        from inception_retrain.features.backbone import weights_digest
 
         matches = weights_digest(backbone) == recorded
     return CacheFacts(

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inception_retrain import statistics
 from inception_retrain.dropout import chain
-from inception_retrain.head import probabilities_to_scores
-from inception_retrain.metrics import roc_auc
+from inception_retrain.evaluation import statistics
+from inception_retrain.evaluation.metrics import roc_auc
+from inception_retrain.training.head import probabilities_to_scores
 
 MAX_IMAGE_ROWS = 1000  # per-image rows kept in the JSON
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_retrain import feature_cache
 from inception_retrain.config import RetrainConfig
+from inception_retrain.data.manifest import SPLITS, Manifest, read_image_rows
 from inception_retrain.dropout.measurements import Measurements, RunContext
 from inception_retrain.dropout.sweep_summary import SweepSummary
-from inception_retrain.errors import DataError, PipelineError
-from inception_retrain.feature_cache import FeatureCache
-from inception_retrain.head import TrainedHead
-from inception_retrain.manifest import SPLITS, Manifest, read_image_rows
+from inception_retrain.features import feature_cache
+from inception_retrain.features.feature_cache import FeatureCache
+from inception_retrain.plumbing.errors import DataError, PipelineError
+from inception_retrain.training.head import TrainedHead
 
 FORWARD_IMAGES = 8  # real images through the full model (F1) and its fit steps (F3)
 FROZEN_BATCH = 4  # batch size of F3's fit steps: 2 real steps on FORWARD_IMAGES images
@@ -59,7 +59,7 @@ def _image_uris(manifest_path: Path, content_ids: list[str]) -> list[str]:
 
 
 def _load_images(uris: list[str], image_size: int) -> np.ndarray:
-    from inception_retrain.preprocess import image_dataset
+    from inception_retrain.features.preprocess import image_dataset
 
     batches = [np.asarray(b) for b in image_dataset(uris, image_size, batch_size=len(uris))]
     return np.concatenate(batches)
@@ -91,7 +91,6 @@ def dropout_report(
 def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
     import keras
 
-    from inception_retrain.backbone import load_backbone
     from inception_retrain.dropout import (
         backward,
         direct,
@@ -103,8 +102,9 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
     )
     from inception_retrain.dropout.chain import copy_head, measurement_layers
     from inception_retrain.dropout.verdicts import judge
-    from inception_retrain.feature_parts import read_metadata
-    from inception_retrain.training_data import load_split
+    from inception_retrain.features.backbone import load_backbone
+    from inception_retrain.features.feature_parts import read_metadata
+    from inception_retrain.training.training_data import load_split
 
     run_dir = Path(run_dir)
     n_classes = len(manifest.class_names)

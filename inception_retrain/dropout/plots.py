@@ -24,7 +24,7 @@ import numpy as np
 from inception_retrain.dropout.claims import Entry
 from inception_retrain.dropout.effects import label
 from inception_retrain.dropout.measurements import Measurements
-from inception_retrain.figures import new_figure, save_png
+from inception_retrain.evaluation.figures import new_figure, save_png
 
 
 def forward_layers(m: Measurements):

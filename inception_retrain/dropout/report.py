@@ -21,9 +21,9 @@ from inception_retrain.dropout.claims import KINDS, Entry
 from inception_retrain.dropout.effects import label
 from inception_retrain.dropout.measurements import Measurements, as_json
 from inception_retrain.dropout.verdicts import tally
-from inception_retrain.files import atomic_write
-from inception_retrain.reports import render
-from inception_retrain.schemas import write_document
+from inception_retrain.evaluation.reports import render
+from inception_retrain.plumbing.files import atomic_write
+from inception_retrain.plumbing.schemas import write_document
 
 KIND, VERSION, FILE_NAME = "dropout-impact", 2, "dropout_impact.json"
 TITLE = "Which layers does Dropout affect? Dropout-impact report"

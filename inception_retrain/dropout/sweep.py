@@ -12,7 +12,7 @@ Rate 0 and placement "none" build the same head (no dropout), so such cells map 
 
 Each cell is trained once per seed in `seeds`. A seed fixes the initial weights, the data
 order and the dropout masks' stream, the same for every cell, so cells are compared seed by
-seed (`inception_retrain.statistics`). A training (`train_cell`) is the training stage's own
+seed (`inception_retrain.evaluation.statistics`). A training (`train_cell`) is the training stage's own
 loop (`fit.fit`): up to `epochs` epochs, early stopping on validation loss with `patience`
 and the best epoch's weights restored (without a validation split: every epoch, last
 weights). It runs on the process's one traced model (`sweep_model.sweep_head`): no model is
@@ -46,7 +46,7 @@ from inception_retrain.dropout.sweep_summary import (
     split_roles,
     summarize_config,
 )
-from inception_retrain.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
+from inception_retrain.training.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 
 SweepGrid = Literal["claims", "full"]
 SEED_CELL = (0.2, "after_dense2")  # the question's Dropout(0.2) after Dense(1024)
@@ -151,7 +151,7 @@ def trainings(spec: SweepSpec) -> list[SweepCell]:
 @functools.lru_cache(maxsize=1)
 def _training_splits(cache_dir: str, manifest_path: str, batch_size: int) -> tuple:
     """(train, validation or None) as `ReusedSplit`s, built once per process."""
-    from inception_retrain.dropout.sweep_model import ReusedSplit
+    from inception_retrain.training.reusable_head import ReusedSplit
 
     splits = _splits(cache_dir, manifest_path)
     (x, y), (xv, yv) = splits["train"], splits["validation"]
@@ -163,7 +163,7 @@ def _training_splits(cache_dir: str, manifest_path: str, batch_size: int) -> tup
 @functools.lru_cache(maxsize=1)
 def _splits(cache_dir: str, manifest_path: str) -> dict:
     """train/validation/test (features, labels) from the cache, loaded once per process."""
-    from inception_retrain.training_data import load_split
+    from inception_retrain.training.training_data import load_split
 
     splits = {}
     for split in SPLITS:
@@ -174,8 +174,8 @@ def _splits(cache_dir: str, manifest_path: str) -> dict:
 
 def train_cell(spec: SweepSpec, cell: SweepCell) -> TrainingResult:
     """Train one head of the sweep on the process's traced model and score it."""
-    from inception_retrain.dropout.sweep_model import sweep_head
-    from inception_retrain.fit import op_determinism
+    from inception_retrain.training.fit import op_determinism
+    from inception_retrain.training.reusable_head import sweep_head
 
     started = time.perf_counter()
     splits = _splits(str(spec.cache_dir), str(spec.manifest_path))

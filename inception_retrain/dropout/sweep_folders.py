@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from inception_retrain.dropout.sweep_store import KEY_FILE
-from inception_retrain.feature_cache import cache_dir_for
-from inception_retrain.files import read_json
+from inception_retrain.features.feature_cache import cache_dir_for
+from inception_retrain.plumbing.files import read_json
 
 SWEEPS = "sweeps"
 TRASH_PREFIX = ".trash-"

@@ -49,19 +49,19 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from inception_retrain.dropout.sweep_summary import TrainingResult
-from inception_retrain.files import read_json, sha256_file, write_json
+from inception_retrain.plumbing.files import read_json, sha256_file, write_json
 
 CODE_VERSION = 2  # bump when a sweep training or its stored result changes meaning
 KEY_FILE = "key.json"
 TRAINING_MODULES = (
     "inception_retrain.dropout.sweep",
-    "inception_retrain.dropout.sweep_model",
+    "inception_retrain.training.reusable_head",
     "inception_retrain.dropout.sweep_summary",
-    "inception_retrain.fit",
-    "inception_retrain.head",
-    "inception_retrain.head_spec",
-    "inception_retrain.fused_rmsprop",
-    "inception_retrain.training_data",
+    "inception_retrain.training.fit",
+    "inception_retrain.training.head",
+    "inception_retrain.training.head_spec",
+    "inception_retrain.training.fused_rmsprop",
+    "inception_retrain.training.training_data",
 )
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy")
 
@@ -86,8 +86,8 @@ def default_sweeps_dir(cache_dir: Path) -> Path | None:
 def training_rows_fingerprint(cache_dir: Path, manifest_path: Path) -> str:
     """sha256 over the sorted (content_id, label_index, split) of the manifest's ok rows
     that have cached features: exactly the rows a sweep trains and scores on."""
-    from inception_retrain.feature_parts import cached_ids
-    from inception_retrain.manifest import keys_fingerprint, read_image_rows
+    from inception_retrain.data.manifest import keys_fingerprint, read_image_rows
+    from inception_retrain.features.feature_parts import cached_ids
 
     cached = cached_ids(cache_dir)
     rows = read_image_rows(manifest_path)
@@ -139,7 +139,7 @@ class SweepStore(BaseModel):
         """The store for `spec`'s data, or None when no sweeps folder is known (the spec
         has no `sweeps_dir` and its cache is not at WORKDIR/cache/<fingerprint>) or the
         cache records no backbone fingerprint."""
-        from inception_retrain.feature_parts import read_metadata
+        from inception_retrain.features.feature_parts import read_metadata
 
         root = spec.sweeps_dir or default_sweeps_dir(spec.cache_dir)
         if root is None:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from inception_retrain import statistics
+from inception_retrain.evaluation import statistics
 
 LOSS_EPS = 1e-7
 NO_DROPOUT = (0.0, "none")

@@ -1,0 +1,144 @@
+"""evaluation.md and evaluation.html: the evaluation of a run, for people.
+
+Rendered from the run's evaluation.json and, once made, its promotion decision
+(promotion.json), by the templates `evaluation.md.j2` and `evaluation.html.j2`. The HTML is
+one self-contained file (every plot embedded); the Markdown links the PNGs beside it. A
+backbone with random weights puts a banner at the top of both.
+
+    >>> md_path, html_path = write_evaluation_report(run_dir, promotion=record)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
+from inception_retrain.evaluation.evaluate import FILE_NAME, HEADLINE, read_evaluation
+from inception_retrain.evaluation.plots import TITLES
+from inception_retrain.evaluation.reports import render
+from inception_retrain.plumbing.files import atomic_write
+
+PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
+AUGMENT_COLUMNS = ["claim", "reference", "compared", "improvement [95% CI]", "d_z", "verdict"]
+AUGMENT_TRAINING_COLUMNS = [
+    "seed", "dropout", "views", "epochs", "accuracy", "log_loss", "ece", "gap"
+]  # fmt: skip
+CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
+MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
+
+
+def _summary(doc: dict) -> list[tuple[str, str]]:
+    backbone = doc["backbone"]
+    return [
+        ("run folder", doc["run_dir"]),
+        ("test images", str(doc["n_test"])),
+        ("classes", ", ".join(doc["class_names"])),
+        ("averaging", doc["metrics"]["averaging"]),
+        ("backbone weights", backbone["weights_description"]),
+        ("backbone", f"InceptionV3 up to {backbone['layer']}, {backbone['image_size']} px"),
+        ("backbone fingerprint", backbone["fingerprint"]),
+        ("head fingerprint", doc["head"]["fingerprint"]),
+        ("test split fingerprint", doc["test_split_fingerprint"]),
+        ("manifest fingerprint", doc["manifest"]["fingerprint"]),
+    ]
+
+
+def _promotion_rows(record: dict) -> list[tuple[str, object]]:
+    return [
+        ("decision", record["decision"]),
+        ("version", record.get("version") or "not published"),
+        ("metric", record["metric"]),
+        ("new model score", record["score"]),
+        ("champion", record["previous_champion"] or "none"),
+        ("champion score", record["champion_score"]),
+        ("champion score source", record["champion_score_source"] or "n/a"),
+        ("tolerance", record["tolerance"]),
+        ("reason", record["reason"]),
+    ]
+
+
+def _effect_rows(effects) -> list[dict]:
+    return [
+        {
+            "claim": m.claim,
+            "reference": f"{m.reference_label}: {m.mean_reference:.4f}",
+            "compared": f"{m.compared_label}: {m.mean_compared:.4f}",
+            "improvement [95% CI]": m.interval.text(4),
+            "d_z": m.effect_size,
+            "verdict": m.verdict,
+        }
+        for m in effects
+    ]
+
+
+def _augmentation(section: dict | None) -> dict | None:
+    """The evaluation's augmentation section for the templates (None without views)."""
+    if not section:
+        return None
+    effect = AugmentationEffect.model_validate(section)
+    trainings = [
+        {"seed": t.seed, "views": t.views, "dropout": "yes" if t.dropout else "no",
+         "epochs": t.epochs_run, **t.scores}
+        for t in sorted(effect.trainings, key=lambda t: (t.seed, not t.dropout, t.views))
+    ]  # fmt: skip
+    ranges = ", ".join(f"{key} {value}" for key, value in effect.policy.items())
+    summary = [
+        ("views per train image (K)", effect.views),
+        ("policy", f"{effect.policy_fingerprint} ({ranges})"),
+        ("seeds", ", ".join(map(str, effect.seeds))),
+        ("train images / cached view rows / test images",
+         f"{effect.n_train} / {effect.n_view_rows} / {effect.n_test}"),
+        ("training", f"up to {effect.epochs} epochs, patience {effect.patience}, "
+                     f"batch {effect.batch_size}, {effect.data_mode}"),
+        ("trainings of the run's head predicting one class for every test image",
+         f"{effect.degenerate['without']} without views, {effect.degenerate['with']} with"),
+        ("seconds", round(effect.seconds, 1)),
+    ]  # fmt: skip
+    return {
+        "rows": _effect_rows(effect.metrics),
+        "overfitting": _effect_rows(effect.overfitting),
+        "trainings": trainings,
+        "summary": summary,
+        "views": effect.views,
+    }
+
+
+def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
+    """What the evaluation templates are filled with."""
+    names = doc["class_names"]
+    matrix = doc["metrics"]["confusion_matrix"]
+    return {
+        "title": "Evaluation report",
+        "doc": doc,
+        "run_dir": Path(run_dir),
+        "random_weights": doc["backbone"]["weights_description"]
+        if doc["backbone"]["random_weights"]
+        else "",
+        "summary": _summary(doc),
+        "headline": [{"metric": k, "value": doc["metrics"][k]} for k in HEADLINE],
+        "per_class_columns": PER_CLASS_COLUMNS,
+        "confusion_columns": ["true \\ predicted", *names],
+        "confusion": [[names[i], *row] for i, row in enumerate(matrix)],
+        "calibration_columns": CALIBRATION_COLUMNS,
+        "calibration": [
+            {"bin": f"[{b['lower']:.1f}, {b['upper']:.1f})", **b}
+            for b in doc["metrics"]["calibration"]["bins"]
+            if b["count"]
+        ],
+        "misclassified_columns": MISCLASSIFIED_COLUMNS,
+        "titles": TITLES,
+        "promotion": promotion,
+        "promotion_rows": _promotion_rows(promotion) if promotion else [],
+        "augmentation": _augmentation(doc.get("augmentation")),
+        "augment_columns": AUGMENT_COLUMNS,
+        "augment_training_columns": AUGMENT_TRAINING_COLUMNS,
+    }
+
+
+def write_evaluation_report(run_dir: Path, promotion: dict | None = None) -> tuple[Path, Path]:
+    """Render evaluation.md and evaluation.html into `run_dir`; returns their paths."""
+    run_dir = Path(run_dir)
+    values = context(read_evaluation(run_dir / FILE_NAME), run_dir, promotion)
+    md_path = atomic_write(run_dir / "evaluation.md", render("evaluation.md.j2", **values))
+    html_path = atomic_write(run_dir / "evaluation.html", render("evaluation.html.j2", **values))
+    return md_path, html_path

@@ -1,0 +1,80 @@
+"""The batch-prediction flow: score image files or folders with a registered model.
+
+Deployable on its own (it needs only a model under WORKDIR/models, not the retrain flow):
+
+    python -m inception_retrain.flows.predict   # serves "batch-predict" (no work pool)
+    batch_predict(paths=["/data/inbox"], output="/data/out/predictions.parquet")
+
+`model` is "champion" (resolved when the run starts, so a newer champion is picked up) or a
+version name. Bad image files become error rows in the output, never a failed run; a missing
+model or an empty input fails the run with a one-line message.
+
+`cluster` ("local:N" or "tcp://HOST:PORT", as `RetrainConfig.cluster`) scores shards of
+`shard_files` input files as one task run each on a Dask cluster (flows/cluster.py); the
+output is the same table, written once by the flow. Inputs may be local paths or URIs
+(s3://bucket/prefix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from inception_retrain.flows.cluster import dask_cluster, task_runner
+from inception_retrain.registry.predict import check_output, find_inputs
+from inception_retrain.registry.versions import resolve_model
+from inception_retrain.tasks.predict import (
+    predict_files_task,
+    predict_shard_task,
+    write_predictions_task,
+)
+
+SHARD_FILES = 256
+
+
+@flow(name="batch-predict", log_prints=True)
+def batch_predict(
+    paths: list[str],
+    output: str = "predictions.csv",
+    model: str = "champion",
+    workdir: str = "workdir",
+    cluster: str | None = None,
+    shard_files: int = SHARD_FILES,
+) -> dict:
+    """Predict every image under `paths` with `model`; write `output` (.csv or .parquet)."""
+    logger = get_run_logger()
+    model_dir = resolve_model(workdir, model)
+    logger.info("model %s: %s", model, model_dir)
+    if cluster:
+        summary = _predict_on_cluster(model_dir, paths, Path(output), cluster, shard_files)
+    else:  # called, not submitted: TensorFlow runs on the flow's main thread
+        summary = predict_files_task(model_dir, paths, Path(output))
+    logger.info(
+        "%d images, %d failed -> %s", summary["n_files"], summary["n_failed"], summary["output"]
+    )
+    return summary
+
+
+@flow(name="predict-shards")
+def predict_shards(model_dir: Path, paths: list[str], output: Path, shard_files: int) -> dict:
+    inputs = find_inputs(paths)
+    shards = inputs.shards(max(1, shard_files))
+    get_run_logger().info("%d files in %d shards", len(inputs.files), len(shards))
+    futures = [
+        predict_shard_task.submit(model_dir, files, index) for index, files in enumerate(shards)
+    ]
+    return write_predictions_task(model_dir, inputs, [f.result() for f in futures], output)
+
+
+def _predict_on_cluster(model_dir, paths, output, cluster: str, shard_files: int) -> dict:
+    check_output(output)
+    with dask_cluster(cluster) as address:
+        runner = task_runner(address)
+        return predict_shards.with_options(task_runner=runner)(
+            model_dir, paths, output, shard_files
+        )
+
+
+if __name__ == "__main__":
+    batch_predict.serve(name="batch-predict")

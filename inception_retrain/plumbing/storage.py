@@ -1,0 +1,272 @@
+"""Where shared files live: a local path, `file://PATH`, or `s3://bucket/prefix`.
+
+Images, backbone weights and the feature cache may live at such a location, so that a Dask
+worker on another machine needs nothing local; run folders and the model registry always
+stay in the run's local workdir. This module is the one place that turns a location into
+file-system calls (fsspec; `s3fs` for `s3://`), so the rest of the library passes locations
+around and never imports fsspec.
+
+    >>> loc = location("s3://features/team-a")      # a str for a remote location
+    >>> join(loc, "0123abcd", "part-x.parquet")
+    's3://features/team-a/0123abcd/part-x.parquet'
+    >>> location("file:///data/cache"), location("workdir/cache")   # local: an absolute Path
+    (PosixPath('/data/cache'), PosixPath('/home/me/workdir/cache'))
+    >>> write_bytes(join(loc, "a.bin"), b"...")     # atomic: the object or file appears whole
+    >>> check_reachable("s3://features/team-a")     # StorageError (one line) if it is not
+
+Semantics:
+  * A local location is a `Path` (absolute), a remote one a `str` URI. Code outside this
+    project sometimes wraps a location in `Path`, which turns `s3://b/k` into `s3:/b/k`;
+    `location` restores that form, so such a wrapper loses nothing.
+  * Writes are atomic: a local file goes through `files.atomic_file` (temp file + rename); an
+    object is uploaded in one request (or one multipart upload), and S3 makes it visible only
+    once complete. So a killed writer never leaves a partial part anywhere.
+  * Credentials and endpoints come only from the object-store client's standard environment
+    and configuration (for S3: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`,
+    `~/.aws/config`, instance roles; `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an
+    S3-compatible server such as MinIO), never from the config file, and never in a report.
+  * An unreachable bucket or a missing prefix is a `StorageError` (one line) from
+    `check_reachable`, which the run calls before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import tempfile
+from pathlib import Path
+
+from inception_retrain.plumbing.errors import ConfigError
+from inception_retrain.plumbing.files import atomic_write
+
+REMOTE_SCHEMES = ("s3",)
+_URI = re.compile(r"^([a-z][a-z0-9+.-]*)://(.*)$")
+_PATH_MANGLED = re.compile(r"^(s3):/([^/].*)$")  # what Path("s3://b/k") prints as
+
+
+class StorageError(ConfigError):
+    """A location cannot be reached or used (no bucket, no credentials, not a folder)."""
+
+
+def location(value: str | os.PathLike[str]) -> Path | str:
+    """The canonical form of a location: an absolute `Path` if local, else a URI `str`."""
+    text = os.fspath(value)
+    if mangled := _PATH_MANGLED.match(text):
+        text = f"{mangled.group(1)}://{mangled.group(2)}"
+    if match := _URI.match(text):
+        scheme, rest = match.groups()
+        if scheme == "file":
+            return Path(rest or "/").absolute()
+        if scheme not in REMOTE_SCHEMES:
+            raise StorageError(f"unsupported location {text!r}: use a path, file:// or s3://")
+        if not rest.strip("/"):
+            raise StorageError(f"{text!r} names no bucket")
+        return f"{scheme}://{rest.rstrip('/')}"
+    return Path(text).expanduser().absolute()
+
+
+def looks_like_uri(text: str) -> bool:
+    """Whether `text` is written as a URI (`scheme://...`), supported or not."""
+    return bool(_URI.match(text) or _PATH_MANGLED.match(text))
+
+
+def is_remote(value: str | os.PathLike[str]) -> bool:
+    return isinstance(location(value), str)
+
+
+def join(base: str | os.PathLike[str], *names: str) -> Path | str:
+    base = location(base)
+    return base.joinpath(*names) if isinstance(base, Path) else posixpath.join(base, *names)
+
+
+def name(value: str | os.PathLike[str]) -> str:
+    loc = location(value)
+    return loc.name if isinstance(loc, Path) else posixpath.basename(loc)
+
+
+def parent(value: str | os.PathLike[str]) -> Path | str:
+    loc = location(value)
+    return loc.parent if isinstance(loc, Path) else posixpath.dirname(loc)
+
+
+def _filesystem(uri: str):
+    """(fsspec file system, path inside it) of a remote URI; instances are cached by fsspec,
+    so a worker process keeps one connection pool per store."""
+    import fsspec.core
+
+    return fsspec.core.url_to_fs(uri)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300]}" if text else type(error).__name__
+
+
+def _remote_error(uri: str, error: BaseException) -> StorageError:
+    return StorageError(f"cannot use {uri}: {_reason(error)}")
+
+
+def list_files(folder: str | os.PathLike[str], pattern: str) -> list[Path | str]:
+    """Files directly in `folder` whose name matches the glob `pattern`, sorted by name."""
+    folder = location(folder)
+    if isinstance(folder, Path):
+        return sorted(folder.glob(pattern))
+    fs, path = _filesystem(folder)
+    try:
+        found = fs.glob(posixpath.join(path, pattern), refresh=True)
+    except FileNotFoundError:
+        return []
+    except Exception as error:  # credentials, network, no bucket: the user's to fix
+        raise _remote_error(folder, error) from None
+    return sorted((f"{folder.split('://')[0]}://{p}" for p in found), key=posixpath.basename)
+
+
+def stamps(folder: str | os.PathLike[str], pattern: str) -> dict[str, str]:
+    """Name -> a stamp that changes whenever the file is written again, for the files of
+    `list_files(folder, pattern)`: "size:mtime_ns" locally, "size:ETag" on S3 (from the
+    listing itself: no request per object)."""
+    folder = location(folder)
+    if isinstance(folder, Path):
+        found = {}
+        for path in folder.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                info = path.stat()
+                found[path.name] = f"{info.st_size}:{info.st_mtime_ns}"
+        return found
+    fs, path = _filesystem(folder)
+    try:
+        listed = fs.glob(posixpath.join(path, pattern), refresh=True, detail=True)
+    except FileNotFoundError:
+        return {}
+    except Exception as error:
+        raise _remote_error(folder, error) from None
+    return {
+        posixpath.basename(
+            key
+        ): f"{info.get('size')}:{info.get('ETag') or info.get('LastModified')}"
+        for key, info in listed.items()
+    }
+
+
+def find_files(folder: str | os.PathLike[str]) -> list[str]:
+    """Every object under a remote prefix, recursively, as URIs sorted by key (a missing
+    prefix is an empty list)."""
+    uri = location(folder)
+    if isinstance(uri, Path):
+        raise ValueError(f"{uri} is local: walk it with image_files.find_files")
+    fs, path = _filesystem(uri)
+    scheme = uri.split("://")[0]
+    try:
+        found = fs.find(path, refresh=True)
+    except FileNotFoundError:
+        return []
+    except Exception as error:
+        raise _remote_error(uri, error) from None
+    return sorted(f"{scheme}://{key}" for key in found)
+
+
+def exists(value: str | os.PathLike[str]) -> bool:
+    loc = location(value)
+    if isinstance(loc, Path):
+        return loc.exists()
+    fs, path = _filesystem(loc)
+    return fs.exists(path)
+
+
+def size(value: str | os.PathLike[str]) -> int:
+    loc = location(value)
+    if isinstance(loc, Path):
+        return loc.stat().st_size
+    fs, path = _filesystem(loc)
+    return int(fs.size(path))
+
+
+def open_input(value: str | os.PathLike[str]):
+    """A binary file object for reading (seekable: Parquet reads only a file's footer)."""
+    loc = location(value)
+    if isinstance(loc, Path):
+        return open(loc, "rb")
+    fs, path = _filesystem(loc)
+    return fs.open(path, "rb")
+
+
+def read_bytes(value: str | os.PathLike[str]) -> bytes:
+    """The whole content of a file or object (FileNotFoundError if there is none)."""
+    loc = location(value)
+    if isinstance(loc, Path):
+        return loc.read_bytes()
+    fs, path = _filesystem(loc)
+    return fs.cat_file(path)
+
+
+def write_bytes(value: str | os.PathLike[str], data: bytes | memoryview) -> Path | str:
+    """Write `data` atomically (see module docstring); returns the location."""
+    loc = location(value)
+    if isinstance(loc, Path):
+        return atomic_write(loc, data)
+    fs, path = _filesystem(loc)
+    try:
+        fs.pipe_file(path, bytes(data))
+    except Exception as error:
+        raise _remote_error(loc, error) from None
+    return loc
+
+
+def remove(value: str | os.PathLike[str]) -> None:
+    loc = location(value)
+    if isinstance(loc, Path):
+        loc.unlink(missing_ok=True)
+        return
+    fs, path = _filesystem(loc)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move a file (local: atomic rename; remote: copy then delete)."""
+    source, target = location(source), location(target)
+    if isinstance(source, Path) and isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        return
+    write_bytes(target, read_bytes(source))
+    remove(source)
+
+
+def check_reachable(value: str | os.PathLike[str], what: str = "location") -> Path | str:
+    """Fail in one line, before any work, if a remote location's bucket cannot be listed
+    (unknown bucket, no credentials, no network). Local locations need nothing here."""
+    loc = location(value)
+    if isinstance(loc, Path):
+        return loc
+    fs, path = _filesystem(loc)
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.ls(bucket, refresh=True)
+    except Exception as error:
+        raise StorageError(f"{what} {loc} is not reachable: {_reason(error)}") from None
+    return loc
+
+
+_LOCAL_COPIES: dict[str, Path] = {}
+
+
+def local_copy(value: str | os.PathLike[str]) -> Path:
+    """A local file with the content of `value`: itself if local, else a copy downloaded once
+    per process (Keras reads weights from a local file only). The copy keeps the name, since
+    Keras picks the weights format from the suffix."""
+    loc = location(value)
+    if isinstance(loc, Path):
+        return loc
+    if loc not in _LOCAL_COPIES or not _LOCAL_COPIES[loc].is_file():
+        folder = Path(tempfile.mkdtemp(prefix="inception-retrain-"))
+        try:
+            data = read_bytes(loc)
+        except FileNotFoundError:
+            raise StorageError(f"{loc} not found") from None
+        except Exception as error:
+            raise _remote_error(loc, error) from None
+        _LOCAL_COPIES[loc] = atomic_write(folder / name(loc), data)
+    return _LOCAL_COPIES[loc]

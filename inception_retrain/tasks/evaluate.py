@@ -1,0 +1,31 @@
+"""Stage `evaluate`: the head scored on the test split (`inception_retrain.evaluation.evaluate`);
+its headline numbers are published as the `metrics` table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from inception_retrain.config import RetrainConfig
+from inception_retrain.data.manifest import Manifest
+from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
+from inception_retrain.evaluation.evaluate import Evaluation, evaluate
+from inception_retrain.features.feature_cache import FeatureCache
+from inception_retrain.tasks.ui import publish_metrics
+from inception_retrain.training.head import TrainedHead
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(
+    manifest: Manifest,
+    cache: FeatureCache,
+    head: TrainedHead,
+    config: RetrainConfig,
+    run_dir: Path,
+    augmentation: AugmentationEffect | None = None,
+) -> Evaluation:
+    evaluation = evaluate(manifest, cache, head, config, run_dir, augmentation)
+    publish_metrics(run_dir)
+    return evaluation

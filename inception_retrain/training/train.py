@@ -1,0 +1,200 @@
+"""Training: the head of a run, fitted on the cached train split, validated on validation.
+
+    >>> head = train_head(manifest, cache, config, run_dir)      # -> TrainedHead
+
+Semantics:
+  * The head is `fit.new_head(config.head)`: the seed's by default; n > 2 classes get a
+    softmax output and sparse categorical cross-entropy.
+  * Input: `training_data` (in memory when it fits `memory_budget_mb`, else streamed); with
+    augmented views (`cache.views`), each epoch trains on one of every train image's K + 1
+    cached rows.
+  * The loop is `fit.fit` (early stopping on val_loss with `patience`, best weights
+    restored; without validation images all epochs run and the last weights are kept, and
+    history.json says so in `notes`), on `device_scope(config.device)`, seeded.
+  * Checkpoints: `checkpoints/` gets the whole training state after an epoch when
+    `checkpoint_every_s` (60 s) passed since the last one (`checkpoint.TimedCheckpoint`).
+    `train_head` on a run folder with a checkpoint of the same training (same data and
+    settings, `epochs` excepted) resumes after the checkpointed epoch and ends exactly where an
+    uninterrupted training would. The checkpoint is deleted when training completes.
+  * Outputs in the run folder: `head.keras` (uncompiled), `history.json` (per-epoch
+    loss/accuracy/val_loss/val_accuracy and seconds, epochs run, best epoch (from 1), device,
+    data mode, notes), `tensorboard/{train,validation}` (Keras's TensorBoard callback), and a
+    progress bar (`progress.Progress`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+from inception_retrain.config import RetrainConfig
+from inception_retrain.data.manifest import Manifest, read_image_rows
+from inception_retrain.features import feature_cache
+from inception_retrain.features.feature_cache import FeatureCache
+from inception_retrain.plumbing.errors import DataError
+from inception_retrain.plumbing.files import sha256_json
+from inception_retrain.plumbing.progress import Progress
+from inception_retrain.plumbing.schemas import read_document, write_document
+from inception_retrain.training.checkpoint import TimedCheckpoint
+from inception_retrain.training.device import device_scope
+from inception_retrain.training.fit import METRICS, FitResult, deterministic, fit, new_head
+from inception_retrain.training.head import TrainedHead, save_head
+from inception_retrain.training.training_data import InMemorySplit, load_training_data
+
+log = logging.getLogger(__name__)
+
+HISTORY_KIND, HISTORY_VERSION, HISTORY_FILE = "training-history", 1, "history.json"
+CHECKPOINT_EVERY_S = 60.0  # at most this much training is lost to a crash
+
+
+def training_key(manifest: Manifest, cache: FeatureCache, config: RetrainConfig, mode: str) -> str:
+    """What must match for a checkpoint to be resumed (everything but `epochs`)."""
+    fields = config.model_dump(
+        mode="json", include={"head", "batch_size", "patience", "seed", "mixed_precision"}
+    )
+    blob = {
+        "manifest": manifest.fingerprint,
+        "backbone": cache.backbone_fingerprint,
+        "feature_shape": list(cache.feature_shape),
+        "data_mode": mode,
+        **fields,
+    }
+    if cache.views is not None:  # the views train too
+        blob["views"] = [cache.views.policy_fingerprint, cache.views.per_image]
+    return sha256_json(blob)[:16]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One log line and one progress step per epoch."""
+
+    def __init__(self, progress: Progress, epochs: int):
+        super().__init__()
+        self.progress, self.epochs = progress, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.progress.update(1)
+        parts = [f"{key} {logs[key]:.4f}" for key in METRICS if key in (logs or {})]
+        seconds = (logs or {}).get("seconds", 0.0)
+        log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, ", ".join(parts), seconds)
+
+
+def train_head(
+    manifest: Manifest,
+    cache: FeatureCache,
+    config: RetrainConfig,
+    run_dir: Path,
+    *,
+    callbacks: Sequence = (),
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+) -> TrainedHead:
+    """Train the head on the cached train split, validate on the validation split.
+
+    `callbacks`: extra Keras callbacks for `fit` (monitoring, tests).
+    `checkpoint_every_s`: least time between checkpoints (0: after every epoch).
+    Writes head.keras, history.json, tensorboard/ and checkpoints/ in `run_dir`.
+    """
+    run_dir = Path(run_dir)
+    n_classes = manifest.n_classes
+    train_rows = read_image_rows(manifest.path, "train").label_of()
+    val_rows = read_image_rows(manifest.path, "validation").label_of()
+    with (
+        feature_cache.reading(cache.cache_dir),  # a streaming epoch reads it until the end
+        device_scope(config.device, config.mixed_precision) as device,
+        deterministic(config.seed),
+    ):
+        data = load_training_data(
+            cache.cache_dir,
+            train_rows,
+            val_rows,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            memory_budget_mb=config.memory_budget_mb,
+            views_dir=cache.views.views_dir if cache.views else None,
+            views_per_image=cache.views.per_image if cache.views else 0,
+        )
+        notes = _data_notes(data, n_classes)
+        model = new_head(data.feature_shape, n_classes, config.head, config.seed)
+        checkpoint = TimedCheckpoint(
+            run_dir / "checkpoints",
+            training_key(manifest, cache, config, data.mode),
+            every_s=checkpoint_every_s,
+        )
+        tensorboard = keras.callbacks.TensorBoard(
+            run_dir / "tensorboard", write_graph=False, profile_batch=0
+        )
+        with Progress(total=config.epochs, description="train", unit="epoch") as progress:
+            result = fit(
+                model, data.train, data.validation, epochs=config.epochs,
+                patience=config.patience, checkpoint=checkpoint,
+                callbacks=[EpochLog(progress, config.epochs), tensorboard, *callbacks],
+            )  # fmt: skip
+        if result.resumed_from:
+            log.info("resumed training after epoch %d", result.resumed_from)
+        head_path = run_dir / "head.keras"
+        fingerprint = save_head(model, config.head, n_classes, config.seed, head_path)
+
+    history = _history(result, config, data, device, manifest, notes)
+    history_path = write_document(run_dir / HISTORY_FILE, HISTORY_KIND, HISTORY_VERSION, history)
+    checkpoint.clear()
+    return TrainedHead(
+        head_path=head_path, history_path=history_path, fingerprint=fingerprint, device=device
+    )
+
+
+def read_history(path: Path) -> dict:
+    """history.json of a run (per-epoch series and the training's facts)."""
+    return read_document(path, HISTORY_KIND, HISTORY_VERSION)
+
+
+def _data_notes(data, n_classes: int) -> list[str]:
+    notes = []
+    if data.validation is None:
+        notes.append(
+            "no validation images: trained without validation; early stopping off, "
+            "the last epoch's weights are kept"
+        )
+        log.warning(notes[-1])
+    for split, missing in data.missing.items():
+        if missing:
+            notes.append(f"{missing} {split} images have no cached features and were left out")
+            log.warning(notes[-1])
+    labels = data.train.labels if isinstance(data.train, InMemorySplit) else None
+    if labels is not None and len(labels) and int(labels.max()) >= n_classes:
+        raise DataError(f"cached labels exceed the manifest's {n_classes} classes")
+    return notes
+
+
+def _history(result: FitResult, config, data, device, manifest, notes) -> dict:
+    return {
+        **{key: result.history.get(key, []) for key in METRICS},
+        "seconds_per_epoch": result.history.get("seconds", []),
+        "epochs_requested": config.epochs,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "monitor": result.monitor,
+        "early_stopping": result.early_stopping,
+        "stopped_early": result.stopped_early,
+        "restored_best_weights": result.early_stopping,
+        "resumed_from_epoch": result.resumed_from,
+        "device": device,
+        "mixed_precision": config.mixed_precision and device == "gpu",
+        "data_mode": data.mode,
+        "n_train": data.train.n,
+        "n_validation": data.validation.n if data.validation is not None else 0,
+        "n_train_view_rows": data.view_rows,  # cached augmented views besides the originals
+        "feature_shape": list(data.feature_shape),
+        "class_names": manifest.class_names,
+        "head": {
+            **config.head.model_dump(mode="json"),
+            "batch_size": config.batch_size,
+            "patience": config.patience,
+            "seed": config.seed,
+            "loss": "binary_crossentropy"
+            if manifest.n_classes == 2
+            else "sparse_categorical_crossentropy",
+        },
+        "notes": notes,
+    }
