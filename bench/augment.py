@@ -68,16 +68,22 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-augment-"))
     write_demo_data(workdir / "demo", per_class=args.per_class)
     config = RetrainConfig(
-        data=str(workdir / "demo"), workdir=workdir / "work", weights="random:0", device="cpu",
-        augment_views=args.views, augment_seeds=args.seeds,
-    )  # fmt: skip
+        data=str(workdir / "demo"),
+        workdir=workdir / "work",
+        weights="random:0",
+        device="cpu",
+        augment_views=args.views,
+        augment_seeds=args.seeds,
+    )
     results = {"machine": machine(), "views": args.views, "policy": config.augment.record()}
     started = time.perf_counter()
     run_dir = new_run_dir(config.workdir)
     manifest = ingest(config, run_dir)
     cache = extract_features(manifest, config, run_dir)
-    print(f"demo: {cache.computed} images, {cache.views.computed} views extracted in "
-          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    print(
+        f"demo: {cache.computed} images, {cache.views.computed} views extracted in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
     results["extraction"] = time_extraction(manifest, config, args, workdir / "scratch")
     results["epochs"] = time_epochs(manifest, cache, config, args)
@@ -121,7 +127,7 @@ def time_extraction(manifest, config, args, scratch: Path) -> dict:
             image_size=config.image_size,
             batch_size=config.extract_batch_size,
             infer=infer,
-        ),  # fmt: skip
+        ),
         "views": lambda folder, n: compute_missing(
             backbone,
             take(jobs, n * k),
@@ -132,7 +138,7 @@ def time_extraction(manifest, config, args, scratch: Path) -> dict:
             infer=infer,
             views=views[: n * k],
             policy=config.augment,
-        ),  # fmt: skip
+        ),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
     cpu: dict[str, list[float]] = {name: [] for name in ways}
@@ -153,13 +159,17 @@ def time_extraction(manifest, config, args, scratch: Path) -> dict:
     median = {name: statistics.median(values) for name, values in times.items()}
     median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     found = {
-        "train_images": len(rows), "views_per_image": k, "seconds": times, "cpu_seconds": cpu,
-        "median_seconds": median, "median_cpu_seconds": median_cpu,
+        "train_images": len(rows),
+        "views_per_image": k,
+        "seconds": times,
+        "cpu_seconds": cpu,
+        "median_seconds": median,
+        "median_cpu_seconds": median_cpu,
         "views_over_originals": median["views"] / median["originals"],
         "views_over_originals_cpu": median_cpu["views"] / median_cpu["originals"],
         "per_view_over_per_original": median["views"] / median["originals"] / k,
         "per_view_over_per_original_cpu": median_cpu["views"] / median_cpu["originals"] / k,
-    }  # fmt: skip
+    }
     print(
         f"(a) extraction of {len(rows)} train images: originals {median['originals']:.1f} s, "
         f"{k} views {median['views']:.1f} s: {found['views_over_originals']:.2f}x in total, "
@@ -205,7 +215,7 @@ def time_epochs(manifest, cache, config, args) -> dict:
             views_dir=cache.views.views_dir,
             views_per_image=cache.views.per_image,
             **common,
-        ).train,  # fmt: skip
+        ).train,
         CACHED_PLAIN: load_training_data(cache.cache_dir, train.label_of(), {}, **common).train,
     }
     models = {name: new_head(cache.feature_shape, 2, config.head, seed=0) for name in splits}
@@ -244,12 +254,16 @@ def time_epochs(manifest, cache, config, args) -> dict:
     median = {name: statistics.median(values) for name, values in times.items()}
     median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     found = {
-        "train_images": len(train), "batch_size": config.batch_size, "seconds": times,
-        "cpu_seconds": cpu, "median_seconds": median, "median_cpu_seconds": median_cpu,
+        "train_images": len(train),
+        "batch_size": config.batch_size,
+        "seconds": times,
+        "cpu_seconds": cpu,
+        "median_seconds": median,
+        "median_cpu_seconds": median_cpu,
         "end_to_end_over_cached": median[END_TO_END] / median[CACHED],
         "end_to_end_over_cached_cpu": median_cpu[END_TO_END] / median_cpu[CACHED],
         "cached_views_over_cached_plain": median[CACHED] / median[CACHED_PLAIN],
-    }  # fmt: skip
+    }
     print(
         f"(b) epoch of {len(train)} images: cached views {median[CACHED]:.3f} s, "
         f"no views {median[CACHED_PLAIN]:.3f} s, end to end {median[END_TO_END]:.2f} s: "

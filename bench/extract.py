@@ -205,9 +205,13 @@ def measure_formats(bench: Bench, n: int, batch_size: int, repeats: int = 5) -> 
             buffer = io.BytesIO()
             cpu = time.process_time()
             pq.write_table(
-                table, buffer, compression="zstd", use_dictionary=["content_id"],
-                column_encoding={"features": encoding}, write_page_checksum=True,
-            )  # fmt: skip
+                table,
+                buffer,
+                compression="zstd",
+                use_dictionary=["content_id"],
+                column_encoding={"features": encoding},
+                write_page_checksum=True,
+            )
             writes.append(time.process_time() - cpu)
             data = buffer.getvalue()
             cpu = time.process_time()

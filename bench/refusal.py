@@ -52,11 +52,16 @@ def cases(folder: Path) -> dict[str, dict[str, str]]:
         (one_class / "cats" / path.name).write_bytes(path.read_bytes())
     wrong = folder / "dense.weights.h5"
     subprocess.run(
-        [sys.executable, "-c",
-         "import sys, keras; keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])"
-         ".save_weights(sys.argv[1])", str(wrong)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, keras; keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])"
+            ".save_weights(sys.argv[1])",
+            str(wrong),
+        ],
+        check=True,
+        capture_output=True,
+    )
     work = str(folder / "work")
     return {
         "empty folder": {"data": str(empty), "workdir": work},
@@ -103,8 +108,11 @@ def main() -> None:
             }
             row["ratio"] = row["flow_s"] / row["cli_s"]
             results["cases"][name] = row
-            print(f"{name:22s} CLI {row['cli_s']:5.2f} s   flow {row['flow_s']:5.2f} s   "
-                  f"b/a {row['ratio']:5.1f}x   {cli_line[:80]}", flush=True)  # fmt: skip
+            print(
+                f"{name:22s} CLI {row['cli_s']:5.2f} s   flow {row['flow_s']:5.2f} s   "
+                f"b/a {row['ratio']:5.1f}x   {cli_line[:80]}",
+                flush=True,
+            )
     results["load_average_end"] = os.getloadavg()
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

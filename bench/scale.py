@@ -155,9 +155,11 @@ def measure_object_store(root: Path, object_mb: float, objects: int) -> dict:
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint,
-    )  # fmt: skip
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
     moto = Path(sys.executable).parent / "moto_server"
     command = [str(moto), "-H", "127.0.0.1", "-p", str(port)]
     with open(root / "moto.log", "wb") as log:

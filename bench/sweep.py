@@ -71,10 +71,14 @@ def main_head_epochs(config, splits, epochs: int) -> list[float]:
     from inception_retrain.training.fit import fit_head
 
     _, fitted = fit_head(
-        splits["train"], splits["validation"] if len(splits["validation"][1]) else None,
-        spec=config.head, seed=config.seed, epochs=epochs, batch_size=config.batch_size,
+        splits["train"],
+        splits["validation"] if len(splits["validation"][1]) else None,
+        spec=config.head,
+        seed=config.seed,
+        epochs=epochs,
+        batch_size=config.batch_size,
         patience=0,
-    )  # fmt: skip
+    )
     return fitted.history["seconds"][1:]
 
 
@@ -121,12 +125,21 @@ def main() -> None:
     results = {
         "machine": info,
         "data": {"cache": str(cache.cache_dir), "split_sizes": summary.split_sizes},
-        "sweep": {"grid": spec.grid, "configs": len(summary.configs), "seeds": len(spec.seeds),
-                  "trainings": summary.trainings, "max_epochs": spec.epochs,
-                  "patience": spec.patience, "epochs_run": epochs,
-                  "computed": summary.cache.computed if summary.cache else None},
-        "main_head_epoch_s": {"median": epoch_s, "before": statistics.median(before),
-                              "after": statistics.median(after)},
+        "sweep": {
+            "grid": spec.grid,
+            "configs": len(summary.configs),
+            "seeds": len(spec.seeds),
+            "trainings": summary.trainings,
+            "max_epochs": spec.epochs,
+            "patience": spec.patience,
+            "epochs_run": epochs,
+            "computed": summary.cache.computed if summary.cache else None,
+        },
+        "main_head_epoch_s": {
+            "median": epoch_s,
+            "before": statistics.median(before),
+            "after": statistics.median(after),
+        },
         "sweep_epoch_median_s": statistics.median(own) if own else None,
         "sweep_wall_s": sweep_s,
         "reference_s": reference,
@@ -136,7 +149,7 @@ def main() -> None:
         "set_up_per_training_s": (sweep_s - trained_s) / max(summary.trainings, 1),
         "ratio_to_own_epochs": sweep_s / trained_s if trained_s else None,
         "load_average_end": os.getloadavg(),
-    }  # fmt: skip
+    }
     print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2))
     print(
         f"sweep {sweep_s:.1f} s for {summary.trainings} trainings, {epochs} epochs; main head "

@@ -111,9 +111,14 @@ def main() -> None:
     if not data.is_dir():
         write_jpegs(data, args.images)
     config = RetrainConfig(
-        data=str(data), workdir=workdir, weights="random:0", split_fractions=(1.0, 0.0, 0.0),
-        epochs=1 + args.repeats, patience=0, device="cpu",
-    )  # fmt: skip
+        data=str(data),
+        workdir=workdir,
+        weights="random:0",
+        split_fractions=(1.0, 0.0, 0.0),
+        epochs=1 + args.repeats,
+        patience=0,
+        device="cpu",
+    )
     run_dir = new_run_dir(workdir)
     started = time.perf_counter()
     manifest = ingest(config, run_dir)
@@ -173,9 +178,14 @@ def measure_batch_size(args, batch_size, cache, manifest, backbone, paths, label
     heads, splits = {}, {}
     for mode in (IN_MEMORY, STREAMING):
         loaded = load_training_data(
-            cache.cache_dir, read_image_rows(manifest.path, "train").label_of(), {},
-            batch_size=batch_size, seed=0, memory_budget_mb=args.stream_budget_mb, mode=mode,
-        )  # fmt: skip
+            cache.cache_dir,
+            read_image_rows(manifest.path, "train").label_of(),
+            {},
+            batch_size=batch_size,
+            seed=0,
+            memory_budget_mb=args.stream_budget_mb,
+            mode=mode,
+        )
         splits[mode] = loaded.train
         heads[mode] = new_head(cache.feature_shape, 2, _seed_head(), seed=0)
         timed_epoch(heads[mode], epoch_data(splits[mode], 0), 0)  # trace, warm caches

@@ -72,11 +72,17 @@ def tiny_run(session_tmp, small_demo_dir):
     from inception_retrain.training.training_data import load_split
 
     config = RetrainConfig(
-        data=str(small_demo_dir), workdir=session_tmp / "pipeline-work", weights="random:0",
-        image_size=75, feature_dtype="float32", split_fractions=(0.5, 0.2, 0.3),
-        head=HeadSpec(hidden_units=(16, 16), learning_rate=1e-3), epochs=3, batch_size=8,
+        data=str(small_demo_dir),
+        workdir=session_tmp / "pipeline-work",
+        weights="random:0",
+        image_size=75,
+        feature_dtype="float32",
+        split_fractions=(0.5, 0.2, 0.3),
+        head=HeadSpec(hidden_units=(16, 16), learning_rate=1e-3),
+        epochs=3,
+        batch_size=8,
         patience=0,
-    )  # fmt: skip
+    )
     run_dir = new_run_dir(config.workdir)
     manifest = ingest(config, run_dir)
     cache = extract_features(manifest, config, run_dir)
@@ -93,9 +99,13 @@ def tiny_run(session_tmp, small_demo_dir):
     head = head.model_copy(update={"fingerprint": head_fingerprint(model)})
     evaluation = evaluate(manifest, cache, head, config, run_dir)
     return SimpleNamespace(
-        config=config, run_dir=run_dir, manifest=manifest, cache=cache, head=head,
+        config=config,
+        run_dir=run_dir,
+        manifest=manifest,
+        cache=cache,
+        head=head,
         evaluation=evaluation,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")

@@ -118,8 +118,11 @@ def prefect_server(tmp_path_factory) -> PrefectServer:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -155,9 +158,13 @@ def served(prefect_server, tmp_path_factory) -> Path:
     assert command, "the inception-retrain console script is not installed in this venv"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [command, "serve"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [command, "serve"],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     try:
         deadline = time.monotonic() + SERVE_START_TIMEOUT_S
         while "being served" not in log.read_text(errors="replace"):
@@ -185,12 +192,21 @@ def write_corrupt_dataset(root: Path) -> Path:
 def tiny_config(data: Path, workdir: Path) -> dict:
     """A whole retrain in seconds: 75 px, a small head, 1 epoch, a 2-point sweep with 1 seed."""
     return {
-        "data": str(data), "weights": "random:0", "workdir": str(workdir), "image_size": 75,
+        "data": str(data),
+        "weights": "random:0",
+        "workdir": str(workdir),
+        "image_size": 75,
         "head": {"hidden_units": [64, 128]},
-        "split_fractions": [0.5, 0.2, 0.3], "epochs": 1, "batch_size": 16, "patience": 0,
-        "sweep_rates": [0.0, 0.5], "sweep_placements": ["after_dense2"], "sweep_seeds": 1,
-        "sweep_epochs": 1, "mc_passes": 2,
-    }  # fmt: skip
+        "split_fractions": [0.5, 0.2, 0.3],
+        "epochs": 1,
+        "batch_size": 16,
+        "patience": 0,
+        "sweep_rates": [0.0, 0.5],
+        "sweep_placements": ["after_dense2"],
+        "sweep_seeds": 1,
+        "sweep_epochs": 1,
+        "mc_passes": 2,
+    }
 
 
 def deployment_runs(client, deployment_id) -> list:
@@ -212,12 +228,23 @@ def server_runs(prefect_server, served, small_demo_dir, tmp_path_factory) -> Ser
         ).id
         # The documented manual trigger, while `first` is queued or running.
         subprocess.run(
-            [sys.executable, "-m", "prefect", "deployment", "run", NIGHTLY,
-             "--params", json.dumps({"config": corrupt_config})],
-            env=child_env(PREFECT_API_URL=prefect_server.api_url,
-                           PREFECT_HOME=str(folder / "cli-home")),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "deployment",
+                "run",
+                NIGHTLY,
+                "--params",
+                json.dumps({"config": corrupt_config}),
+            ],
+            env=child_env(
+                PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(folder / "cli-home")
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         corrupt = next(r.id for r in deployment_runs(client, deployment.id) if r.id != first)
         deadline = time.monotonic() + RUNS_TIMEOUT_S
         while not all(client.read_flow_run(i).state.is_final() for i in (first, corrupt)):
@@ -225,6 +252,11 @@ def server_runs(prefect_server, served, small_demo_dir, tmp_path_factory) -> Ser
                 pytest.fail(f"runs not finished after {RUNS_TIMEOUT_S}s:\n{tail(served)}")
             time.sleep(2)
     return ServerRuns(
-        server=prefect_server, workdir=workdir, config=config, corrupt_config=corrupt_config,
-        first=str(first), corrupt=str(corrupt), serve_log=served,
-    )  # fmt: skip
+        server=prefect_server,
+        workdir=workdir,
+        config=config,
+        corrupt_config=corrupt_config,
+        first=str(first),
+        corrupt=str(corrupt),
+        serve_log=served,
+    )

@@ -27,7 +27,7 @@ def write_cache(
     rows = [
         ManifestRow(
             uri=f"/img/{cid}.png", label=f"c{label}", label_index=label, split=split, content_id=cid
-        )  # fmt: skip
+        )
         for cid, label, split in zip(ids, labels, splits, strict=True)
     ]
     manifest_path = Path(workdir) / "manifest.parquet"

@@ -142,10 +142,11 @@ def test_no_module_is_much_over_400_lines():
 @pytest.mark.slow
 def test_the_wheel_installs_only_the_project_namespace(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path), str(REPO)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("inception_retrain-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()

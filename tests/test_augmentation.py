@@ -40,8 +40,9 @@ def test_draws_stay_in_the_policy_ranges():
     assert all(0.7 <= v.contrast <= 1.3 for v in views)
     flips = sum(v.flip for v in views)
     assert 100 < flips < 200  # about half
-    still = AugmentPolicy(horizontal_flip=False, rotation_degrees=0, zoom=0, translation=0,
-                          contrast=0)  # fmt: skip
+    still = AugmentPolicy(
+        horizontal_flip=False, rotation_degrees=0, zoom=0, translation=0, contrast=0
+    )
     assert view_params(CONTENT, 3, still).transform(150) == pytest.approx(IDENTITY)
 
 

@@ -32,10 +32,25 @@ from inception_retrain.flows.deployments import nightly_parameters
 BIN = Path(sys.executable).parent
 K = 4
 SMALL_RUN = [
-    "--image-size", "75", "--hidden-units", "16,16", "--epochs", "2", "--batch-size", "8",
-    "--split-fractions", "0.5,0.2,0.3", "--sweep-rates", "0", "--sweep-placements", "none",
-    "--sweep-seeds", "1", "--sweep-epochs", "1",
-]  # fmt: skip
+    "--image-size",
+    "75",
+    "--hidden-units",
+    "16,16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--split-fractions",
+    "0.5,0.2,0.3",
+    "--sweep-rates",
+    "0",
+    "--sweep-placements",
+    "none",
+    "--sweep-seeds",
+    "1",
+    "--sweep-epochs",
+    "1",
+]
 
 
 def test_nested_models_are_options_with_readable_names_and_one_line_errors():
@@ -45,9 +60,13 @@ def test_nested_models_are_options_with_readable_names_and_one_line_errors():
     }
     assert "dropout_rate" in OPTION_FIELDS and "head_dropout_rate" not in OPTION_FIELDS
     config = config_from_options(
-        {"augment_views": "4", "augment_rotation_degrees": "10", "augment_horizontal_flip": "no",
-         "dropout_rate": "0.5"}
-    )  # fmt: skip
+        {
+            "augment_views": "4",
+            "augment_rotation_degrees": "10",
+            "augment_horizontal_flip": "no",
+            "dropout_rate": "0.5",
+        }
+    )
     assert config.augment_views == 4 and config.head.dropout_rate == 0.5
     assert config.augment == AugmentPolicy(rotation_degrees=10, horizontal_flip=False)
     assert RetrainConfig().augment_views == 0  # today's behaviour by default
@@ -87,9 +106,12 @@ def test_run_with_augment_views_end_to_end(small_demo_dir, tmp_path):
     with open(log, "wb") as out:
         done = subprocess.run(
             [str(BIN / "inception-retrain"), "run", *arguments, "--augment-views", str(K)],
-            stdout=subprocess.PIPE, stderr=out, timeout=420, cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            timeout=420,
+            cwd=tmp_path,
             env=child_env(PREFECT_HOME=str(tmp_path / "prefect")),
-        )  # fmt: skip
+        )
     assert done.returncode == 0, tail(log, 60)
     run_dir = Path(done.stdout.decode().strip().splitlines()[-1])
     n_train = len(read_image_rows(run_dir / "manifest.parquet", "train"))
@@ -103,8 +125,11 @@ def test_run_with_augment_views_end_to_end(small_demo_dir, tmp_path):
     assert effect["views"] == K and effect["seeds"] == [0, 1, 2, 3, 4]
     assert [m["metric"] for m in effect["metrics"]] == ["accuracy", "log_loss", "ece", "gap"]
     assert [m["metric"] for m in effect["overfitting"]] == [
-        "gap: dropout", "gap: views", "gap: views vs dropout", "gap: both vs views"
-    ]  # fmt: skip
+        "gap: dropout",
+        "gap: views",
+        "gap: views vs dropout",
+        "gap: both vs views",
+    ]
     for metric in effect["metrics"] + effect["overfitting"]:
         assert metric["verdict"] in (HOLDS, FAILS, INCONCLUSIVE)
         assert len(metric["reference"]) == len(metric["compared"]) == 5

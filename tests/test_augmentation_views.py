@@ -62,11 +62,18 @@ def write_images(folder: Path, indices: range) -> None:
 
 def small_config(data: Path, workdir: Path, **overrides) -> RetrainConfig:
     values = {
-        "data": str(data), "workdir": str(workdir), "weights": "random:0", "image_size": 75,
-        "split_fractions": (0.5, 0.2, 0.3), "head": HeadSpec(hidden_units=(16, 16)),
-        "epochs": 2, "batch_size": 8, "patience": 0, "feature_dtype": "float32",
+        "data": str(data),
+        "workdir": str(workdir),
+        "weights": "random:0",
+        "image_size": 75,
+        "split_fractions": (0.5, 0.2, 0.3),
+        "head": HeadSpec(hidden_units=(16, 16)),
+        "epochs": 2,
+        "batch_size": 8,
+        "patience": 0,
+        "feature_dtype": "float32",
         "augment_views": K,
-    }  # fmt: skip
+    }
     return RetrainConfig(**{**values, **overrides})
 
 
@@ -245,9 +252,12 @@ def test_a_local_cluster_computes_the_views(views_run, tmp_path):
     sharded = config.model_copy(update={"workdir": tmp_path / "work", "shard_rows": 24})
     plan = plan_extraction(manifest, sharded)
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
         host="127.0.0.1",
-    )  # fmt: skip
+    )
     with cluster, Client(cluster) as client:
         futures = client.map(compute_shard, plan.shards, job=plan.job, threads=1, pure=False)
         results = client.gather(futures)

@@ -55,10 +55,14 @@ def bad_folder(root: Path) -> dict[str, str]:
     os.symlink(root / "dogs" / "loop-b.jpg", root / "dogs" / "loop-a.jpg")
     os.symlink(root / "dogs" / "loop-a.jpg", root / "dogs" / "loop-b.jpg")
     os.symlink(root / "dogs", root / "dogs" / "again")  # a folder link back into the tree
-    reasons.update({
-        "cats/dangling.png": "unreadable", "dogs/loop-a.jpg": "unreadable",
-        "dogs/loop-b.jpg": "unreadable", "dogs/again": "unreadable",
-    })  # fmt: skip
+    reasons.update(
+        {
+            "cats/dangling.png": "unreadable",
+            "dogs/loop-a.jpg": "unreadable",
+            "dogs/loop-b.jpg": "unreadable",
+            "dogs/again": "unreadable",
+        }
+    )
     return reasons
 
 

@@ -24,8 +24,14 @@ from inception_retrain.runs.run_folder import run_dir_for_flow_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = REPO / "test-output"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.skipif(
@@ -43,9 +49,11 @@ def browser(tmp_path_factory):
     with playwright_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),  # a new, empty profile
-            executable_path=CHROMIUM, headless=True, args=FLAGS,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
             viewport={"width": 1400, "height": 1000},
-        )  # fmt: skip
+        )
         context.set_default_timeout(30_000)
         yield context
         context.close()

@@ -44,10 +44,12 @@ def test_report_answers_first_in_the_questions_terms_with_every_finding(reported
         assert finding["kind"] in KINDS and finding["question"]
     questions = [bullet["question"] for bullet in document["answer"]]
     assert questions[:5] == [
-        "The whole network, frozen layers included?", "Only the newly added layers?",
+        "The whole network, frozen layers included?",
+        "Only the newly added layers?",
         "Only Dense(1024), the layer right before it?",
-        "Are the neurons switched off once per epoch?", "And at inference?",
-    ]  # fmt: skip
+        "Are the neurons switched off once per epoch?",
+        "And at inference?",
+    ]
     answers = [bullet["answer"] for bullet in document["answer"]]
     assert answers[0].startswith("No.") and "bitwise identical" in answers[0]
     assert answers[1].startswith("In the forward pass, no: only Dense(16)'s outputs are zeroed")
@@ -102,8 +104,12 @@ def test_report_numbers_come_from_the_run_model(reported_run):
     sweep = claims["F5"]["details"]["sweep"]
     assert sweep["grid"] == "claims" and sweep["seeds"] == [0, 1]
     cells = {(c["rate"], c["placement"]) for c in sweep["grid_cells"]}
-    assert cells == {(0.0, "none"), (0.2, "after_dense2"), (0.5, "after_dense2"),
-                     (0.5, "after_both")}  # fmt: skip
+    assert cells == {
+        (0.0, "none"),
+        (0.2, "after_dense2"),
+        (0.5, "after_dense2"),
+        (0.5, "after_both"),
+    }
     assert sweep["trainings"] == 8 and len(sweep["configs"]) == 4
     assert all(r["epochs_run"] <= 2 for c in sweep["configs"] for r in c["runs"])
     for comparison in found[("C1", "effect")]["comparisons"]:

@@ -28,9 +28,12 @@ SPLITS = splits_of(14, 5, 5)
 
 def spec_for(tmp_path, **fields) -> sweep.SweepSpec:
     return sweep.SweepSpec(
-        cache_dir=tmp_path, manifest_path=tmp_path / "manifest.parquet", n_classes=2,
-        feature_shape=(3, 3, 768), **fields,
-    )  # fmt: skip
+        cache_dir=tmp_path,
+        manifest_path=tmp_path / "manifest.parquet",
+        n_classes=2,
+        feature_shape=(3, 3, 768),
+        **fields,
+    )
 
 
 def cells_of(spec) -> list[tuple[float, str]]:
@@ -39,8 +42,12 @@ def cells_of(spec) -> list[tuple[float, str]]:
 
 def test_the_claims_grid_is_four_cells_and_the_run_head_joins_it(tmp_path):
     spec = spec_for(tmp_path)
-    assert cells_of(spec) == [(0.0, "none"), (0.2, "after_dense2"), (0.5, "after_dense2"),
-                              (0.5, "after_both")]  # fmt: skip
+    assert cells_of(spec) == [
+        (0.0, "none"),
+        (0.2, "after_dense2"),
+        (0.5, "after_dense2"),
+        (0.5, "after_both"),
+    ]
     assert len(sweep.trainings(spec)) == 4 * 5  # five seeds by default
     own = spec_for(tmp_path, head=HeadSpec(dropout_rate=0.3, dropout_placement="after_both"))
     assert cells_of(own)[-1] == (0.3, "after_both") and sweep.tested_cell(own) == (
@@ -52,8 +59,9 @@ def test_the_claims_grid_is_four_cells_and_the_run_head_joins_it(tmp_path):
 
 
 def test_the_full_grid_maps_rate_zero_to_one_training_and_adds_the_claims_cells(tmp_path):
-    spec = spec_for(tmp_path, grid="full", rates=[0.0, 0.2], placements=["after_dense2", "none"],
-                    seeds=[0, 1])  # fmt: skip
+    spec = spec_for(
+        tmp_path, grid="full", rates=[0.0, 0.2], placements=["after_dense2", "none"], seeds=[0, 1]
+    )
     rows = sweep.grid(spec)
     effective = {(r.rate, r.placement): (r.effective_rate, r.effective_placement) for r in rows}
     assert effective[(0.0, "after_dense2")] == effective[(0.2, "none")] == (0.0, "none")
@@ -69,8 +77,9 @@ def test_scores_and_degenerate_trainings():
     one_class = score_split(np.tile([0.6, 0.4], (5, 1)), labels, 2)
     assert one_class.one_class and one_class.accuracy == one_class.majority_accuracy == 0.6
     assert one_class.predicted == [5, 0] and one_class.correct == "11100"
-    learned = score_split(np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]),
-                          labels, 2)  # fmt: skip
+    learned = score_split(
+        np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]), labels, 2
+    )
     assert not learned.one_class and learned.accuracy == 0.6 and learned.correct == "11010"
     assert learned.loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.3, 0.8, 0.4])))
 
@@ -91,9 +100,17 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
     the same weights and validation curve as a fresh `fit_head`, whatever ran before it."""
     cache_dir, manifest = small_cache
     head = HeadSpec(hidden_units=(16, 32), learning_rate=1e-2)
-    spec = sweep.SweepSpec(cache_dir=cache_dir, manifest_path=manifest, n_classes=2,
-                           feature_shape=SHAPE, head=head, batch_size=16, epochs=5, patience=2,
-                           seeds=[0, 3])  # fmt: skip
+    spec = sweep.SweepSpec(
+        cache_dir=cache_dir,
+        manifest_path=manifest,
+        n_classes=2,
+        feature_shape=SHAPE,
+        head=head,
+        batch_size=16,
+        epochs=5,
+        patience=2,
+        seeds=[0, 3],
+    )
     from inception_retrain.training.reusable_head import sweep_head
 
     splits = sweep._splits(str(cache_dir), str(manifest))
@@ -107,9 +124,14 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
         )
     last = cells[0]
     model, fitted = fit_head(
-        splits["train"], splits["validation"], spec=head.with_dropout(last.rate, last.placement),
-        seed=last.seed, epochs=5, batch_size=16, patience=2,
-    )  # fmt: skip
+        splits["train"],
+        splits["validation"],
+        spec=head.with_dropout(last.rate, last.placement),
+        seed=last.seed,
+        epochs=5,
+        batch_size=16,
+        patience=2,
+    )
     traced = sweep_head(SHAPE, 2, head).model
     for expected, got in zip(model.get_weights(), traced.trainable_weights, strict=True):
         np.testing.assert_array_equal(expected, got.numpy())
@@ -124,9 +146,12 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
 def test_train_cell_on_a_real_run_cache(tiny_run):
     config = tiny_run.config
     spec = sweep.SweepSpec.from_run(
-        config.model_copy(update={"sweep_epochs": 2, "sweep_seeds": 2}), tiny_run.cache.cache_dir,
-        tiny_run.manifest.path, 2, tiny_run.cache.feature_shape,
-    )  # fmt: skip
+        config.model_copy(update={"sweep_epochs": 2, "sweep_seeds": 2}),
+        tiny_run.cache.cache_dir,
+        tiny_run.manifest.path,
+        2,
+        tiny_run.cache.feature_shape,
+    )
     assert spec.seeds == [config.seed, config.seed + 1] and spec.patience == config.sweep_patience
     assert spec.sweeps_dir == config.workdir / "sweeps"  # the report stage's WORKDIR
     both = sweep.SweepCell(rate=0.5, placement="after_both", seed=3)
@@ -163,10 +188,15 @@ def tiny_cache(tmp_path_factory):
 def tiny_spec(workdir, **fields) -> sweep.SweepSpec:
     """The claims grid, one seed, one epoch: 4 trainings."""
     values = dict(
-        cache_dir=workdir / "cache" / FINGERPRINT, manifest_path=workdir / "manifest.parquet",
-        n_classes=2, feature_shape=SHAPE, head=HeadSpec(hidden_units=(4, 4), learning_rate=1e-2),
-        batch_size=8, epochs=1, seeds=[0],
-    )  # fmt: skip
+        cache_dir=workdir / "cache" / FINGERPRINT,
+        manifest_path=workdir / "manifest.parquet",
+        n_classes=2,
+        feature_shape=SHAPE,
+        head=HeadSpec(hidden_units=(4, 4), learning_rate=1e-2),
+        batch_size=8,
+        epochs=1,
+        seeds=[0],
+    )
     return sweep.SweepSpec(**{**values, **fields})
 
 
@@ -246,8 +276,11 @@ def test_changed_inputs_train_again_and_a_grown_grid_reuses_its_cells(first_swee
     longer, _ = run_flow(spec.model_copy(update={"epochs": 2, "patience": 0}))
     assert longer.cache.computed == 4
     assert longer.configs[0].runs[0].epochs_run == 2
-    grown, _ = run_flow(spec.model_copy(update={"grid": "full", "rates": [0.0, 0.5, 0.8],
-                                                 "placements": ["after_dense2"]}))  # fmt: skip
+    grown, _ = run_flow(
+        spec.model_copy(
+            update={"grid": "full", "rates": [0.0, 0.5, 0.8], "placements": ["after_dense2"]}
+        )
+    )
     assert (grown.cache.computed, grown.cache.reused) == (1, 4)  # only rate 0.8
 
 
@@ -255,9 +288,16 @@ def test_the_sweep_cache_key_follows_the_training_rows(tiny_cache, tmp_path):
     from inception_retrain.data.manifest import ManifestRow, write_manifest
 
     def manifest(path, ids, labels, splits):
-        rows = [ManifestRow(uri=f"/img/{cid}.png", label=f"c{label}", label_index=label,
-                            split=split, content_id=cid)
-                for cid, label, split in zip(ids, labels, splits, strict=True)]  # fmt: skip
+        rows = [
+            ManifestRow(
+                uri=f"/img/{cid}.png",
+                label=f"c{label}",
+                label_index=label,
+                split=split,
+                content_id=cid,
+            )
+            for cid, label, split in zip(ids, labels, splits, strict=True)
+        ]
         write_manifest(path, rows, ["c0", "c1"], "test", {})
 
     workdir, ids, labels = tiny_cache
@@ -288,7 +328,12 @@ def test_a_sweep_spec_rejects_unknown_placements_and_impossible_rates():
     from pydantic import ValidationError
 
     base = {"cache_dir": "/c", "manifest_path": "/m", "n_classes": 2, "feature_shape": (2, 2, 8)}
-    for bad in ({"placements": ["after_dense"]}, {"rates": [1.0]}, {"epochs": 0},
-                {"grid": "some"}, {"patience": -1}):  # fmt: skip
+    for bad in (
+        {"placements": ["after_dense"]},
+        {"rates": [1.0]},
+        {"epochs": 0},
+        {"grid": "some"},
+        {"patience": -1},
+    ):
         with pytest.raises(ValidationError):
             sweep.SweepSpec(**base, **bad)

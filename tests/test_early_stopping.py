@@ -14,12 +14,21 @@ def _train(callback_class, restore: bool, checkpoint_weights=None):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, 64).astype("float32")
     vx, vy = rng.normal(size=(32, 8)).astype("float32"), rng.integers(0, 2, 32).astype("float32")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
-                              keras.layers.Dense(1, "sigmoid")])  # fmt: skip
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, "relu"), keras.layers.Dense(1, "sigmoid")]
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
     stopping = callback_class(monitor="val_loss", patience=2, restore_best_weights=restore)
-    history = model.fit(x, y, validation_data=(vx, vy), epochs=30, batch_size=16, shuffle=False,
-                        callbacks=[stopping], verbose=0).history  # fmt: skip
+    history = model.fit(
+        x,
+        y,
+        validation_data=(vx, vy),
+        epochs=30,
+        batch_size=16,
+        shuffle=False,
+        callbacks=[stopping],
+        verbose=0,
+    ).history
     return model, stopping, history
 
 

@@ -129,9 +129,14 @@ def train_seed_way(
         for epoch in range(epochs):
             order = epoch_order(len(labels), SEED, epoch)  # the order fit_head uses
             logs = full.fit(
-                images[order], labels[order], batch_size=BATCH, epochs=epoch + 1,
-                initial_epoch=epoch, shuffle=False, verbose=0,
-            ).history  # fmt: skip
+                images[order],
+                labels[order],
+                batch_size=BATCH,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,
+                verbose=0,
+            ).history
             losses.append(logs["loss"][-1])
     return losses, before, head_layer_weights(full)
 
@@ -180,9 +185,14 @@ def test_training_on_cached_features_equals_the_seeds_end_to_end_training(
 
     spec = HeadSpec(hidden_units=(512, 1024), dropout_rate=DROPOUT, learning_rate=1e-4)
     head, result = fit_head(
-        (cached, cached_labels), None, spec=spec, seed=SEED, epochs=EPOCHS, batch_size=BATCH,
+        (cached, cached_labels),
+        None,
+        spec=spec,
+        seed=SEED,
+        epochs=EPOCHS,
+        batch_size=BATCH,
         initial_weights=initial,
-    )  # fmt: skip
+    )
     history = result.history
 
     weights = list(zip(head.get_weights(), trained_full, initial, strict=True))

@@ -284,19 +284,26 @@ def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
     ids, labels = [r["content_id"] for r in rows], [r["label_index"] for r in rows]
     write_part(cache_dir, schema, ids, labels, ["x"] * len(rows), features)
     cache = FeatureCache(
-        cache_dir=cache_dir, backbone_fingerprint="test", manifest_fingerprint="test",
-        feature_shape=shape, dtype="float32", computed=len(rows), reused=0,
+        cache_dir=cache_dir,
+        backbone_fingerprint="test",
+        manifest_fingerprint="test",
+        feature_shape=shape,
+        dtype="float32",
+        computed=len(rows),
+        reused=0,
         report_path=tmp_path / "extract.json",
-    )  # fmt: skip
+    )
     model = compile_head(build_head(shape, 3, HeadSpec(hidden_units=(8, 8))), 3, 1e-2)
     model.fit(features, np.array(labels), epochs=20, verbose=0)
     model.save(tmp_path / "head.keras")
     history = {"loss": [1.0, 0.5], "accuracy": [0.4, 0.7]}
     write_document(tmp_path / "history.json", "training-history", 1, history)
     head = TrainedHead(
-        head_path=tmp_path / "head.keras", history_path=tmp_path / "history.json",
-        fingerprint="x", device="cpu",
-    )  # fmt: skip
+        head_path=tmp_path / "head.keras",
+        history_path=tmp_path / "history.json",
+        fingerprint="x",
+        device="cpu",
+    )
 
     evaluation = evaluate(manifest, cache, head, tiny_run.config, tmp_path)
     document = json.loads(evaluation.json_path.read_text())

@@ -133,9 +133,13 @@ def test_failed_export_publishes_nothing(tiny_run, tmp_path):
     broken_head = tiny_run.head.model_copy(update={"head_path": tmp_path / "missing.keras"})
     with pytest.raises((OSError, ValueError)):
         export_model(
-            tiny_run.manifest, tiny_run.cache, broken_head, tiny_run.evaluation, config,
+            tiny_run.manifest,
+            tiny_run.cache,
+            broken_head,
+            tiny_run.evaluation,
+            config,
             tiny_run.run_dir,
-        )  # fmt: skip
+        )
     models = tmp_path / "work" / "models"
     assert list_versions(models) == []
     assert not [p for p in models.iterdir() if p.name.startswith(".staging-")]

@@ -132,9 +132,12 @@ def test_an_empty_test_split_fails_the_run_right_after_ingest_with_a_summary(
 
 @pytest.mark.parametrize(
     ("data", "label"),
-    [("demo", "demo"), ("tfds:cats_vs_dogs?data_dir=/x", "tfds-cats_vs_dogs"),
-     ("/data/photos/", "photos")],
-)  # fmt: skip
+    [
+        ("demo", "demo"),
+        ("tfds:cats_vs_dogs?data_dir=/x", "tfds-cats_vs_dogs"),
+        ("/data/photos/", "photos"),
+    ],
+)
 def test_source_label_names_the_data_in_task_run_names(data, label):
     from inception_retrain.flows.retrain import source_label
 

@@ -35,11 +35,31 @@ pytestmark = pytest.mark.slow
 CLI = Path(sys.executable).parent / "inception-retrain"
 RUN_TIMEOUT_S = 420
 TINY = [
-    "--weights", "random:0", "--image-size", "75", "--hidden-units", "64,128",
-    "--split-fractions", "0.5,0.2,0.3", "--epochs", "1", "--batch-size", "16", "--patience", "0",
-    "--sweep-rates", "0,0.5", "--sweep-placements", "after_dense2", "--sweep-seeds", "1",
-    "--sweep-epochs", "1", "--mc-passes", "2",
-]  # fmt: skip
+    "--weights",
+    "random:0",
+    "--image-size",
+    "75",
+    "--hidden-units",
+    "64,128",
+    "--split-fractions",
+    "0.5,0.2,0.3",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--patience",
+    "0",
+    "--sweep-rates",
+    "0,0.5",
+    "--sweep-placements",
+    "after_dense2",
+    "--sweep-seeds",
+    "1",
+    "--sweep-epochs",
+    "1",
+    "--mc-passes",
+    "2",
+]
 NOISE = re.compile(
     r"cuInit|DT_HALF|absl::InitializeLog|oneDNN custom operations|Could not find cuda drivers"
     r"|This TensorFlow binary is optimized|triggered tf\.function retracing|Traceback"
@@ -49,9 +69,13 @@ NOISE = re.compile(
 def start(options: list[str], log: Path, env: dict) -> subprocess.Popen:
     with open(log.with_suffix(".out"), "wb") as out, open(log.with_suffix(".err"), "wb") as err:
         return subprocess.Popen(
-            [str(CLI), "run", *options], stdout=out, stderr=err, env=env, cwd=log.parent,
+            [str(CLI), "run", *options],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=log.parent,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def wait_for(condition, process: subprocess.Popen, what: str, timeout_s: float = RUN_TIMEOUT_S):
@@ -93,9 +117,13 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
         before = run_dirs(work)
         started = time.monotonic()
         result.no_wait = subprocess.run(
-            [str(CLI), "run", *options, "--no-wait"], env=env, cwd=folder, capture_output=True,
-            text=True, timeout=60,
-        )  # fmt: skip
+            [str(CLI), "run", *options, "--no-wait"],
+            env=env,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         result.no_wait_s = time.monotonic() - started
         result.no_wait_new_runs = run_dirs(work) - before
         staged = wait_for(lambda: list(work.glob("models/.staging-*/model.keras")), a, "export")
@@ -109,9 +137,12 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
 
     # 3. The next command that looks recognises the kill.
     result.runs_ls = subprocess.run(
-        [str(CLI), "runs", "ls", "--workdir", str(work)], env=env, capture_output=True, text=True,
+        [str(CLI), "runs", "ls", "--workdir", str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
-    )  # fmt: skip
+    )
 
     # 4. D and E at once.
     d = start(options, folder / "d", env)
@@ -124,10 +155,12 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
     result.d, result.e = d, e
-    result.err = {p.pid: (folder / name).with_suffix(".err").read_text() for p, name in
-                  ((d, "d"), (e, "e"))}  # fmt: skip
-    result.out = {p.pid: (folder / name).with_suffix(".out").read_text() for p, name in
-                  ((d, "d"), (e, "e"))}  # fmt: skip
+    result.err = {
+        p.pid: (folder / name).with_suffix(".err").read_text() for p, name in ((d, "d"), (e, "e"))
+    }
+    result.out = {
+        p.pid: (folder / name).with_suffix(".out").read_text() for p, name in ((d, "d"), (e, "e"))
+    }
     return result
 
 

@@ -20,8 +20,17 @@ from prefect_fixtures import NIGHTLY, REPO, api_client, child_env, deployment_ru
 
 from inception_retrain.runs.run_folder import run_dir_for_flow_run
 
-STAGE_PREFIXES = ("ingest-", "extract-", "train-", "evaluate-", "dropout-report-",
-                  "decide-promotion-", "export-", "promote-", "report-")  # fmt: skip
+STAGE_PREFIXES = (
+    "ingest-",
+    "extract-",
+    "train-",
+    "evaluate-",
+    "dropout-report-",
+    "decide-promotion-",
+    "export-",
+    "promote-",
+    "report-",
+)
 
 
 def _run_dir(runs, flow_run_id) -> Path:
@@ -199,12 +208,23 @@ def test_prefect_yaml_deploys_to_what_serve_serves(prefect_server, served, tmp_p
     with api_client(prefect_server.api_url) as client:
         client.create_work_pool(WorkPoolCreate(name=nightly["work_pool"]["name"], type="process"))
     deployed = subprocess.run(
-        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(copy),
-         "--name", "nightly-retrain-from-yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-        env=child_env(PREFECT_API_URL=prefect_server.api_url,
-                       PREFECT_HOME=str(tmp_path / "home")),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "--no-prompt",
+            "deploy",
+            "--prefect-file",
+            str(copy),
+            "--name",
+            "nightly-retrain-from-yaml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=child_env(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home")),
+    )
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
 
     with api_client(prefect_server.api_url) as client:

@@ -124,11 +124,17 @@ def test_the_written_layout_is_keras_inception_v3(inception):
 @pytest.mark.parametrize(
     ("name", "fits"),
     [
-        ("keras3", True), ("legacy", True), ("archive", True), ("deflated-archive", True),
-        ("keras3-conv-shape", False), ("keras3-bn-shape", False), ("legacy-shape", False),
-        ("other-model", False), ("legacy-other-model", False),
+        ("keras3", True),
+        ("legacy", True),
+        ("archive", True),
+        ("deflated-archive", True),
+        ("keras3-conv-shape", False),
+        ("keras3-bn-shape", False),
+        ("legacy-shape", False),
+        ("other-model", False),
+        ("legacy-other-model", False),
     ],
-)  # fmt: skip
+)
 def test_weights_check_agrees_with_keras(weights_files, name, fits):
     from inception_retrain.features.backbone import load_backbone
     from inception_retrain.features.weights_file import check_weights_file
@@ -273,23 +279,57 @@ def build_case(name: str, tmp: Path, weights: dict[str, Path]) -> tuple[list[str
 
 
 CASES = [
-    "workdir-is-a-file", "workdir-under-a-file", "workdir-runs-is-a-file",
-    "workdir-models-is-a-file", "workdir-cache-is-a-file", "workdir-dangling-link",
+    "workdir-is-a-file",
+    "workdir-under-a-file",
+    "workdir-runs-is-a-file",
+    "workdir-models-is-a-file",
+    "workdir-cache-is-a-file",
+    "workdir-dangling-link",
     "workdir-link-to-a-file",
-    "data-empty-folder", "data-one-class", "data-files-without-class-folders",
-    "data-classes-without-images", "data-second-class-only-hidden-files",
-    "data-empty-test-folder", "data-test-folder-without-images", "data-no-train-folder",
-    "data-split-folders-no-test-share", "data-no-test-share", "demo-no-test-share",
-    "data-missing", "data-is-a-file",
-    "hidden-units-word", "hidden-units-not-int", "hidden-units-zero", "epochs-zero",
-    "dropout-rate-one", "dropout-rate-negative", "image-size-small", "split-fractions-sum",
-    "split-fractions-words", "split-fractions-two", "layer-unknown", "feature-dtype",
-    "sweep-rate-one", "placement", "batch-size-zero", "promotion-metric", "unknown-option",
-    "min-image-size-zero", "weights-random-word", "weights-missing", "weights-suffix",
-    "weights-not-hdf5", "weights-file-other-model", "weights-file-legacy-other-model",
-    "weights-file-keras3-conv-shape", "weights-file-legacy-shape", "weights-file-truncated",
-    "tfds-unknown", "tfds-bad-syntax", "tfds-empty-name",
-]  # fmt: skip
+    "data-empty-folder",
+    "data-one-class",
+    "data-files-without-class-folders",
+    "data-classes-without-images",
+    "data-second-class-only-hidden-files",
+    "data-empty-test-folder",
+    "data-test-folder-without-images",
+    "data-no-train-folder",
+    "data-split-folders-no-test-share",
+    "data-no-test-share",
+    "demo-no-test-share",
+    "data-missing",
+    "data-is-a-file",
+    "hidden-units-word",
+    "hidden-units-not-int",
+    "hidden-units-zero",
+    "epochs-zero",
+    "dropout-rate-one",
+    "dropout-rate-negative",
+    "image-size-small",
+    "split-fractions-sum",
+    "split-fractions-words",
+    "split-fractions-two",
+    "layer-unknown",
+    "feature-dtype",
+    "sweep-rate-one",
+    "placement",
+    "batch-size-zero",
+    "promotion-metric",
+    "unknown-option",
+    "min-image-size-zero",
+    "weights-random-word",
+    "weights-missing",
+    "weights-suffix",
+    "weights-not-hdf5",
+    "weights-file-other-model",
+    "weights-file-legacy-other-model",
+    "weights-file-keras3-conv-shape",
+    "weights-file-legacy-shape",
+    "weights-file-truncated",
+    "tfds-unknown",
+    "tfds-bad-syntax",
+    "tfds-empty-name",
+]
 
 
 def snapshot(path: Path) -> dict[str, tuple] | None:
@@ -317,9 +357,13 @@ def test_bad_input_is_refused_in_one_line_fast_writing_nothing(case, tmp_path, w
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     started = time.monotonic()
     done = subprocess.run(
-        [str(CLI), "run", *options], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [str(CLI), "run", *options],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
-    )  # fmt: skip
+    )
     seconds = time.monotonic() - started
 
     assert done.returncode == 2, (done.stdout, done.stderr)

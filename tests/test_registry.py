@@ -247,8 +247,11 @@ def start_promoter(config, evaluation, names, loop=False, crash_at=None):
     command = [sys.executable, "-c", PROMOTER, str(config.workdir), str(artifact)]
     return subprocess.Popen(
         [*command, "loop" if loop else "once", *names],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def assert_champion_is_complete(workdir: Path, allowed: set[str]) -> str:

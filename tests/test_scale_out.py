@@ -49,18 +49,37 @@ BUCKET = "features"
 RUN_TIMEOUT_S = 420
 # The smallest real run: 75 px, a 16-16 head, one epoch, a sweep of 3 one-epoch trainings.
 SMALL_RUN = [
-    "--image-size", "75", "--hidden-units", "16,16", "--epochs", "1",
-    "--split-fractions", "0.5,0.2,0.3", "--sweep-rates", "0", "--sweep-placements", "none",
-    "--sweep-seeds", "1", "--sweep-epochs", "1",
-]  # fmt: skip
+    "--image-size",
+    "75",
+    "--hidden-units",
+    "16,16",
+    "--epochs",
+    "1",
+    "--split-fractions",
+    "0.5,0.2,0.3",
+    "--sweep-rates",
+    "0",
+    "--sweep-placements",
+    "none",
+    "--sweep-seeds",
+    "1",
+    "--sweep-epochs",
+    "1",
+]
 
 
 def small_config(data: Path, workdir: Path, **overrides) -> RetrainConfig:
     values = {
-        "data": str(data), "workdir": str(workdir), "weights": "random:0", "image_size": 75,
-        "split_fractions": (0.5, 0.2, 0.3), "head": HeadSpec(hidden_units=(16, 16)),
-        "epochs": 2, "batch_size": 8, "patience": 0,
-    }  # fmt: skip
+        "data": str(data),
+        "workdir": str(workdir),
+        "weights": "random:0",
+        "image_size": 75,
+        "split_fractions": (0.5, 0.2, 0.3),
+        "head": HeadSpec(hidden_units=(16, 16)),
+        "epochs": 2,
+        "batch_size": 8,
+        "patience": 0,
+    }
     return RetrainConfig(**{**values, **overrides})
 
 
@@ -97,9 +116,13 @@ def processes():
     def start(command, log: Path, env=None) -> subprocess.Popen:
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
-                start_new_session=True, cwd=log.parent,
-            )  # fmt: skip
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env or os.environ.copy(),
+                start_new_session=True,
+                cwd=log.parent,
+            )
         started.append(process)
         return process
 
@@ -124,9 +147,11 @@ def s3(tmp_path_factory):
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     credentials = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
-    }  # fmt: skip
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
     saved = {key: os.environ.get(key) for key in credentials}
     os.environ.update(credentials)
     log = tmp_path_factory.mktemp("moto") / "moto.log"
@@ -257,9 +282,13 @@ def test_cluster_workers_bound_tensorflow_threads_and_predict_in_shards(
     with dask_cluster("local:2") as address, Client(address) as client:
         assert set(client.run(_tensorflow_threads).values()) == {(1, 1)}
         summary = batch_predict(
-            [str(inbox)], str(there), model=tiny_version.version,
-            workdir=str(tiny_run.config.workdir), cluster=address, shard_files=3,
-        )  # fmt: skip
+            [str(inbox)],
+            str(there),
+            model=tiny_version.version,
+            workdir=str(tiny_run.config.workdir),
+            cluster=address,
+            shard_files=3,
+        )
     assert summary["n_files"] == expected["n_files"] and summary["n_failed"] == 1
     columns = [c for c in pq.read_schema(here).names if c != "detail"]  # detail: Pillow's text
     assert pq.read_table(there, columns=columns).equals(pq.read_table(here, columns=columns))
@@ -277,11 +306,13 @@ def test_a_cache_on_s3_trains_like_a_local_cache(s3, small_demo_dir, random_weig
     for where in ("local", "s3"):
         remote = where == "s3"
         config = small_config(
-            small_demo_dir, tmp_path / where,
-            weights=f"s3://{BUCKET}/weights/random.weights.h5" if remote
+            small_demo_dir,
+            tmp_path / where,
+            weights=f"s3://{BUCKET}/weights/random.weights.h5"
+            if remote
             else str(random_weights_file),
             feature_cache=f"s3://{BUCKET}/cache" if remote else None,
-        )  # fmt: skip
+        )
         manifest = ingest(config, tmp_path / where / "run")
         cache = extract_features(manifest, config, tmp_path / where / "run")
         head = train_head(manifest, cache, config, tmp_path / where / "run")
@@ -345,9 +376,13 @@ def test_an_unreachable_scheduler_or_bucket_fails_in_one_line_before_any_work(
 def run_cli(arguments: list[str], env: dict, log: Path, timeout: float = RUN_TIMEOUT_S):
     with open(log, "wb") as out:
         done = subprocess.run(
-            [str(BIN / "inception-retrain"), *arguments], stdout=subprocess.PIPE,
-            stderr=out, env=env, timeout=timeout, cwd=log.parent,
-        )  # fmt: skip
+            [str(BIN / "inception-retrain"), *arguments],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            env=env,
+            timeout=timeout,
+            cwd=log.parent,
+        )
     assert done.returncode == 0, tail(log, 60)
     return Path(done.stdout.decode().strip().splitlines()[-1])
 
@@ -414,20 +449,39 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
     worker += ["--no-dashboard", "--host", "127.0.0.1"]
     with processes() as start:
         start(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--no-dashboard"], tmp_path / "scheduler.log", env,
-        )  # fmt: skip
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            tmp_path / "scheduler.log",
+            env,
+        )
         start([*worker, "--name", "steady"], tmp_path / "steady.log", env)
         doomed_command = [*worker, "--name", "doomed", "--preload", str(preload)]
         doomed = start(doomed_command, tmp_path / "doomed.log", env)
         time.sleep(3)  # let both workers register before the run plans its shards
         data = upload_folder(s3, small_demo_dir, "demo")
         arguments = [
-            "run", "--data", data, "--workdir", str(tmp_path / "work"),
-            "--weights", f"s3://{BUCKET}/weights/scheduler-test.weights.h5",
-            "--feature-cache", f"s3://{BUCKET}/dask-cache", "--cluster", scheduler,
-            "--shard-rows", "4", *SMALL_RUN,
-        ]  # fmt: skip
+            "run",
+            "--data",
+            data,
+            "--workdir",
+            str(tmp_path / "work"),
+            "--weights",
+            f"s3://{BUCKET}/weights/scheduler-test.weights.h5",
+            "--feature-cache",
+            f"s3://{BUCKET}/dask-cache",
+            "--cluster",
+            scheduler,
+            "--shard-rows",
+            "4",
+            *SMALL_RUN,
+        ]
         from inception_retrain.features.backbone import save_random_weights
 
         weights = save_random_weights(tmp_path / "w.weights.h5", image_size=75, seed=0)
@@ -435,9 +489,12 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
         log = tmp_path / "run.log"
         with open(log, "wb") as out:
             run = subprocess.Popen(
-                [str(BIN / "inception-retrain"), *arguments], stdout=subprocess.PIPE, stderr=out,
-                env=env, cwd=tmp_path,
-            )  # fmt: skip
+                [str(BIN / "inception-retrain"), *arguments],
+                stdout=subprocess.PIPE,
+                stderr=out,
+                env=env,
+                cwd=tmp_path,
+            )
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while not marker.exists():
             assert run.poll() is None, f"the run ended before a worker was killed:\n{tail(log)}"

@@ -73,8 +73,10 @@ def test_noise_is_dropped_and_the_rest_kept_in_order_through_a_pipe():
     env = {k: v for k, v in os.environ.items() if k != "INCEPTION_RETRAIN_RAW_STDERR"}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, *(line.hex() for line in lines)],
-        capture_output=True, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert done.stderr == expected(lines)
 
@@ -83,10 +85,15 @@ def test_a_terminal_stays_a_terminal_and_sees_the_same():
     lines = interleaved()
     primary, secondary = pty.openpty()
     child = subprocess.Popen(
-        [sys.executable, "-c", "import os; assert os.isatty(2)\n" + CHILD,
-         *(line.hex() for line in lines)],
-        stderr=secondary, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import os; assert os.isatty(2)\n" + CHILD,
+            *(line.hex() for line in lines),
+        ],
+        stderr=secondary,
+        stdout=subprocess.DEVNULL,
+    )
     os.close(secondary)
     seen = b""
     while select.select([primary], [], [], 30)[0]:
@@ -109,6 +116,8 @@ def test_it_can_be_turned_off(value):
     env = {**os.environ, "INCEPTION_RETRAIN_RAW_STDERR": value}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, *(line.hex() for line in lines)],
-        capture_output=True, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
     assert done.stderr == b"".join(lines) + b"error: the last line\n"

@@ -92,18 +92,27 @@ def write_dataset(
     for start in range(0, len(rows), rows_per_part):
         chunk = rows[start : start + rows_per_part]
         feature_parts.write_part(
-            cache_dir, schema, [r[0] for r in chunk], [r[1] for r in chunk],
-            [r[2] for r in chunk], np.stack([r[3] for r in chunk]),
-        )  # fmt: skip
+            cache_dir,
+            schema,
+            [r[0] for r in chunk],
+            [r[1] for r in chunk],
+            [r[2] for r in chunk],
+            np.stack([r[3] for r in chunk]),
+        )
     fingerprint = hashlib.sha256(repr(sorted(r[:3] for r in rows)).encode()).hexdigest()
     manifest = Manifest(
         path=manifest_path, fingerprint=fingerprint, class_names=class_names, counts=counts
     )
     cache = FeatureCache(
-        cache_dir=cache_dir, backbone_fingerprint="fp", manifest_fingerprint=fingerprint,
-        feature_shape=feature_shape, dtype=dtype, computed=len(rows), reused=0,
+        cache_dir=cache_dir,
+        backbone_fingerprint="fp",
+        manifest_fingerprint=fingerprint,
+        feature_shape=feature_shape,
+        dtype=dtype,
+        computed=len(rows),
+        reused=0,
         report_path=root / "extract.json",
-    )  # fmt: skip
+    )
     return manifest, cache
 
 
@@ -113,7 +122,7 @@ HEAD = HeadSpec(hidden_units=(16, 32), learning_rate=1e-3)
 def config(tmp_path: Path, **overrides) -> RetrainConfig:
     values = dict(
         workdir=tmp_path, head=HEAD, epochs=4, batch_size=8, patience=0, device="cpu", seed=3
-    )  # fmt: skip
+    )
     values.update(overrides)
     return RetrainConfig(**values)
 
@@ -209,9 +218,15 @@ def test_streaming_equals_in_memory_for_the_same_order(tmp_path, dtype):
     weights = {}
     for mode in (IN_MEMORY, STREAMING):
         data = load_training_data(
-            cache.cache_dir, split_rows(manifest, "train"), split_rows(manifest, "validation"),
-            batch_size=8, seed=0, memory_budget_mb=1, mode=mode, shuffle=False,
-        )  # fmt: skip
+            cache.cache_dir,
+            split_rows(manifest, "train"),
+            split_rows(manifest, "validation"),
+            batch_size=8,
+            seed=0,
+            memory_budget_mb=1,
+            mode=mode,
+            shuffle=False,
+        )
         assert data.mode == mode
         keras.utils.set_random_seed(0)
         model = new_head(SMALL, 2, HEAD, seed=0)
@@ -228,9 +243,13 @@ def test_streaming_shuffle_is_bounded_complete_and_trains_as_well(tmp_path):
         tmp_path / "data", {"train": 96, "validation": 32}, feature_shape=(8, 8, 64)
     )
     data = load_training_data(
-        cache.cache_dir, split_rows(manifest, "train"), split_rows(manifest, "validation"),
-        batch_size=8, seed=1, memory_budget_mb=1,
-    )  # fmt: skip
+        cache.cache_dir,
+        split_rows(manifest, "train"),
+        split_rows(manifest, "validation"),
+        batch_size=8,
+        seed=1,
+        memory_budget_mb=1,
+    )
     assert data.mode == STREAMING
     assert data.train.buffer_rows < data.train.n == 96
     _, x, _ = load_split(cache.cache_dir, manifest.path, "train")

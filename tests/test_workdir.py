@@ -54,8 +54,11 @@ def start_run(work: Path, mode: str) -> tuple[subprocess.Popen, str]:
     """A child that plays a run in `work` ("hold", "die" or "extract"); (process, first line)."""
     process = subprocess.Popen(
         [sys.executable, "-c", RUN, str(work), mode],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = process.stdout.readline().strip()
     assert line, process.stderr.read()
     return process, line
@@ -94,9 +97,11 @@ def test_a_second_run_refuses_without_waiting_or_waits_saying_for_whom(tmp_path)
         waiter.start()
         time.sleep(1.0)
         assert not done.is_set()  # still waiting
-        assert said == [f"waiting for run {run_id} (pid {holder.pid}, started "
-                        f"{run_folder.read_status(Path(line))['started']}) to finish: it is "
-                        f"using the workdir {work}"]  # fmt: skip
+        assert said == [
+            f"waiting for run {run_id} (pid {holder.pid}, started "
+            f"{run_folder.read_status(Path(line))['started']}) to finish: it is "
+            f"using the workdir {work}"
+        ]
     finally:
         finish(holder)
     waiter.join(timeout=30)
@@ -182,9 +187,13 @@ def test_recover_removes_what_dead_processes_left_and_nothing_a_live_one_writes(
         finish(extraction)
 
     assert set(removed) == {
-        killed / "checkpoints", killed / ".history.json.x1y2.tmp", staging, pointer_temp,
-        trash, idle_part,
-    }  # fmt: skip
+        killed / "checkpoints",
+        killed / ".history.json.x1y2.tmp",
+        staging,
+        pointer_temp,
+        trash,
+        idle_part,
+    }
     assert removed[staging] == 5000 and removed[killed / "checkpoints"] == 1000
     assert not any(path.exists() for path in removed)
     assert busy_part.exists()  # an extraction is writing that cache

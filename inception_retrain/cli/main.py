@@ -152,9 +152,14 @@ def predict_command(
             from inception_retrain.flows.predict import batch_predict
 
             state = batch_predict(
-                [str(p) for p in inputs], str(output), model, str(workdir), cluster,
-                shard_files, return_state=True,
-            )  # fmt: skip
+                [str(p) for p in inputs],
+                str(output),
+                model,
+                str(workdir),
+                cluster,
+                shard_files,
+                return_state=True,
+            )
             if not state.is_completed():
                 fail(state.message or "batch prediction failed", code=1)
             summary = state.result()

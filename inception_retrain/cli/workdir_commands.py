@@ -138,8 +138,16 @@ def cache_ls_command(
 
 def format_cache_table(caches: list[dict]) -> str:
     header = (
-        "fingerprint", "images", "views", "MB", "dtype", "last used", "in use", "layer", "weights"
-    )  # fmt: skip
+        "fingerprint",
+        "images",
+        "views",
+        "MB",
+        "dtype",
+        "last used",
+        "in use",
+        "layer",
+        "weights",
+    )
     rows = [
         (
             c["fingerprint"],

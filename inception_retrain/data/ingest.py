@@ -163,9 +163,13 @@ def _mark_duplicates(rows: list[ManifestRow]) -> list[dict]:
             row.reason = "duplicate-conflicting-label"
             group = conflicts.setdefault(
                 row.content_id,
-                {"content_id": row.content_id, "kept": kept.uri, "labels": [kept.label],
-                 "uris": [kept.uri]},
-            )  # fmt: skip
+                {
+                    "content_id": row.content_id,
+                    "kept": kept.uri,
+                    "labels": [kept.label],
+                    "uris": [kept.uri],
+                },
+            )
             group["labels"].append(row.label)
             group["uris"].append(row.uri)
         row.detail = f"same content as {kept.uri}"
@@ -324,9 +328,16 @@ def ingest(
     split_info = _assign_splits(rows, split_folders, layout, present, config.split_fractions)
 
     counts = _counts(
-        rows, class_names, source, root, layout, split_info, conflicts,
-        found.ignored, time.monotonic() - started,
-    )  # fmt: skip
+        rows,
+        class_names,
+        source,
+        root,
+        layout,
+        split_info,
+        conflicts,
+        found.ignored,
+        time.monotonic() - started,
+    )
     manifest = manifest_file.write_manifest(
         run_dir / manifest_file.FILE_NAME, rows, class_names, source, counts
     )
@@ -334,7 +345,10 @@ def ingest(
     _write_skipped(run_dir / "skipped.csv", rows)
     log.info(
         "ingested %s: %d ok, %d skipped (%s)",
-        described, counts["ok"], counts["skipped"], reason_summary(counts) or "none",
-    )  # fmt: skip
+        described,
+        counts["ok"],
+        counts["skipped"],
+        reason_summary(counts) or "none",
+    )
     _check_usable(counts, described)
     return manifest

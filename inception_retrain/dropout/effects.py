@@ -113,14 +113,24 @@ def compare(
     reasons = [r for r in reasons if r]
     interval = diff.interval
     return Comparison(
-        name=name, metric=shown, a=label(a, units), b=label(b, units), claim=claim,
-        threshold=threshold, n=diff.n, mean=diff.mean,
+        name=name,
+        metric=shown,
+        a=label(a, units),
+        b=label(b, units),
+        claim=claim,
+        threshold=threshold,
+        n=diff.n,
+        mean=diff.mean,
         low=interval.low if interval.bounded else None,
-        high=interval.high if interval.bounded else None, effect_size=diff.effect_size,
-        outcome=statistics.INCONCLUSIVE if reasons
+        high=interval.high if interval.bounded else None,
+        effect_size=diff.effect_size,
+        outcome=statistics.INCONCLUSIVE
+        if reasons
         else statistics.decide(interval, threshold).outcome,
-        blocked="; ".join(reasons), excluded=excluded, deciding=deciding,
-    )  # fmt: skip
+        blocked="; ".join(reasons),
+        excluded=excluded,
+        deciding=deciding,
+    )
 
 
 def rule_text(c: Comparison, margin: float, summary: SweepSummary) -> str:
@@ -157,43 +167,85 @@ def flip_text(c: Comparison) -> str:
 
 
 def _numbers(c: Comparison) -> dict:
-    return {"difference": c.mean, "ci_low": c.low, "ci_high": c.high, "seeds": c.n,
-            "effect_size_dz": c.effect_size, "threshold": c.threshold}  # fmt: skip
+    return {
+        "difference": c.mean,
+        "ci_low": c.low,
+        "ci_high": c.high,
+        "seeds": c.n,
+        "effect_size_dz": c.effect_size,
+        "threshold": c.threshold,
+    }
 
 
 def _missing(claim: str, question: str, needs: str) -> Finding:
-    return Finding(claim, EFFECT, question, NOT_TESTABLE, rule=f"Needs {needs} in the sweep.",
-                   flip=f"A sweep with {needs} would decide it.",
-                   reason=f"the sweep has no {needs}")  # fmt: skip
+    return Finding(
+        claim,
+        EFFECT,
+        question,
+        NOT_TESTABLE,
+        rule=f"Needs {needs} in the sweep.",
+        flip=f"A sweep with {needs} would decide it.",
+        reason=f"the sweep has no {needs}",
+    )
 
 
 def judge_c1(s: SweepSummary, margin: float, units=(512, 1024)) -> list[Finding]:
-    question = (f"On this data, is {label(grid.END_ONLY, units)} only at least as good as "
-                f"{label(grid.EVERY_LAYER, units)}?")  # fmt: skip
+    question = (
+        f"On this data, is {label(grid.END_ONLY, units)} only at least as good as "
+        f"{label(grid.EVERY_LAYER, units)}?"
+    )
     end, every = s.config(*grid.END_ONLY), s.config(*grid.EVERY_LAYER)
     practice = Finding(
-        "C1", PRACTICE, "Is dropout usually used only in the last layers?", NOT_TESTABLE,
+        "C1",
+        PRACTICE,
+        "Is dropout usually used only in the last layers?",
+        NOT_TESTABLE,
         rule="How often practitioners place dropout is a fact about published networks, not "
-        "about this model or data.", flip="A survey of architectures could decide it.",
+        "about this model or data.",
+        flip="A survey of architectures could decide it.",
         reason="a claim about common practice",
-    )  # fmt: skip
+    )
     if end is None or every is None:
         return [_missing("C1", question, "rate-0.5 cells after Dense 2 and after both"), practice]
-    main = compare(s, end, every, claim=statistics.AT_LEAST_AS_GOOD, margin=margin, units=units,
-                   name="end only vs every layer, rate 0.5")  # fmt: skip
+    main = compare(
+        s,
+        end,
+        every,
+        claim=statistics.AT_LEAST_AS_GOOD,
+        margin=margin,
+        units=units,
+        name="end only vs every layer, rate 0.5",
+    )
     context = [
-        compare(s, row, other, claim=statistics.AT_LEAST_AS_GOOD, margin=margin, units=units,
-                name=f"end only vs every layer, rate {row.rate:g}", deciding=False)
+        compare(
+            s,
+            row,
+            other,
+            claim=statistics.AT_LEAST_AS_GOOD,
+            margin=margin,
+            units=units,
+            name=f"end only vs every layer, rate {row.rate:g}",
+            deciding=False,
+        )
         for row in s.configs
-        if row.placement == "after_dense2" and row.rate != 0.5
+        if row.placement == "after_dense2"
+        and row.rate != 0.5
         and (other := s.config(row.rate, "after_both")) is not None
-    ]  # fmt: skip
+    ]
     effect = Finding(
-        "C1", EFFECT, question, OUTCOME_VERDICT[main.outcome], rule=rule_text(main, margin, s),
-        flip=flip_text(main), numbers=_numbers(main), comparisons=[main, *context],
-        reason=main.blocked or ("the interval contains the threshold"
-                                if main.outcome == statistics.INCONCLUSIVE else ""),
-    )  # fmt: skip
+        "C1",
+        EFFECT,
+        question,
+        OUTCOME_VERDICT[main.outcome],
+        rule=rule_text(main, margin, s),
+        flip=flip_text(main),
+        numbers=_numbers(main),
+        comparisons=[main, *context],
+        reason=main.blocked
+        or (
+            "the interval contains the threshold" if main.outcome == statistics.INCONCLUSIVE else ""
+        ),
+    )
     return [effect, practice]
 
 
@@ -205,47 +257,83 @@ def judge_c4(
     backbone_dropout_layers: int | None = None,
 ) -> list[Finding]:
     history = Finding(
-        "C4", PRACTICE, "Did the 2012 paper use p=0.5 on every FC layer and none on "
-        "convolutions, and did that become the most common setup?", NOT_TESTABLE,
+        "C4",
+        PRACTICE,
+        "Did the 2012 paper use p=0.5 on every FC layer and none on "
+        "convolutions, and did that become the most common setup?",
+        NOT_TESTABLE,
         rule="The paper's setup and later practice are history; measured instead: the frozen "
         f"convolutional backbone (InceptionV3 to {layer}) has "
         f"{backbone_dropout_layers} Dropout layers.",
         flip="Reading the paper and surveying later networks would decide it.",
         numbers={"backbone_dropout_layers": backbone_dropout_layers},
         reason="a claim about history and practice",
-    )  # fmt: skip
-    question = (f"On this data, is {label(grid.EVERY_LAYER, units)} at least as good as the "
-                f"best other config (picked on {s.selection_split}, judged on "
-                f"{s.evaluation_split})?")  # fmt: skip
+    )
+    question = (
+        f"On this data, is {label(grid.EVERY_LAYER, units)} at least as good as the "
+        f"best other config (picked on {s.selection_split}, judged on "
+        f"{s.evaluation_split})?"
+    )
     candidate = s.config(*grid.EVERY_LAYER)
     others = [c for c in s.configs if c is not candidate and c.validation_accuracy is not None]
     if candidate is None or not others:
         return [_missing("C4", question, "a rate-0.5 cell after both and another config"), history]
     if s.selection_split == s.evaluation_split:
-        finding = Finding("C4", EFFECT, question, NOT_TESTABLE,
-                          rule="The best config is picked on one split and judged on another.",
-                          flip="A run with both validation and test images would decide it.",
-                          reason="no separate validation and test splits")  # fmt: skip
+        finding = Finding(
+            "C4",
+            EFFECT,
+            question,
+            NOT_TESTABLE,
+            rule="The best config is picked on one split and judged on another.",
+            flip="A run with both validation and test images would decide it.",
+            reason="no separate validation and test splits",
+        )
         return [finding, history]
     best = max(others, key=lambda c: c.validation_accuracy.mean)
-    main = compare(s, candidate, best, claim=statistics.AT_LEAST_AS_GOOD, margin=margin,
-                   units=units, name="p=0.5 every FC layer vs best other")  # fmt: skip
+    main = compare(
+        s,
+        candidate,
+        best,
+        claim=statistics.AT_LEAST_AS_GOOD,
+        margin=margin,
+        units=units,
+        name="p=0.5 every FC layer vs best other",
+    )
     none = s.config(*grid.NO_DROPOUT)
     extra = []
     if none is not None and none is not best:
-        extra.append(compare(s, candidate, none, claim=statistics.AT_LEAST_AS_GOOD,
-                             margin=margin, units=units, name="p=0.5 every FC layer vs none",
-                             deciding=False))  # fmt: skip
-    numbers = {**_numbers(main), "best_other": label(best, units),
-               "best_other_validation_accuracy": best.validation_accuracy.mean}  # fmt: skip
+        extra.append(
+            compare(
+                s,
+                candidate,
+                none,
+                claim=statistics.AT_LEAST_AS_GOOD,
+                margin=margin,
+                units=units,
+                name="p=0.5 every FC layer vs none",
+                deciding=False,
+            )
+        )
+    numbers = {
+        **_numbers(main),
+        "best_other": label(best, units),
+        "best_other_validation_accuracy": best.validation_accuracy.mean,
+    }
     effect = Finding(
-        "C4", EFFECT, question, OUTCOME_VERDICT[main.outcome],
+        "C4",
+        EFFECT,
+        question,
+        OUTCOME_VERDICT[main.outcome],
         rule=f"Best other config by mean {s.selection_split} accuracy: {label(best, units)}. "
-        + rule_text(main, margin, s), flip=flip_text(main), numbers=numbers,
+        + rule_text(main, margin, s),
+        flip=flip_text(main),
+        numbers=numbers,
         comparisons=[main, *extra],
-        reason=main.blocked or ("the interval contains the threshold"
-                                if main.outcome == statistics.INCONCLUSIVE else ""),
-    )  # fmt: skip
+        reason=main.blocked
+        or (
+            "the interval contains the threshold" if main.outcome == statistics.INCONCLUSIVE else ""
+        ),
+    )
     return [effect, history]
 
 
@@ -254,15 +342,32 @@ def judge_f5(
 ) -> list[Finding]:
     """F5 for the dropout `cell` (the run's own head's; the seed's when it has none)."""
     tested, none = s.config(*cell), s.config(*grid.NO_DROPOUT)
-    question = (f"On this data, does {label(cell, units)} shrink the train - "
-                f"{s.evaluation_split} accuracy gap without costing {s.evaluation_split} "
-                "accuracy?")  # fmt: skip
+    question = (
+        f"On this data, does {label(cell, units)} shrink the train - "
+        f"{s.evaluation_split} accuracy gap without costing {s.evaluation_split} "
+        "accuracy?"
+    )
     if tested is None or none is None:
         return [_missing("F5", question, "a no-dropout cell and the seed's cell")]
-    gap = compare(s, none, tested, claim=statistics.BETTER, margin=margin, units=units,
-                  name="gap shrinks with dropout", metric="gap")  # fmt: skip
-    accuracy = compare(s, tested, none, claim=statistics.AT_LEAST_AS_GOOD, margin=margin,
-                       units=units, name="accuracy kept with dropout")  # fmt: skip
+    gap = compare(
+        s,
+        none,
+        tested,
+        claim=statistics.BETTER,
+        margin=margin,
+        units=units,
+        name="gap shrinks with dropout",
+        metric="gap",
+    )
+    accuracy = compare(
+        s,
+        tested,
+        none,
+        claim=statistics.AT_LEAST_AS_GOOD,
+        margin=margin,
+        units=units,
+        name="accuracy kept with dropout",
+    )
     outcomes = {gap.outcome, accuracy.outcome}
     if statistics.FAILS in outcomes:
         verdict = REFUTED
@@ -276,47 +381,78 @@ def judge_f5(
     if verdict == REFUTED:
         reasons = [f"{c.name}: the interval lies below {c.threshold:g}" for c in failed]
     reason = "; ".join(dict.fromkeys("; ".join(reasons).split("; ")))  # each cause once
-    numbers = {"gap_reduction": gap.mean, "gap_reduction_ci_low": gap.low,
-               "gap_reduction_ci_high": gap.high, "accuracy_difference": accuracy.mean,
-               "accuracy_ci_low": accuracy.low, "accuracy_ci_high": accuracy.high,
-               "seeds": gap.n, "margin": margin}  # fmt: skip
-    return [Finding(
-        "F5", EFFECT, question, verdict,
-        rule="Both parts by the one rule, supported only if both hold, refuted if either "
-        f"fails. (1) {rule_text(gap, margin, s)} (2) {rule_text(accuracy, margin, s)}",
-        flip=f"(1) {flip_text(gap)} (2) {flip_text(accuracy)}", numbers=numbers,
-        comparisons=[gap, accuracy], reason=reason,
-    )]  # fmt: skip
+    numbers = {
+        "gap_reduction": gap.mean,
+        "gap_reduction_ci_low": gap.low,
+        "gap_reduction_ci_high": gap.high,
+        "accuracy_difference": accuracy.mean,
+        "accuracy_ci_low": accuracy.low,
+        "accuracy_ci_high": accuracy.high,
+        "seeds": gap.n,
+        "margin": margin,
+    }
+    return [
+        Finding(
+            "F5",
+            EFFECT,
+            question,
+            verdict,
+            rule="Both parts by the one rule, supported only if both hold, refuted if either "
+            f"fails. (1) {rule_text(gap, margin, s)} (2) {rule_text(accuracy, margin, s)}",
+            flip=f"(1) {flip_text(gap)} (2) {flip_text(accuracy)}",
+            numbers=numbers,
+            comparisons=[gap, accuracy],
+            reason=reason,
+        )
+    ]
 
 
 def judge_f4_uncertainty(inference: Inference, split: str = "test") -> Finding:
     test, base = inference.uncertainty, inference.baseline
     question = f"Do misclassified {split} images carry higher MC-dropout uncertainty?"
-    rule = (f"AUROC of the MC-dropout std for telling errors from correct images: supported if "
-            f"the one-sided permutation p-value is below {ALPHA} and the 95% bootstrap CI "
-            "lies above 0.5, refuted if the CI lies below 0.5, otherwise inconclusive; "
-            "needs at least two errors and two correct images.")  # fmt: skip
+    rule = (
+        f"AUROC of the MC-dropout std for telling errors from correct images: supported if "
+        f"the one-sided permutation p-value is below {ALPHA} and the 95% bootstrap CI "
+        "lies above 0.5, refuted if the CI lies below 0.5, otherwise inconclusive; "
+        "needs at least two errors and two correct images."
+    )
     numbers = {
-        "errors": inference.errors, "images": inference.images, "auroc": test.auroc,
+        "errors": inference.errors,
+        "images": inference.images,
+        "auroc": test.auroc,
         "auroc_ci_low": test.interval.low if test.interval.bounded else None,
         "auroc_ci_high": test.interval.high if test.interval.bounded else None,
-        "permutation_p": test.p_value, "baseline_auroc_confidence": base.auroc,
+        "permutation_p": test.p_value,
+        "baseline_auroc_confidence": base.auroc,
         "mc_minus_baseline": inference.difference.estimate,
         "mc_minus_baseline_ci_low": inference.difference.low
-        if inference.difference.bounded else None,
+        if inference.difference.bounded
+        else None,
         "mc_minus_baseline_ci_high": inference.difference.high
-        if inference.difference.bounded else None,
-    }  # fmt: skip
+        if inference.difference.bounded
+        else None,
+    }
     if test.p_value is None:
-        return Finding("F4", EFFECT, question, NOT_TESTABLE, rule=rule,
-                       flip="A split with at least two errors and two correct images.",
-                       numbers=numbers, reason=f"{test.positives} errors and "
-                       f"{test.negatives} correct images")  # fmt: skip
+        return Finding(
+            "F4",
+            EFFECT,
+            question,
+            NOT_TESTABLE,
+            rule=rule,
+            flip="A split with at least two errors and two correct images.",
+            numbers=numbers,
+            reason=f"{test.positives} errors and {test.negatives} correct images",
+        )
     low, high = test.interval.low, test.interval.high
     if test.p_value < ALPHA and low > 0.5:
-        verdict, flip = SUPPORTED, (f"Inconclusive if p reached {ALPHA} (it is "
-                                    f"{test.p_value:.4f}) or the CI's lower end ({low:.3f}) "
-                                    "fell to 0.5.")  # fmt: skip
+        verdict, flip = (
+            SUPPORTED,
+            (
+                f"Inconclusive if p reached {ALPHA} (it is "
+                f"{test.p_value:.4f}) or the CI's lower end ({low:.3f}) "
+                "fell to 0.5."
+            ),
+        )
     elif high < 0.5:
         verdict, flip = REFUTED, f"Inconclusive if the CI's upper end ({high:.3f}) reached 0.5."
     else:
@@ -325,9 +461,16 @@ def judge_f4_uncertainty(inference: Inference, split: str = "test") -> Finding:
             f"Supported if p fell below {ALPHA} (it is {test.p_value:.4f}) with the CI "
             f"above 0.5 (it is [{low:.3f}, {high:.3f}]); refuted if the CI fell below 0.5."
         )
-    return Finding("F4", EFFECT, question, verdict, rule=rule, flip=flip, numbers=numbers,
-                   reason="the interval contains 0.5 or p >= 0.05"
-                   if verdict == INCONCLUSIVE else "")  # fmt: skip
+    return Finding(
+        "F4",
+        EFFECT,
+        question,
+        verdict,
+        rule=rule,
+        flip=flip,
+        numbers=numbers,
+        reason="the interval contains 0.5 or p >= 0.05" if verdict == INCONCLUSIVE else "",
+    )
 
 
 def judge_c2_performance(order: ActivationOrder) -> Finding:
@@ -342,9 +485,12 @@ def judge_c2_performance(order: ActivationOrder) -> Finding:
         else ("the head's ReLU orders differ, and no head with another activation is trained")
     )
     return Finding(
-        "C2", EFFECT, "Does the order (dropout before or after the activation) change how well "
-        "a head learns?", NOT_TESTABLE,
+        "C2",
+        EFFECT,
+        "Does the order (dropout before or after the activation) change how well a head learns?",
+        NOT_TESTABLE,
         rule="Would need heads trained with each order and each activation, compared seed by "
-        "seed like the sweep.", flip="A sweep over activations and orders would decide it.",
+        "seed like the sweep.",
+        flip="A sweep over activations and orders would decide it.",
         reason=reason,
-    )  # fmt: skip
+    )

@@ -128,7 +128,7 @@ def measure_inference(
                 std=float(spread[i]),
                 entropy=float(entropy[i]),
                 error=bool(errors[i]),
-            )  # fmt: skip
+            )
             for i in range(min(len(labels), MAX_IMAGE_ROWS))
         ],
     )

@@ -152,9 +152,15 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         forward_result = forward.measure_forward(backbone, layers, images, train_x[: len(images)])
     with _timed(timings, "F1_fit_masks"):
         fit_masks = forward.measure_fit_masks(
-            layers, train_x, train_y, n_classes, config.batch_size, config.head.learning_rate,
-            max_rows=MASK_ROWS, seed=config.seed,
-        )  # fmt: skip
+            layers,
+            train_x,
+            train_y,
+            n_classes,
+            config.batch_size,
+            config.head.learning_rate,
+            max_rows=MASK_ROWS,
+            seed=config.seed,
+        )
     with _timed(timings, "F2_backward"):
         rows = min(config.batch_size, len(train_y))
         backward_result = backward.measure_backward(
@@ -162,9 +168,14 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         )
     with _timed(timings, "F3_frozen"):
         frozen_result = frozen.measure_frozen(
-            backbone, copy_head(trained), images, train_y[: len(images)], n_classes,
-            config.head.learning_rate, batch_size=FROZEN_BATCH,
-        )  # fmt: skip
+            backbone,
+            copy_head(trained),
+            images,
+            train_y[: len(images)],
+            n_classes,
+            config.head.learning_rate,
+            batch_size=FROZEN_BATCH,
+        )
         cache_facts = frozen.cache_training_facts(
             trained,
             cache.feature_shape,
@@ -183,10 +194,17 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         noise_shapes = direct.measure_noise_shapes(seed=config.seed)
     del backbone, trained, layers
     m = Measurements(
-        context=context, forward=forward_result, fit_masks=fit_masks, backward=backward_result,
-        frozen=frozen_result, cache_facts=cache_facts, inference=inference_result,
-        activation_order=activation_order, noise_shapes=noise_shapes, sweep=sweep,
-    )  # fmt: skip
+        context=context,
+        forward=forward_result,
+        fit_masks=fit_masks,
+        backward=backward_result,
+        frozen=frozen_result,
+        cache_facts=cache_facts,
+        inference=inference_result,
+        activation_order=activation_order,
+        noise_shapes=noise_shapes,
+        sweep=sweep,
+    )
     timings["F5_sweep"] = round(float(sweep.seconds_total), 3)
     entries = judge(m, config.equivalence_margin)
     with _timed(timings, "plots"):

@@ -50,8 +50,10 @@ class RunContext:
 
     def dense(self, name: str) -> str:
         """'Dense(512)' for hidden_1, 'Dense(1024)' for hidden_2, else the name."""
-        labels = {"hidden_1": f"Dense({self.hidden_units[0]})",
-                  "hidden_2": f"Dense({self.hidden_units[1]})"}  # fmt: skip
+        labels = {
+            "hidden_1": f"Dense({self.hidden_units[0]})",
+            "hidden_2": f"Dense({self.hidden_units[1]})",
+        }
         return labels.get(name, name)
 
 

@@ -44,15 +44,19 @@ def _finding(claim, question, verdict, rule, flip, numbers, reason="") -> Findin
 def judge_f1(forward: Forward, masks: FitMasks) -> Finding:
     expected = forward.layers_from(forward.main.layer)
     mismatches = sum(d.mask_mismatches_on_active_units for d in forward.dropouts)
-    exact = all(d.scaling.fraction_bitwise_equal_to_float32_product == 1.0
-                for d in forward.dropouts)  # fmt: skip
+    exact = all(
+        d.scaling.fraction_bitwise_equal_to_float32_product == 1.0 for d in forward.dropouts
+    )
     failures = []
     if forward.backbone_layers_changed:
         failures.append(f"{forward.backbone_layers_changed} frozen backbone layers changed")
     if forward.touched != expected:
         extra = [name for name in forward.touched if name not in expected]
-        failures.append(f"layers before {forward.main.layer} changed: {', '.join(extra)}"
-                        if extra else "a layer at or after Dropout did not change")  # fmt: skip
+        failures.append(
+            f"layers before {forward.main.layer} changed: {', '.join(extra)}"
+            if extra
+            else "a layer at or after Dropout did not change"
+        )
     if not exact:
         failures.append("kept values are not exactly input x float32(1/(1-rate))")
     if mismatches:
@@ -62,24 +66,30 @@ def judge_f1(forward: Forward, masks: FitMasks) -> Finding:
     if not masks.fresh_per_sample:
         failures.append("samples shared a mask within a step")
     numbers = {
-        "layers_compared": forward.n_layers, "backbone_layers": forward.n_backbone_layers,
+        "layers_compared": forward.n_layers,
+        "backbone_layers": forward.n_backbone_layers,
         "backbone_layers_changed": forward.backbone_layers_changed,
-        "layers_changed": len(forward.touched), "layers_expected_to_change": len(expected),
+        "layers_changed": len(forward.touched),
+        "layers_expected_to_change": len(expected),
         "kept_values_bitwise_scaled": exact,
-        "mask_mismatches": mismatches, "fit_steps": masks.steps,
+        "mask_mismatches": mismatches,
+        "fit_steps": masks.steps,
         "distinct_step_masks": masks.distinct_step_masks,
         "samples_sharing_a_mask": masks.samples_sharing_a_mask_within_a_step,
-    }  # fmt: skip
+    }
     return _finding(
-        "F1", "With training on and off, which layers' outputs change, and how are masks drawn?",
+        "F1",
+        "With training on and off, which layers' outputs change, and how are masks drawn?",
         REFUTED if failures else SUPPORTED,
         rule=f"Supported when, over {forward.images} images and {forward.n_layers} layers, "
         f"exactly the layers from {forward.main.layer} on differ (max |delta| > 0) and every "
         "earlier one is bitwise identical, every zero matches the replayed mask, every kept "
         "value equals input x float32(1/(1-rate)), and no mask repeats across steps or samples.",
         flip="One differing value before Dropout, one kept value off by one bit, or one "
-        "repeated mask refutes it.", numbers=numbers, reason="; ".join(failures),
-    )  # fmt: skip
+        "repeated mask refutes it.",
+        numbers=numbers,
+        reason="; ".join(failures),
+    )
 
 
 def judge_f2(backward: Backward) -> Finding:
@@ -93,29 +103,35 @@ def judge_f2(backward: Backward) -> Finding:
         failures.append("some kept, active units got no gradient")
     if not all(row.relative_change > 0 for row in backward.earlier):
         failures.append("a layer before Dropout has the same gradient with and without it")
-    if frozen and (frozen.backbone_trainable_variables or frozen.full_model_trainable_variables
-                   != frozen.full_model_trainable_variables_in_head):  # fmt: skip
-        failures.append(f"the backbone has {frozen.backbone_trainable_variables} trainable "
-                        "variables that a training step differentiates")  # fmt: skip
+    if frozen and (
+        frozen.backbone_trainable_variables
+        or frozen.full_model_trainable_variables != frozen.full_model_trainable_variables_in_head
+    ):
+        failures.append(
+            f"the backbone has {frozen.backbone_trainable_variables} trainable "
+            "variables that a training step differentiates"
+        )
     if not backward.rate_1_zero_before_last_dropout:
         failures.append("with rate 1 some layer before Dropout still gets a gradient")
     numbers = {
-        "samples_checked": check.samples, "dropped_units": check.dropped_units_total,
-        "max_abs_gradient_dropped_columns": max(check.max_abs_gradient_dropped_kernel_columns,
-                                                check.max_abs_gradient_dropped_bias),
+        "samples_checked": check.samples,
+        "dropped_units": check.dropped_units_total,
+        "max_abs_gradient_dropped_columns": max(
+            check.max_abs_gradient_dropped_kernel_columns, check.max_abs_gradient_dropped_bias
+        ),
         "kept_active_units_with_gradient": check.kept_active_units_with_nonzero_gradient,
         "kept_active_units": check.kept_active_units_total,
         "dense_512_kernel_relative_change": backward.relative_change("hidden_1/kernel"),
         "batch": backward.batch,
-        "batch_units_dropped_somewhere_with_gradient":
-            check.batch_units_dropped_somewhere_with_gradient,
+        "batch_units_dropped_somewhere_with_gradient": check.batch_units_dropped_somewhere_with_gradient,
         "rate_1_max_norm_before_dropout": backward.rate_1_max_norm_before_last_dropout,
         "backbone_trainable_variables": frozen.backbone_trainable_variables if frozen else None,
-    }  # fmt: skip
+    }
     per_batch = check.batch_units_dropped_somewhere_with_gradient > 0
     verdict = REFUTED if failures else (CLARIFIED if per_batch else SUPPORTED)
     return _finding(
-        "F2", "With a fixed mask, which gradients are zero, which change, and what does rate 1 do?",
+        "F2",
+        "With a fixed mask, which gradients are zero, which change, and what does rate 1 do?",
         verdict,
         rule=f"Over {check.samples} one-sample steps: every dropped unit's kernel column and bias "
         "gradient exactly 0 and every kept, active unit's non-zero; every variable before "
@@ -124,21 +140,23 @@ def judge_f2(backward: Backward) -> Finding:
         "several samples a unit's column is zero only if every sample dropped it (or it was "
         f"inactive); 'in that step' means per sample. {DEFINITIONAL}",
         flip="Any non-zero gradient for a dropped unit of a one-sample step, an unchanged earlier "
-        "gradient, or a gradient through rate 1 refutes it.", numbers=numbers,
+        "gradient, or a gradient through rate 1 refutes it.",
+        numbers=numbers,
         reason="; ".join(failures),
-    )  # fmt: skip
+    )
 
 
 def judge_f3(frozen: Frozen, facts: CacheFacts) -> Finding:
     numbers = {
-        "fit_steps": frozen.fit_steps, "backbone_variables": frozen.backbone_variables,
+        "fit_steps": frozen.fit_steps,
+        "backbone_variables": frozen.backbone_variables,
         "backbone_variables_changed": frozen.backbone_variables_changed,
         "batchnorm_moving_statistics": frozen.batchnorm_moving_statistics,
         "batchnorm_moving_statistics_changed": frozen.batchnorm_moving_statistics_changed,
         "head_variables_changed": frozen.head_variables_changed,
         "head_input_is_cached_features": facts.head_input_is_cached_features,
         "backbone_digest_matches_cache": facts.backbone_digest_matches_cache,
-    }  # fmt: skip
+    }
     if frozen.backbone_variables_changed:
         verdict, reason = (
             REFUTED,
@@ -154,14 +172,18 @@ def judge_f3(frozen: Frozen, facts: CacheFacts) -> Finding:
     else:
         verdict, reason = SUPPORTED, ""
     return _finding(
-        "F3", "Does training change any frozen backbone variable?", verdict,
+        "F3",
+        "Does training change any frozen backbone variable?",
+        verdict,
         rule=f"Byte-for-byte comparison of all {frozen.backbone_variables} backbone variables "
         f"(BatchNorm moving statistics included) around {frozen.fit_steps} real fit steps of "
         "the seed's full model, which must move the head; and the pipeline's head must hold "
         "no backbone layer and take the cached features as input.",
         flip="One changed byte in a backbone variable refutes it (an unfrozen backbone does); "
-        "a head that did not move makes it inconclusive.", numbers=numbers, reason=reason,
-    )  # fmt: skip
+        "a head that did not move makes it inconclusive.",
+        numbers=numbers,
+        reason=reason,
+    )
 
 
 def judge_f4_determinism(inference: Inference) -> Finding:
@@ -174,17 +196,21 @@ def judge_f4_determinism(inference: Inference) -> Finding:
     if not inference.mc_images_varying:
         failures.append("MC-dropout passes did not vary")
     return _finding(
-        "F4", "Is Dropout the identity at inference, and does MC dropout vary?",
+        "F4",
+        "Is Dropout the identity at inference, and does MC dropout vary?",
         REFUTED if failures else SUPPORTED,
         rule=f"Two training=False passes over {inference.images} images bitwise identical, "
         "every Dropout's output equal to its input, and MC passes (dropout on) varying.",
         flip="One differing bit between inference passes refutes it.",
-        numbers={"images": inference.images, "passes": inference.passes,
-                 "deterministic_max_abs_delta": inference.deterministic_max_abs_delta,
-                 "dropout_identity_max_abs_delta": identity,
-                 "mc_images_varying": inference.mc_images_varying},
+        numbers={
+            "images": inference.images,
+            "passes": inference.passes,
+            "deterministic_max_abs_delta": inference.deterministic_max_abs_delta,
+            "dropout_identity_max_abs_delta": identity,
+            "mc_images_varying": inference.mc_images_varying,
+        },
         reason="; ".join(failures),
-    )  # fmt: skip
+    )
 
 
 def judge_c2(order: ActivationOrder) -> Finding:
@@ -192,21 +218,25 @@ def judge_c2(order: ActivationOrder) -> Finding:
     same_masks = all(check.same_mask for check in unit.values())
     relu = unit["relu"].identical and real["relu"].identical
     differs = not unit["sigmoid"].identical and not unit["tanh"].identical
-    numbers = {"values": order.values, "relu_max_abs_delta": unit["relu"].max_abs_delta,
-               "sigmoid_max_abs_delta": unit["sigmoid"].max_abs_delta,
-               "sigmoid_on_dropped_units": unit["sigmoid"].max_abs_delta_on_dropped_units,
-               "tanh_max_abs_delta": unit["tanh"].max_abs_delta,
-               "tanh_real_max_abs_delta": real["tanh"].max_abs_delta,
-               "real_input_std": order.input_std}  # fmt: skip
+    numbers = {
+        "values": order.values,
+        "relu_max_abs_delta": unit["relu"].max_abs_delta,
+        "sigmoid_max_abs_delta": unit["sigmoid"].max_abs_delta,
+        "sigmoid_on_dropped_units": unit["sigmoid"].max_abs_delta_on_dropped_units,
+        "tanh_max_abs_delta": unit["tanh"].max_abs_delta,
+        "tanh_real_max_abs_delta": real["tanh"].max_abs_delta,
+        "real_input_std": order.input_std,
+    }
     return _finding(
-        "C2", "Does the order of dropout and activation matter, and only for non-ReLU?",
+        "C2",
+        "Does the order of dropout and activation matter, and only for non-ReLU?",
         SUPPORTED if same_masks and relu and differs else REFUTED,
         rule=f"With one shared mask on {order.values} real Dense(1024) pre-activations (as they "
         "are and standardised): supported when relu(dropout(z)) and dropout(relu(z)) are "
         "bitwise identical while sigmoid and tanh differ.",
         flip="One differing ReLU value, or identical sigmoid or tanh outputs, refutes it.",
         numbers=numbers,
-    )  # fmt: skip
+    )
 
 
 def judge_c3(forward: Forward, backward: Backward) -> Finding:
@@ -215,10 +245,14 @@ def judge_c3(forward: Forward, backward: Backward) -> Finding:
     names = [row.layer for row in forward.layers]
     later = [n for n in names[names.index(forward.main.layer) + 1 :] if rows[n].changed]
     earlier = [r.variable for r in backward.earlier if r.relative_change > 0]
-    holds = (not mismatches and forward.unchanged_before_first_dropout
-             and not forward.backbone_layers_changed)  # fmt: skip
+    holds = (
+        not mismatches
+        and forward.unchanged_before_first_dropout
+        and not forward.backbone_layers_changed
+    )
     return _finding(
-        "C3", "Does a Dropout switch off outputs of the layer right before it, and only those?",
+        "C3",
+        "Does a Dropout switch off outputs of the layer right before it, and only those?",
         CLARIFIED if holds else REFUTED,
         rule="The mechanism holds when every zero a Dropout adds matches its mask on its own "
         "input and nothing before the first Dropout changes. Clarified: 'affects only' is "
@@ -226,11 +260,14 @@ def judge_c3(forward: Forward, backward: Backward) -> Finding:
         f"other gradients (chain rule). {DEFINITIONAL}",
         flip="Any changed value before the first Dropout, or a zero the mask does not explain, "
         "refutes it.",
-        numbers={"masked_outputs_of": ", ".join(c.dense for c in backward.dropped_columns),
-                 "mask_mismatches": mismatches, "later_layers_changed": len(later),
-                 "earlier_variables_with_other_gradients": len(earlier)},
+        numbers={
+            "masked_outputs_of": ", ".join(c.dense for c in backward.dropped_columns),
+            "mask_mismatches": mismatches,
+            "later_layers_changed": len(later),
+            "earlier_variables_with_other_gradients": len(earlier),
+        },
         reason="" if holds else "values outside a Dropout's input changed",
-    )  # fmt: skip
+    )
 
 
 def judge_c5(forward: Forward, masks: FitMasks, backward: Backward) -> Finding:
@@ -242,7 +279,8 @@ def judge_c5(forward: Forward, masks: FitMasks, backward: Backward) -> Finding:
     consistent = abs(mean_fraction - rate) <= RATE_Z * standard_error + 1e-12
     holds = consistent and preceding == "hidden_2" and not main.mask_mismatches_on_active_units
     return _finding(
-        "C5", f"Are {rate:.0%} of Dense(1024)'s outputs dropped before the output layer?",
+        "C5",
+        f"Are {rate:.0%} of Dense(1024)'s outputs dropped before the output layer?",
         CLARIFIED if holds else REFUTED,
         rule=f"The mean dropped fraction over {masks.samples} samples of a real fit epoch must "
         f"lie within {RATE_Z:g} standard errors of the rate, on the outputs of the Dense layer "
@@ -252,59 +290,78 @@ def judge_c5(forward: Forward, masks: FitMasks, backward: Backward) -> Finding:
         f"multiplied by 1/(1-rate). {DEFINITIONAL}",
         flip=f"A mean fraction more than {RATE_Z:g} standard errors ({standard_error:.2g} each) "
         "from the rate, or masks on another layer, refutes it.",
-        numbers={"rate": rate, "units": units, "samples": masks.samples,
-                 "dropped_fraction_mean": mean_fraction, "standard_error": standard_error,
-                 "dropped_min": masks.dropped_min, "dropped_max": masks.dropped_max,
-                 "dropped_std": masks.dropped_std, "binomial_std": masks.expected_std,
-                 "kept_scale": main.scaling.expected_factor},
+        numbers={
+            "rate": rate,
+            "units": units,
+            "samples": masks.samples,
+            "dropped_fraction_mean": mean_fraction,
+            "standard_error": standard_error,
+            "dropped_min": masks.dropped_min,
+            "dropped_max": masks.dropped_max,
+            "dropped_std": masks.dropped_std,
+            "binomial_std": masks.expected_std,
+            "kept_scale": main.scaling.expected_factor,
+        },
         reason="" if holds else f"dropped fraction {mean_fraction:.4f} vs rate {rate}",
-    )  # fmt: skip
+    )
 
 
 def judge_c6(forward: Forward, backward: Backward, frozen: Frozen) -> Finding:
     earlier = backward.earlier
-    trainable_affected = (forward.changed_from_first_dropout_on and bool(earlier)
-                          and all(r.relative_change > 0 for r in earlier)
-                          and backward.rate_1_zero_before_last_dropout)  # fmt: skip
+    trainable_affected = (
+        forward.changed_from_first_dropout_on
+        and bool(earlier)
+        and all(r.relative_change > 0 for r in earlier)
+        and backward.rate_1_zero_before_last_dropout
+    )
     facts = backward.frozen
-    frozen_untouched = (forward.backbone_layers_changed == 0
-                        and not (facts and facts.backbone_trainable_variables)
-                        and frozen.backbone_variables_changed == 0)  # fmt: skip
+    frozen_untouched = (
+        forward.backbone_layers_changed == 0
+        and not (facts and facts.backbone_trainable_variables)
+        and frozen.backbone_variables_changed == 0
+    )
     verdict = CLARIFIED if frozen_untouched else SUPPORTED
     if not trainable_affected:
         verdict = REFUTED
     numbers = {f"{r.variable}_relative_change": r.relative_change for r in earlier}
-    numbers.update({
-        "later_layers_changed": forward.changed_from_first_dropout_on,
-        "backbone_output_gradient_relative_change": backward.feature_gradient.relative_change,
-        "rate_1_max_norm_before_dropout": backward.rate_1_max_norm_before_last_dropout,
-        "backbone_variables_changed_by_training": frozen.backbone_variables_changed,
-    })  # fmt: skip
+    numbers.update(
+        {
+            "later_layers_changed": forward.changed_from_first_dropout_on,
+            "backbone_output_gradient_relative_change": backward.feature_gradient.relative_change,
+            "rate_1_max_norm_before_dropout": backward.rate_1_max_norm_before_last_dropout,
+            "backbone_variables_changed_by_training": frozen.backbone_variables_changed,
+        }
+    )
     return _finding(
-        "C6", "Are all layers affected: later ones through their inputs, earlier ones through "
-        "gradients?", verdict,
+        "C6",
+        "Are all layers affected: later ones through their inputs, earlier ones through gradients?",
+        verdict,
         rule="Every layer after Dropout must change in the forward pass, every trainable "
         "variable before it must get a different gradient, and rate 1 must give exactly zero "
         "gradient before it. Supported if the backbone is affected too; clarified if it is "
         "frozen: its output gradient changes, but it has no trainable variable and stays "
         "bitwise unchanged, so 'all layers' means all trainable layers.",
         flip="An unaffected trainable layer, or a gradient through rate 1, refutes it; an "
-        "unfrozen backbone makes it supported.", numbers=numbers,
+        "unfrozen backbone makes it supported.",
+        numbers=numbers,
         reason="" if trainable_affected else "a trainable layer was not affected",
-    )  # fmt: skip
+    )
 
 
 C7_EXPECTED = {
     "3d_default": lambda p: not p.whole_features_dropped and p.samples_with_distinct_masks > 1,
-    "3d_noise_shape_batch_1_features":
-        lambda p: p.whole_features_dropped and p.samples_with_distinct_masks > 1,
-    "3d_noise_shape_none_1_features":
-        lambda p: p.whole_features_dropped and p.samples_with_distinct_masks > 1,
-    "3d_noise_shape_1_1_features":
-        lambda p: p.whole_features_dropped and p.same_mask_for_every_sample,
+    "3d_noise_shape_batch_1_features": lambda p: (
+        p.whole_features_dropped and p.samples_with_distinct_masks > 1
+    ),
+    "3d_noise_shape_none_1_features": lambda p: (
+        p.whole_features_dropped and p.samples_with_distinct_masks > 1
+    ),
+    "3d_noise_shape_1_1_features": lambda p: (
+        p.whole_features_dropped and p.same_mask_for_every_sample
+    ),
     "2d_default": lambda p: p.samples_with_distinct_masks > 1,
     "2d_noise_shape_1_features": lambda p: p.same_mask_for_every_sample,
-}  # fmt: skip
+}
 
 
 def judge_c7(shapes: NoiseShapes) -> Finding:
@@ -313,13 +370,16 @@ def judge_c7(shapes: NoiseShapes) -> Finding:
     failed = [name for name, ok in holds.items() if not ok]
     numbers = {f"{name}_as_claimed": ok for name, ok in holds.items()}
     numbers["3d_default_features_constant_across_timesteps"] = patterns[
-        "3d_default"].fraction_features_constant_across_timesteps  # fmt: skip
+        "3d_default"
+    ].fraction_features_constant_across_timesteps
     return _finding(
-        "C7", "How do masks vary with the input's rank and noise_shape?",
+        "C7",
+        "How do masks vary with the input's rank and noise_shape?",
         REFUTED if failed else SUPPORTED,
         rule="Masks of Dropout on inputs of ones: the 3D default varies per element; "
         "noise_shape (batch, 1, features) and (None, 1, features) keep whole features per "
         "sample; (1, 1, features) and 2D (1, features) share one mask across samples.",
-        flip="Any pattern not as claimed refutes it.", numbers=numbers,
+        flip="Any pattern not as claimed refutes it.",
+        numbers=numbers,
         reason=f"not as claimed: {', '.join(failed)}" if failed else "",
-    )  # fmt: skip
+    )

@@ -66,8 +66,14 @@ def mask_histogram(m: Measurements):
     fig, axes = new_figure(6.0, 3.4)
     ax = axes[0]
     hist = masks.histogram
-    ax.bar(hist.dropped, hist.samples, width=1.0, color="tab:blue", alpha=0.6,
-           label=f"observed ({masks.samples} samples, {masks.steps} fit steps)")  # fmt: skip
+    ax.bar(
+        hist.dropped,
+        hist.samples,
+        width=1.0,
+        color="tab:blue",
+        alpha=0.6,
+        label=f"observed ({masks.samples} samples, {masks.steps} fit steps)",
+    )
     units, rate, n = masks.units, masks.rate, masks.samples
     mean, std = units * rate, masks.expected_std
     k = np.arange(max(int(mean - 4 * std), 0), min(int(mean + 4 * std) + 2, units + 1))
@@ -124,9 +130,11 @@ def mc_uncertainty(m: Measurements):
     ax.hist(wrong, bins=bins, alpha=0.6, label=f"misclassified ({len(wrong)})")
     test = inference.uncertainty
     shown = "n/a" if test.auroc is None else test.interval.text()
-    ax.set_title(f"{inference.passes} MC passes; AUROC(std -> error) = {shown}, "
-                 f"p = {'n/a' if test.p_value is None else f'{test.p_value:.3g}'}",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{inference.passes} MC passes; AUROC(std -> error) = {shown}, "
+        f"p = {'n/a' if test.p_value is None else f'{test.p_value:.3g}'}",
+        fontsize=9,
+    )
     ax.set_xlabel("std over passes of the predicted class's probability")
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
@@ -143,8 +151,9 @@ def sweep_curves(m: Measurements):
             epochs = np.arange(1, len(curve) + 1)
             (line,) = ax.plot(epochs, curve, lw=1.2, alpha=0.8, label=f"seed {run.seed}")
             if curve:
-                ax.plot([run.best_epoch], [curve[run.best_epoch - 1]], "o",
-                        color=line.get_color(), ms=4)  # fmt: skip
+                ax.plot(
+                    [run.best_epoch], [curve[run.best_epoch - 1]], "o", color=line.get_color(), ms=4
+                )
         ax.set_title(label(row, m.context.hidden_units), fontsize=7)
         ax.set_xlabel("epoch (dot: best, restored)")
         if ax is not axes[0]:
@@ -189,18 +198,31 @@ def sweep_summary(m: Measurements):
             offsets = np.linspace(-0.15, 0.15, max(len(runs), 1))
             for offset, run in zip(offsets, runs, strict=False):
                 bad = run.degenerate(s.selection_split)
-                ax.plot(i + offset, run.scores[split].accuracy, "x" if bad else "o",
-                        color="tab:red" if bad else "0.45", ms=5)  # fmt: skip
+                ax.plot(
+                    i + offset,
+                    run.scores[split].accuracy,
+                    "x" if bad else "o",
+                    color="tab:red" if bad else "0.45",
+                    ms=5,
+                )
             stat = getattr(row, f"{split}_accuracy")
             if stat is not None and stat.mean is not None:
                 low = stat.mean - stat.low if stat.low is not None else 0
                 high = stat.high - stat.mean if stat.high is not None else 0
-                ax.errorbar(i + 0.3, stat.mean, yerr=[[low], [high]], fmt="D", color="black",
-                            capsize=4, ms=5)  # fmt: skip
+                ax.errorbar(
+                    i + 0.3,
+                    stat.mean,
+                    yerr=[[low], [high]],
+                    fmt="D",
+                    color="black",
+                    capsize=4,
+                    ms=5,
+                )
         majority = s.majority_accuracy.get(split)
         if majority is not None:
-            ax.axhline(majority, color="tab:red", ls="--", lw=1,
-                       label=f"majority class {majority:.3f}")  # fmt: skip
+            ax.axhline(
+                majority, color="tab:red", ls="--", lw=1, label=f"majority class {majority:.3f}"
+            )
         ax.set_xticks(x, names, fontsize=7)
         ax.set_ylabel(f"{split} accuracy")
         ax.set_title(f"{split}: seeds (x = degenerate), mean and 95% CI", fontsize=9)
@@ -214,12 +236,24 @@ def sweep_summary(m: Measurements):
         offsets = np.linspace(-0.15, 0.15, max(len(gaps), 1))
         for offset, run in zip(offsets, [r for r in row.runs if r.seed in gaps], strict=False):
             bad = run.degenerate(s.selection_split)
-            ax.plot(i + offset, gaps[run.seed], "x" if bad else "o",
-                    color="tab:red" if bad else "0.45", ms=5)  # fmt: skip
+            ax.plot(
+                i + offset,
+                gaps[run.seed],
+                "x" if bad else "o",
+                color="tab:red" if bad else "0.45",
+                ms=5,
+            )
         stat = row.gap_accuracy
         if stat is not None and stat.low is not None:
-            ax.errorbar(i + 0.3, stat.mean, yerr=[[stat.mean - stat.low], [stat.high - stat.mean]],
-                        fmt="D", color="black", capsize=4, ms=5)  # fmt: skip
+            ax.errorbar(
+                i + 0.3,
+                stat.mean,
+                yerr=[[stat.mean - stat.low], [stat.high - stat.mean]],
+                fmt="D",
+                color="black",
+                capsize=4,
+                ms=5,
+            )
     ax.axhline(0.0, color="0.6", lw=1)
     ax.set_xticks(x, names, fontsize=7)
     ax.set_ylabel(f"train - {s.evaluation_split} accuracy")
@@ -235,16 +269,29 @@ def sweep_comparisons(m: Measurements, entries: list[Entry]):
     for y, (claim, c) in enumerate(reversed(rows)):
         colour = "0.6" if (c.blocked or not c.deciding) else "black"
         if c.mean is not None and c.low is not None:
-            ax.errorbar(c.mean, y, xerr=[[c.mean - c.low], [c.high - c.mean]], fmt="o",
-                        color=colour, capsize=3)  # fmt: skip
+            ax.errorbar(
+                c.mean,
+                y,
+                xerr=[[c.mean - c.low], [c.high - c.mean]],
+                fmt="o",
+                color=colour,
+                capsize=3,
+            )
         elif c.mean is not None:
             ax.plot(c.mean, y, "o", color=colour)
         ax.plot([c.threshold] * 2, [y - 0.35, y + 0.35], color="tab:red", lw=2)
         note = " (cannot decide)" if c.blocked else ("" if c.deciding else " (context)")
-        ax.text(1.01, y, f"{claim}: {c.outcome}{note}", transform=ax.get_yaxis_transform(),
-                va="center", fontsize=7)  # fmt: skip
-    ax.set_yticks(range(len(rows)), [f"{c.a} - {c.b}\n({c.metric})" for _, c in reversed(rows)],
-                  fontsize=6)  # fmt: skip
+        ax.text(
+            1.01,
+            y,
+            f"{claim}: {c.outcome}{note}",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            fontsize=7,
+        )
+    ax.set_yticks(
+        range(len(rows)), [f"{c.a} - {c.b}\n({c.metric})" for _, c in reversed(rows)], fontsize=6
+    )
     ax.axvline(0.0, color="0.8", lw=1)
     ax.set_xlabel("paired difference over seeds, mean and 95% CI (red: the claim's threshold)")
     return fig
@@ -262,5 +309,7 @@ def save_all(run_dir: Path, m: Measurements, entries: list[Entry]) -> dict[str, 
         "sweep_summary": lambda: sweep_summary(m),
         "sweep_comparisons": lambda: sweep_comparisons(m, entries),
     }
-    return {name: save_png(draw(), Path(run_dir) / f"dropout_{name}.png")
-            for name, draw in drawings.items()}  # fmt: skip
+    return {
+        name: save_png(draw(), Path(run_dir) / f"dropout_{name}.png")
+        for name, draw in drawings.items()
+    }

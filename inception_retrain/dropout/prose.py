@@ -44,10 +44,12 @@ def _g(value, digits: int = 3) -> str:
 def _whole_network(m: Measurements) -> Bullet:
     f, frozen = m.forward, m.frozen
     if f.backbone_layers_changed == 0 and frozen.backbone_variables_changed == 0:
-        text = (f"No. All {f.n_backbone_layers} frozen backbone layers gave bitwise identical "
-                f"outputs with training on and off (max |Δ| = 0), and {frozen.fit_steps} real "
-                f"training steps left all {frozen.backbone_variables} backbone variables "
-                "bitwise unchanged.")  # fmt: skip
+        text = (
+            f"No. All {f.n_backbone_layers} frozen backbone layers gave bitwise identical "
+            f"outputs with training on and off (max |Δ| = 0), and {frozen.fit_steps} real "
+            f"training steps left all {frozen.backbone_variables} backbone variables "
+            "bitwise unchanged."
+        )
     else:
         text = (
             f"Here, yes: {f.backbone_layers_changed} of {f.n_backbone_layers} backbone "
@@ -59,15 +61,18 @@ def _whole_network(m: Measurements) -> Bullet:
 
 def _new_layers(m: Measurements) -> Bullet:
     f, c = m.forward, m.context
-    unchanged = [c.dense(r.layer) for r in f.head_layers if r.layer.startswith("hidden")
-                 and not r.changed]  # fmt: skip
+    unchanged = [
+        c.dense(r.layer) for r in f.head_layers if r.layer.startswith("hidden") and not r.changed
+    ]
     zeroed = [c.dense(d.dense) for d in m.backward.dropped_columns]
     share = _pct(f.main.dropped_fraction_mean)
     if len(zeroed) == 1 and not f.backbone_layers_changed:
-        text = (f"In the forward pass, no: only {zeroed[0]}'s outputs are zeroed ({share} of "
-                f"them per sample on average); {' and '.join(unchanged) or 'no Dense layer'} "
-                "gave bitwise identical outputs, and only Dropout and the output layer after "
-                "it changed.")  # fmt: skip
+        text = (
+            f"In the forward pass, no: only {zeroed[0]}'s outputs are zeroed ({share} of "
+            f"them per sample on average); {' and '.join(unchanged) or 'no Dense layer'} "
+            "gave bitwise identical outputs, and only Dropout and the output layer after "
+            "it changed."
+        )
     else:
         text = (
             f"In this model every Dropout zeroes the outputs of the Dense layer before it "
@@ -80,25 +85,29 @@ def _new_layers(m: Measurements) -> Bullet:
 def _dense_1024(m: Measurements) -> Bullet:
     check, b, c = m.backward.main, m.backward, m.context
     change = b.relative_change("hidden_1/kernel")
-    text = (f"Its outputs, yes: {c.dense(check.dense)}'s dropped units get exactly zero "
-            f"gradient in their kernel columns and bias for that sample "
-            f"({check.dropped_units_total} dropped units over {check.samples} one-sample "
-            f"steps, largest |g| = {_g(check.max_abs_gradient_dropped_kernel_columns)}). "
-            f"Through the gradients, {c.dense('hidden_2')} and {c.dense('hidden_1')} learn "
-            f"differently: {c.dense('hidden_1')}'s kernel gradient changes by {_pct(change)} "
-            "with dropout on. With Dropout(rate=1) no gradient reaches either of them "
-            f"(largest norm {_g(b.rate_1_max_norm_before_last_dropout)}).")  # fmt: skip
+    text = (
+        f"Its outputs, yes: {c.dense(check.dense)}'s dropped units get exactly zero "
+        f"gradient in their kernel columns and bias for that sample "
+        f"({check.dropped_units_total} dropped units over {check.samples} one-sample "
+        f"steps, largest |g| = {_g(check.max_abs_gradient_dropped_kernel_columns)}). "
+        f"Through the gradients, {c.dense('hidden_2')} and {c.dense('hidden_1')} learn "
+        f"differently: {c.dense('hidden_1')}'s kernel gradient changes by {_pct(change)} "
+        "with dropout on. With Dropout(rate=1) no gradient reaches either of them "
+        f"(largest norm {_g(b.rate_1_max_norm_before_last_dropout)})."
+    )
     return Bullet("Only Dense(1024), the layer right before it?", text)
 
 
 def _per_epoch(m: Measurements) -> Bullet:
     masks = m.fit_masks
     if masks.fresh_per_step and masks.fresh_per_sample:
-        text = (f"No: a new mask for each sample at each step. The {masks.steps} steps of a "
-                f"real fit epoch drew {masks.distinct_step_masks} different masks, no two "
-                f"samples of a step shared one, and {_pct(masks.fraction_changed_between_steps)} "
-                "of the units flipped between consecutive steps (independent masks: "
-                f"{_pct(masks.expected_fraction_changed_between_steps)}).")  # fmt: skip
+        text = (
+            f"No: a new mask for each sample at each step. The {masks.steps} steps of a "
+            f"real fit epoch drew {masks.distinct_step_masks} different masks, no two "
+            f"samples of a step shared one, and {_pct(masks.fraction_changed_between_steps)} "
+            "of the units flipped between consecutive steps (independent masks: "
+            f"{_pct(masks.expected_fraction_changed_between_steps)})."
+        )
     else:
         text = (
             f"Not as expected: over {masks.steps} steps, "
@@ -111,9 +120,11 @@ def _per_epoch(m: Measurements) -> Bullet:
 def _inference(m: Measurements) -> Bullet:
     i = m.inference
     if i.deterministic_bitwise and i.identity_max_abs_delta == 0.0:
-        text = (f"Nothing: at inference (training=False) Dropout passes its input through "
-                f"unchanged (max |Δ| = 0) and two passes over {i.images} images give bitwise "
-                "identical predictions.")  # fmt: skip
+        text = (
+            f"Nothing: at inference (training=False) Dropout passes its input through "
+            f"unchanged (max |Δ| = 0) and two passes over {i.images} images give bitwise "
+            "identical predictions."
+        )
     else:
         text = "Something, here: inference was not deterministic (see F4)."
     return Bullet("And at inference?", text)
@@ -126,8 +137,11 @@ def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
     f5 = finding(entries, "F5", EFFECT)
     question = f"Does {label(f5_cell(m.context), m.context.hidden_units)} help on this data?"
     if f5 is None or f5.verdict not in CONCLUSIVE:
-        return Bullet(question, f"The sweep cannot tell here ({_why_undecided(f5)}); see F5 in "
-                                "the statistical section.")  # fmt: skip
+        return Bullet(
+            question,
+            f"The sweep cannot tell here ({_why_undecided(f5)}); see F5 in "
+            "the statistical section.",
+        )
     n = f5.numbers
     gap = (
         f"the train - test accuracy gap by {_g(n['gap_reduction'])} "
@@ -164,8 +178,14 @@ def _why_undecided(f5: Finding | None) -> str:
 
 def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
     """The report's opening bullets, in the question's own terms."""
-    return [_whole_network(m), _new_layers(m), _dense_1024(m), _per_epoch(m), _inference(m),
-            _on_this_data(m, entries)]  # fmt: skip
+    return [
+        _whole_network(m),
+        _new_layers(m),
+        _dense_1024(m),
+        _per_epoch(m),
+        _inference(m),
+        _on_this_data(m, entries),
+    ]
 
 
 def _d(value) -> str:
@@ -192,13 +212,15 @@ def explain(m: Measurements, f: Finding) -> str:
             n = f.numbers
             if n.get("permutation_p") is None:
                 return f"Too few errors to test: {f.reason}."
-            return (f"{n['errors']} of {n['images']} images misclassified. AUROC of the MC "
-                    f"std for spotting them {_g(n['auroc'])} [{_g(n['auroc_ci_low'])}, "
-                    f"{_g(n['auroc_ci_high'])}], permutation p = {_g(n['permutation_p'])}; the "
-                    f"plain baseline, 1 - the deterministic confidence, "
-                    f"{_g(n['baseline_auroc_confidence'])}; MC minus baseline "
-                    f"{_g(n['mc_minus_baseline'])} [{_g(n['mc_minus_baseline_ci_low'])}, "
-                    f"{_g(n['mc_minus_baseline_ci_high'])}].")  # fmt: skip
+            return (
+                f"{n['errors']} of {n['images']} images misclassified. AUROC of the MC "
+                f"std for spotting them {_g(n['auroc'])} [{_g(n['auroc_ci_low'])}, "
+                f"{_g(n['auroc_ci_high'])}], permutation p = {_g(n['permutation_p'])}; the "
+                f"plain baseline, 1 - the deterministic confidence, "
+                f"{_g(n['baseline_auroc_confidence'])}; MC minus baseline "
+                f"{_g(n['mc_minus_baseline'])} [{_g(n['mc_minus_baseline_ci_low'])}, "
+                f"{_g(n['mc_minus_baseline_ci_high'])}]."
+            )
         return ""  # the reason says it
     if f.verdict == REFUTED:
         return f"Measured against the claim: {f.reason}."

@@ -49,14 +49,37 @@ DETAILS_FOR = {
     "F4": ("inference",),
     "F5": ("sweep",),
 }
-COMPARISON_COLUMNS = ["comparison", "a - b", "metric", "seeds", "mean", "95% CI", "d_z",
-                      "threshold", "outcome", "cannot decide because"]  # fmt: skip
-SWEEP_COLUMNS = ["config", "grid cells", "seeds", "degenerate", "epochs run",
-                 "validation acc", "test acc", "train - test gap",
-                 "test acc over images (learned seeds)", "beats majority"]  # fmt: skip
-REASON_TITLES = {"inconclusive": "Why it cannot decide", "refuted": "Why refuted",
-                 "not testable here": "Why not testable here", "supported": "Note",
-                 "clarified": "Note"}  # fmt: skip
+COMPARISON_COLUMNS = [
+    "comparison",
+    "a - b",
+    "metric",
+    "seeds",
+    "mean",
+    "95% CI",
+    "d_z",
+    "threshold",
+    "outcome",
+    "cannot decide because",
+]
+SWEEP_COLUMNS = [
+    "config",
+    "grid cells",
+    "seeds",
+    "degenerate",
+    "epochs run",
+    "validation acc",
+    "test acc",
+    "train - test gap",
+    "test acc over images (learned seeds)",
+    "beats majority",
+]
+REASON_TITLES = {
+    "inconclusive": "Why it cannot decide",
+    "refuted": "Why refuted",
+    "not testable here": "Why not testable here",
+    "supported": "Note",
+    "clarified": "Note",
+}
 LAYER_COLUMNS = ["layer", "kind", "shape", "max_abs_delta", "fraction_changed", "changed"]
 
 
@@ -81,15 +104,20 @@ def sweep_rows(m: Measurements) -> list[dict]:
     s = m.sweep
     units = m.context.hidden_units
     return [
-        {"config": label(row, units), "grid cells": ", ".join(row.cells),
-         "seeds": len(row.runs), "degenerate": row.degenerate,
-         "epochs run": _epochs(row),
-         "validation acc": _stat(row.validation_accuracy), "test acc": _stat(row.test_accuracy),
-         "train - test gap": _stat(row.gap_accuracy),
-         "test acc over images (learned seeds)": _stat(row.accuracy_over_images),
-         "beats majority": "yes" if row.beats_majority else "no"}
+        {
+            "config": label(row, units),
+            "grid cells": ", ".join(row.cells),
+            "seeds": len(row.runs),
+            "degenerate": row.degenerate,
+            "epochs run": _epochs(row),
+            "validation acc": _stat(row.validation_accuracy),
+            "test acc": _stat(row.test_accuracy),
+            "train - test gap": _stat(row.gap_accuracy),
+            "test acc over images (learned seeds)": _stat(row.accuracy_over_images),
+            "beats majority": "yes" if row.beats_majority else "no",
+        }
         for row in s.configs
-    ]  # fmt: skip
+    ]
 
 
 def sweep_cache_text(summary) -> str:
@@ -132,27 +160,32 @@ def build_document(m: Measurements, entries: list[Entry], figures: dict, timings
         for finding in entry.findings:
             item = as_json(finding)
             item["explanation"] = prose.explain(m, finding)
-            item["figures"] = [figures[n].name for n in FIGURES_FOR.get(
-                (entry.id, finding.kind), ())]  # fmt: skip
+            item["figures"] = [
+                figures[n].name for n in FIGURES_FOR.get((entry.id, finding.kind), ())
+            ]
             findings.append(item)
         claim = {"id": entry.id, "claim": entry.claim, "findings": findings}
         details = {key: getattr(m, key) for key in DETAILS_FOR.get(entry.id, ())}
         if details:
             claim["details"] = as_json(details)
         claims.append(claim)
-    return as_json({
-        "title": TITLE,
-        "question": QUESTION,
-        "answer": [{"question": b.question, "answer": b.answer} for b in prose.answer(m, entries)],
-        "verdict_counts": tally(entries),
-        "kinds": KINDS,
-        "run": m.context,
-        "claims": claims,
-        "sweep_settings": sweep_settings(m),
-        "sweep_figures": [figures[name].name for name in SWEEP_FIGURES],
-        "sweep_cache": m.sweep.cache,
-        "timings_seconds": timings,
-    })  # fmt: skip
+    return as_json(
+        {
+            "title": TITLE,
+            "question": QUESTION,
+            "answer": [
+                {"question": b.question, "answer": b.answer} for b in prose.answer(m, entries)
+            ],
+            "verdict_counts": tally(entries),
+            "kinds": KINDS,
+            "run": m.context,
+            "claims": claims,
+            "sweep_settings": sweep_settings(m),
+            "sweep_figures": [figures[name].name for name in SWEEP_FIGURES],
+            "sweep_cache": m.sweep.cache,
+            "timings_seconds": timings,
+        }
+    )
 
 
 def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
@@ -161,9 +194,13 @@ def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
     summary_rows = []
     for claim in document["claims"]:
         for item in claim["findings"]:
-            view = {**item, "id": claim["id"], "claim": claim["claim"],
-                    "number_rows": list(item["numbers"].items()),
-                    "comparison_rows": _comparison_rows(item)}  # fmt: skip
+            view = {
+                **item,
+                "id": claim["id"],
+                "claim": claim["claim"],
+                "number_rows": list(item["numbers"].items()),
+                "comparison_rows": _comparison_rows(item),
+            }
             sections[item["kind"]].append(view)
             summary_rows.append(
                 {
@@ -173,8 +210,9 @@ def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
                     "question": item["question"],
                 }
             )
-    layers = [{**row, "shape": "x".join(map(str, row["shape"]))}
-              for row in as_json(m.forward.layers)]  # fmt: skip
+    layers = [
+        {**row, "shape": "x".join(map(str, row["shape"]))} for row in as_json(m.forward.layers)
+    ]
     return {
         "title": document["title"],
         "document": document,
@@ -198,16 +236,21 @@ def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
 def _comparison_rows(finding: dict) -> list[dict]:
     """A finding's comparisons (as in the JSON) as table rows."""
     return [
-        {"comparison": c["name"] + ("" if c["deciding"] else " (context)"),
-         "a - b": f"{c['a']} - {c['b']}", "metric": c["metric"],
-         "seeds": f"{c['n']}" + (f" (left out: {', '.join(map(str, c['excluded']))})"
-                                 if c["excluded"] else ""),
-         "mean": c["mean"], "95% CI": "n/a" if c["low"] is None
-         else f"[{c['low']:.3f}, {c['high']:.3f}]", "d_z": c["effect_size"],
-         "threshold": c["threshold"], "outcome": c["outcome"],
-         "cannot decide because": c["blocked"] or "-"}
+        {
+            "comparison": c["name"] + ("" if c["deciding"] else " (context)"),
+            "a - b": f"{c['a']} - {c['b']}",
+            "metric": c["metric"],
+            "seeds": f"{c['n']}"
+            + (f" (left out: {', '.join(map(str, c['excluded']))})" if c["excluded"] else ""),
+            "mean": c["mean"],
+            "95% CI": "n/a" if c["low"] is None else f"[{c['low']:.3f}, {c['high']:.3f}]",
+            "d_z": c["effect_size"],
+            "threshold": c["threshold"],
+            "outcome": c["outcome"],
+            "cannot decide because": c["blocked"] or "-",
+        }
         for c in finding["comparisons"]
-    ]  # fmt: skip
+    ]
 
 
 def write_reports(

@@ -132,10 +132,15 @@ def grid(spec: SweepSpec) -> list[GridCell]:
         have = {effective(*cell) for cell in cells}
         cells += [cell for cell in claim_cells(spec) if cell not in have]
     return [
-        GridCell(rate=rate, placement=placement, effective_rate=effective(rate, placement)[0],
-                 effective_placement=effective(rate, placement)[1], added=index >= requested)
+        GridCell(
+            rate=rate,
+            placement=placement,
+            effective_rate=effective(rate, placement)[0],
+            effective_placement=effective(rate, placement)[1],
+            added=index >= requested,
+        )
         for index, (rate, placement) in enumerate(cells)
-    ]  # fmt: skip
+    ]
 
 
 def configs(spec: SweepSpec) -> list[tuple[float, str]]:
@@ -206,12 +211,14 @@ def train_cell(spec: SweepSpec, cell: SweepCell) -> TrainingResult:
         epochs_run=fitted.epochs_run,
         best_epoch=fitted.best_epoch,
         stopped_early=fitted.stopped_early,
-        history={key: fitted.history[key] for key in ("loss", "accuracy", "val_loss",
-                                                        "val_accuracy", "seconds")
-                 if key in fitted.history},
+        history={
+            key: fitted.history[key]
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+            if key in fitted.history
+        },
         scores=scores,
         seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )
 
 
 def summarize(spec: SweepSpec, results: list[TrainingResult]) -> SweepSummary:
@@ -224,21 +231,30 @@ def summarize(spec: SweepSpec, results: list[TrainingResult]) -> SweepSummary:
     order = [key for key in configs(spec) if key in by_config]
     order += [key for key in by_config if key not in order]
     names = {
-        key: [f"{c.rate:g}/{c.placement}" for c in cells
-              if (c.effective_rate, c.effective_placement) == key]
+        key: [
+            f"{c.rate:g}/{c.placement}"
+            for c in cells
+            if (c.effective_rate, c.effective_placement) == key
+        ]
         for key in order
-    }  # fmt: skip
+    }
     first = results[0].scores if results else {}
     return SweepSummary(
-        selection_split=selection, evaluation_split=evaluation,
+        selection_split=selection,
+        evaluation_split=evaluation,
         split_sizes={name: score.n for name, score in first.items()},
         majority_accuracy={name: score.majority_accuracy for name, score in first.items()},
-        epochs=spec.epochs, patience=spec.patience, grid=spec.grid, seeds=list(spec.seeds),
+        epochs=spec.epochs,
+        patience=spec.patience,
+        grid=spec.grid,
+        seeds=list(spec.seeds),
         grid_cells=[cell.model_dump() for cell in cells],
-        configs=[summarize_config(*key, names[key], by_config[key], selection, evaluation)
-                 for key in order],
+        configs=[
+            summarize_config(*key, names[key], by_config[key], selection, evaluation)
+            for key in order
+        ],
         trainings=len(results),
         degenerate=sum(r.degenerate(selection) for r in results),
         epochs_total=sum(r.epochs_run for r in results),
         seconds_total=float(sum(r.seconds for r in results)),
-    )  # fmt: skip
+    )

@@ -198,9 +198,13 @@ def _stat(values: list[float]) -> SeedStat | None:
 
 
 def summarize_config(
-    rate: float, placement: str, cells: list[str], runs: list[TrainingResult],
-    selection: str, evaluation: str,
-) -> ConfigSummary:  # fmt: skip
+    rate: float,
+    placement: str,
+    cells: list[str],
+    runs: list[TrainingResult],
+    selection: str,
+    evaluation: str,
+) -> ConfigSummary:
     """One config over its seeds (see the module docstring)."""
     runs = sorted(runs, key=lambda r: r.seed)
 
@@ -215,14 +219,20 @@ def summarize_config(
         majority = learned[0].scores[evaluation].majority_accuracy
         beats = statistics.beats(over_images.interval(), majority)
     row = ConfigSummary(
-        rate=rate, placement=placement, cells=cells, runs=runs,
+        rate=rate,
+        placement=placement,
+        cells=cells,
+        runs=runs,
         degenerate=sum(r.degenerate(selection) for r in runs),
         train_accuracy=scores("train", "accuracy"),
         validation_accuracy=scores("validation", "accuracy"),
         test_accuracy=scores("test", "accuracy"),
-        validation_loss=scores("validation", "loss"), test_loss=scores("test", "loss"),
-        gap_accuracy=None, epochs_run=SeedStat.of([r.epochs_run for r in runs]),
-        accuracy_over_images=over_images, beats_majority=beats,
-    )  # fmt: skip
+        validation_loss=scores("validation", "loss"),
+        test_loss=scores("test", "loss"),
+        gap_accuracy=None,
+        epochs_run=SeedStat.of([r.epochs_run for r in runs]),
+        accuracy_over_images=over_images,
+        beats_majority=beats,
+    )
     row.gap_accuracy = _stat(list(row.gap(evaluation).values()))
     return row

@@ -23,21 +23,26 @@ def judge(m: Measurements, margin: float) -> list[Entry]:
     units, context = m.context.hidden_units, m.context
     findings = {
         "C1": effects.judge_c1(m.sweep, margin, units),
-        "C2": [mechanisms.judge_c2(m.activation_order),
-               effects.judge_c2_performance(m.activation_order)],
+        "C2": [
+            mechanisms.judge_c2(m.activation_order),
+            effects.judge_c2_performance(m.activation_order),
+        ],
         "C3": [mechanisms.judge_c3(m.forward, m.backward)],
-        "C4": effects.judge_c4(m.sweep, margin, units, context.layer,
-                               context.backbone_dropout_layers),
+        "C4": effects.judge_c4(
+            m.sweep, margin, units, context.layer, context.backbone_dropout_layers
+        ),
         "C5": [mechanisms.judge_c5(m.forward, m.fit_masks, m.backward)],
         "C6": [mechanisms.judge_c6(m.forward, m.backward, m.frozen)],
         "C7": [mechanisms.judge_c7(m.noise_shapes)],
         "F1": [mechanisms.judge_f1(m.forward, m.fit_masks)],
         "F2": [mechanisms.judge_f2(m.backward)],
         "F3": [mechanisms.judge_f3(m.frozen, m.cache_facts)],
-        "F4": [mechanisms.judge_f4_determinism(m.inference),
-               effects.judge_f4_uncertainty(m.inference, context.mc_split)],
+        "F4": [
+            mechanisms.judge_f4_determinism(m.inference),
+            effects.judge_f4_uncertainty(m.inference, context.mc_split),
+        ],
         "F5": effects.judge_f5(m.sweep, margin, units, f5_cell(context)),
-    }  # fmt: skip
+    }
     return [Entry(key, CLAIMS[key], findings[key]) for key in ORDER]
 
 

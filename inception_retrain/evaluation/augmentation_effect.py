@@ -155,15 +155,22 @@ def compare(
     decision = statistics.decide(oriented.interval, statistics.threshold_for(statistics.BETTER, 0))
     bounded = oriented.interval.bounded
     return MetricEffect(
-        metric=name, better=better, claim=claim, reference_label=labels[0],
-        compared_label=labels[1], seeds=list(seeds), reference=[reference[s] for s in seeds],
+        metric=name,
+        better=better,
+        claim=claim,
+        reference_label=labels[0],
+        compared_label=labels[1],
+        seeds=list(seeds),
+        reference=[reference[s] for s in seeds],
         compared=[compared[s] for s in seeds],
         mean_reference=float(np.mean([reference[s] for s in seeds])) if seeds else None,
         mean_compared=float(np.mean([compared[s] for s in seeds])) if seeds else None,
-        improvement=oriented.mean, low=oriented.interval.low if bounded else None,
-        high=oriented.interval.high if bounded else None, effect_size=oriented.effect_size,
+        improvement=oriented.mean,
+        low=oriented.interval.low if bounded else None,
+        high=oriented.interval.high if bounded else None,
+        effect_size=oriented.effect_size,
         verdict=decision.outcome,
-    )  # fmt: skip
+    )
 
 
 def _overfitting(k: int, seeds: list[int], gap) -> list[MetricEffect]:
@@ -231,10 +238,15 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, config: RetrainConfi
         head = sweep_head(tuple(cache.feature_shape), manifest.n_classes, config.head)
         for views in (0, k):  # one data set at a time: memory
             data = load_training_data(
-                cache.cache_dir, train_rows, val_rows, batch_size=config.batch_size,
-                seed=config.seed, memory_budget_mb=config.memory_budget_mb,
-                views_dir=cache.views.views_dir if views else None, views_per_image=views,
-            )  # fmt: skip
+                cache.cache_dir,
+                train_rows,
+                val_rows,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                memory_budget_mb=config.memory_budget_mb,
+                views_dir=cache.views.views_dir if views else None,
+                views_per_image=views,
+            )
             view_rows, mode = max(view_rows, data.view_rows), data.mode
             for dropout, seed in ((d, s) for d in dropouts for s in seeds):
                 begun = time.perf_counter()
@@ -271,14 +283,23 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, config: RetrainConfi
         overfitting = _overfitting(k, seeds, lambda v, d, s: by[(v, d, s)].scores["gap"])
     own = [t for t in trainings if t.dropout]
     return AugmentationEffect(
-        views=k, policy_fingerprint=cache.views.policy_fingerprint,
-        policy=config.augment.model_dump(mode="json"), seeds=seeds, epochs=config.epochs,
-        patience=config.patience, batch_size=config.batch_size, n_train=len(train_y),
-        n_view_rows=view_rows, n_test=len(test_y), data_mode=mode, metrics=effects,
-        overfitting=overfitting, trainings=trainings,
+        views=k,
+        policy_fingerprint=cache.views.policy_fingerprint,
+        policy=config.augment.model_dump(mode="json"),
+        seeds=seeds,
+        epochs=config.epochs,
+        patience=config.patience,
+        batch_size=config.batch_size,
+        n_train=len(train_y),
+        n_view_rows=view_rows,
+        n_test=len(test_y),
+        data_mode=mode,
+        metrics=effects,
+        overfitting=overfitting,
+        trainings=trainings,
         degenerate={
             "without": sum(t.degenerate for t in own if t.views == 0),
             "with": sum(t.degenerate for t in own if t.views),
         },
         seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )

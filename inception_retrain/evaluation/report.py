@@ -21,8 +21,15 @@ from inception_retrain.plumbing.files import atomic_write
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 AUGMENT_COLUMNS = ["claim", "reference", "compared", "improvement [95% CI]", "d_z", "verdict"]
 AUGMENT_TRAINING_COLUMNS = [
-    "seed", "dropout", "views", "epochs", "accuracy", "log_loss", "ece", "gap"
-]  # fmt: skip
+    "seed",
+    "dropout",
+    "views",
+    "epochs",
+    "accuracy",
+    "log_loss",
+    "ece",
+    "gap",
+]
 CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 
@@ -77,23 +84,35 @@ def _augmentation(section: dict | None) -> dict | None:
         return None
     effect = AugmentationEffect.model_validate(section)
     trainings = [
-        {"seed": t.seed, "views": t.views, "dropout": "yes" if t.dropout else "no",
-         "epochs": t.epochs_run, **t.scores}
+        {
+            "seed": t.seed,
+            "views": t.views,
+            "dropout": "yes" if t.dropout else "no",
+            "epochs": t.epochs_run,
+            **t.scores,
+        }
         for t in sorted(effect.trainings, key=lambda t: (t.seed, not t.dropout, t.views))
-    ]  # fmt: skip
+    ]
     ranges = ", ".join(f"{key} {value}" for key, value in effect.policy.items())
     summary = [
         ("views per train image (K)", effect.views),
         ("policy", f"{effect.policy_fingerprint} ({ranges})"),
         ("seeds", ", ".join(map(str, effect.seeds))),
-        ("train images / cached view rows / test images",
-         f"{effect.n_train} / {effect.n_view_rows} / {effect.n_test}"),
-        ("training", f"up to {effect.epochs} epochs, patience {effect.patience}, "
-                     f"batch {effect.batch_size}, {effect.data_mode}"),
-        ("trainings of the run's head predicting one class for every test image",
-         f"{effect.degenerate['without']} without views, {effect.degenerate['with']} with"),
+        (
+            "train images / cached view rows / test images",
+            f"{effect.n_train} / {effect.n_view_rows} / {effect.n_test}",
+        ),
+        (
+            "training",
+            f"up to {effect.epochs} epochs, patience {effect.patience}, "
+            f"batch {effect.batch_size}, {effect.data_mode}",
+        ),
+        (
+            "trainings of the run's head predicting one class for every test image",
+            f"{effect.degenerate['without']} without views, {effect.degenerate['with']} with",
+        ),
         ("seconds", round(effect.seconds, 1)),
-    ]  # fmt: skip
+    ]
     return {
         "rows": _effect_rows(effect.metrics),
         "overfitting": _effect_rows(effect.overfitting),

@@ -205,9 +205,15 @@ def _bootstrap(samples, statistic, confidence: float, resamples: int, seed: int)
     if min(len(sample) for sample in samples) < 2:  # nothing to resample
         return Interval(estimate, -math.inf, math.inf, confidence, "bootstrap percentile")
     result = stats.bootstrap(
-        samples, statistic, n_resamples=resamples, vectorized=True, axis=-1,
-        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        samples,
+        statistic,
+        n_resamples=resamples,
+        vectorized=True,
+        axis=-1,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     low, high = result.confidence_interval
     return Interval(estimate, float(low), float(high), confidence, "bootstrap percentile")
 
@@ -227,9 +233,15 @@ def auroc_test(
         return AurocTest(value, unbounded, None, len(positives), len(negatives))
     interval = _bootstrap((positives, negatives), auroc, confidence, resamples, seed)
     permuted = stats.permutation_test(
-        (positives, negatives), auroc, permutation_type="independent", vectorized=True,
-        n_resamples=resamples, alternative="greater", axis=-1, rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        (positives, negatives),
+        auroc,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=resamples,
+        alternative="greater",
+        axis=-1,
+        rng=np.random.default_rng(seed),
+    )
     return AurocTest(
         interval.estimate, interval, float(permuted.pvalue), len(positives), len(negatives)
     )

@@ -125,9 +125,16 @@ def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_Se
         feature_cache.write_verified(cache_dir, check.verified)
         todo = rows.where([cid not in check.cached for cid in rows.content_ids])
         set_up = _SetUp(
-            cache_dir, fingerprint, inputs, description, len(rows), todo, check.quarantined,
-            stray, check.read_fully,
-        )  # fmt: skip
+            cache_dir,
+            fingerprint,
+            inputs,
+            description,
+            len(rows),
+            todo,
+            check.quarantined,
+            stray,
+            check.read_fully,
+        )
         views = check_views(cache_dir, rows, config.augment_views, config.augment)
         if views is not None:
             set_up.views, set_up.view_jobs, set_up.view_indices = views
@@ -145,9 +152,11 @@ def extract_features(
         schema = feature_schema(shape, config.feature_dtype, set_up.schema_metadata())
         infer = inference_function(backbone, output_dtype=config.feature_dtype)
         settings = {
-            "image_size": config.image_size, "batch_size": config.extract_batch_size,
-            "part_rows": part_rows, "infer": infer,
-        }  # fmt: skip
+            "image_size": config.image_size,
+            "batch_size": config.extract_batch_size,
+            "part_rows": part_rows,
+            "infer": infer,
+        }
         with Progress(total=len(set_up.todo), description="extract", unit="img") as progress:
             result = compute_missing(
                 backbone, set_up.todo, set_up.cache_dir, schema, progress=progress, **settings
@@ -160,9 +169,15 @@ def extract_features(
             jobs = set_up.view_jobs
             with Progress(total=len(jobs), description="views", unit="view") as progress:
                 view_result = compute_missing(
-                    backbone, jobs, set_up.views.views_dir, view_schema, progress=progress,
-                    views=set_up.view_indices, policy=config.augment, **settings,
-                )  # fmt: skip
+                    backbone,
+                    jobs,
+                    set_up.views.views_dir,
+                    view_schema,
+                    progress=progress,
+                    views=set_up.view_indices,
+                    policy=config.augment,
+                    **settings,
+                )
     counts = {"parts_written": result.parts_written, "part_rows": part_rows}
     view_counts = None
     if view_result is not None:
@@ -170,9 +185,17 @@ def extract_features(
         counts["view_compute_seconds"] = round(view_result.seconds, 3)
         view_counts = (view_result.computed, view_result.skipped)
     return _finish(
-        manifest, config, run_dir, set_up, result.computed, result.skipped, result.seconds,
-        started, counts, view_counts=view_counts,
-    )  # fmt: skip
+        manifest,
+        config,
+        run_dir,
+        set_up,
+        result.computed,
+        result.skipped,
+        result.seconds,
+        started,
+        counts,
+        view_counts=view_counts,
+    )
 
 
 # --- distributed: plan, shards, finish ----------------------------------------------------------
@@ -254,10 +277,16 @@ def finish_extraction(
     if sorted(r.index for r in results) != [s.index for s in plan.shards]:
         raise DataError("the extraction's shards did not all finish")
     set_up = _SetUp(
-        cache_dir=plan.job.cache_dir, fingerprint=plan.job.fingerprint,
-        inputs=plan.fingerprint_inputs, description=plan.description, images=plan.images,
-        todo=ImageRows(), quarantined=plan.quarantined, stray=plan.stray, views=plan.views,
-    )  # fmt: skip
+        cache_dir=plan.job.cache_dir,
+        fingerprint=plan.job.fingerprint,
+        inputs=plan.fingerprint_inputs,
+        description=plan.description,
+        images=plan.images,
+        todo=ImageRows(),
+        quarantined=plan.quarantined,
+        stray=plan.stray,
+        views=plan.views,
+    )
     originals = [r for r in results if not r.of_views]
     view_results = [r for r in sorted(results, key=lambda r: r.index) if r.of_views]
     counts = {
@@ -277,9 +306,18 @@ def finish_extraction(
         view_counts = (sum(r.computed for r in view_results), view_skipped)
     wall = time.time() - plan.started
     return _finish(
-        manifest, config, run_dir, set_up, computed, skipped, wall, None, counts,
-        reused=plan.images - plan.todo, view_counts=view_counts,
-    )  # fmt: skip
+        manifest,
+        config,
+        run_dir,
+        set_up,
+        computed,
+        skipped,
+        wall,
+        None,
+        counts,
+        reused=plan.images - plan.todo,
+        view_counts=view_counts,
+    )
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -347,13 +385,19 @@ def _finish(
     report_path = write_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION, report)
     log.info(
         "extract: %d computed, %d reused, %d skipped, %d quarantined parts -> %s",
-        computed, reused, len(skipped), len(set_up.quarantined), set_up.cache_dir,
-    )  # fmt: skip
+        computed,
+        reused,
+        len(skipped),
+        len(set_up.quarantined),
+        set_up.cache_dir,
+    )
     if views is not None:
         log.info(
             "extract: views %d computed, %d reused -> %s",
-            views.computed, views.reused, views.views_dir,
-        )  # fmt: skip
+            views.computed,
+            views.reused,
+            views.views_dir,
+        )
     return FeatureCache(
         cache_dir=set_up.cache_dir,
         backbone_fingerprint=set_up.fingerprint,

@@ -155,9 +155,15 @@ def compute_missing(
     size = int(np.prod(backbone.output_shape[1:]))
     infer = infer or inference_function(backbone, output_dtype=dtype.name)
     dataset = _dataset(
-        rows.uris, rows.content_ids, views, policy, image_size, batch_size,
-        parallel_calls=parallel_calls, prefetch=prefetch,
-    )  # fmt: skip
+        rows.uris,
+        rows.content_ids,
+        views,
+        policy,
+        image_size,
+        batch_size,
+        parallel_calls=parallel_calls,
+        prefetch=prefetch,
+    )
     writer = PartWriter(cache_dir, schema, background=overlap_writes)
     buffer = np.empty((part_rows, size), dtype)
     positions: list[int] = []
@@ -293,7 +299,7 @@ def make_view_shards(
                 label_indices=rows.label_indices[start:end],
                 splits=rows.splits[start:end],
                 views=views[start:end],
-            )  # fmt: skip
+            )
         )
         start = end
     return shards
@@ -361,9 +367,14 @@ def compute_shard(shard: Shard, job: ShardJob, threads: int | None = None) -> Sh
     features = np.empty((len(shard.content_ids), size), np.dtype(job.feature_dtype))
     done: list[int] = []
     dataset = _dataset(
-        shard.uris, shard.content_ids, views, job.policy, job.image_size, job.batch_size,
+        shard.uris,
+        shard.content_ids,
+        views,
+        job.policy,
+        job.image_size,
+        job.batch_size,
         parallel_calls=threads,
-    )  # fmt: skip
+    )
     for positions, images in dataset:
         positions = positions.numpy().tolist()
         features[positions] = infer(images).numpy().reshape(len(positions), size)
@@ -372,11 +383,15 @@ def compute_shard(shard: Shard, job: ShardJob, threads: int | None = None) -> Sh
     if done:  # one part, named from the rows the shard was given (whatever it skipped)
         with feature_cache.adding(job.cache_dir):  # a view folder is in the cache folder
             write_part(
-                job.cache_dir if views is None else job.views_dir, schema,
-                [shard.content_ids[i] for i in done], [shard.label_indices[i] for i in done],
-                [shard.splits[i] for i in done], features[done], name=shard.part,
+                job.cache_dir if views is None else job.views_dir,
+                schema,
+                [shard.content_ids[i] for i in done],
+                [shard.label_indices[i] for i in done],
+                [shard.splits[i] for i in done],
+                features[done],
+                name=shard.part,
                 views=None if views is None else [views[i] for i in done],
-            )  # fmt: skip
+            )
     skipped = sorted(set(range(len(shard.content_ids))) - set(done))
     return ShardResult(
         index=shard.index,

@@ -154,9 +154,11 @@ def decode_features(
     width = column.type.byte_width
     dtype = np.dtype(dtype).newbyteorder("<")
     values = np.frombuffer(
-        column.buffers()[1], dtype, count=len(column) * width // dtype.itemsize,
+        column.buffers()[1],
+        dtype,
+        count=len(column) * width // dtype.itemsize,
         offset=column.offset * width,
-    )  # fmt: skip
+    )
     channels = feature_shape[-1]
     stored = values.reshape(len(column), channels, -1)  # (n, channels, positions)
     return stored.transpose(0, 2, 1).reshape(len(column), *feature_shape)

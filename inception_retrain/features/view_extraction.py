@@ -43,12 +43,20 @@ class ViewsFound(BaseModel):
         """extract.json's `views` section once the missing views are computed."""
         rows, size = feature_cache.cache_size(self.views_dir)
         return {
-            "views_dir": self.views_dir, **policy.record(), "per_image": self.per_image,
-            "wanted": self.wanted, "computed": computed, "reused": self.wanted - self.missing,
-            "skipped_images": len(skipped), "skipped_content_ids": skipped[:MAX_LISTED_SKIPS],
-            "quarantined": len(self.quarantined), "quarantined_parts": self.quarantined,
-            "stray_temp_files_removed": self.stray, "cached_rows": rows, "bytes_on_disk": size,
-        }  # fmt: skip
+            "views_dir": self.views_dir,
+            **policy.record(),
+            "per_image": self.per_image,
+            "wanted": self.wanted,
+            "computed": computed,
+            "reused": self.wanted - self.missing,
+            "skipped_images": len(skipped),
+            "skipped_content_ids": skipped[:MAX_LISTED_SKIPS],
+            "quarantined": len(self.quarantined),
+            "quarantined_parts": self.quarantined,
+            "stray_temp_files_removed": self.stray,
+            "cached_rows": rows,
+            "bytes_on_disk": size,
+        }
 
 
 def check_views(
@@ -72,9 +80,13 @@ def check_views(
     columns = [getattr(train, field.name) for field in fields(train)]
     jobs = ImageRows(*([column[p] for p in keep] for column in columns))
     found = ViewsFound(
-        views_dir=str(views_dir), per_image=per_image, wanted=len(train) * per_image,
-        missing=len(jobs), quarantined=[str(p) for p in check.quarantined], stray=stray,
-    )  # fmt: skip
+        views_dir=str(views_dir),
+        per_image=per_image,
+        wanted=len(train) * per_image,
+        missing=len(jobs),
+        quarantined=[str(p) for p in check.quarantined],
+        stray=stray,
+    )
     return found, jobs, views
 
 
@@ -83,6 +95,9 @@ def cached_views(section: dict | None) -> CachedViews | None:
     if not section:
         return None
     return CachedViews(
-        views_dir=storage.location(section["views_dir"]), policy_fingerprint=section["fingerprint"],
-        per_image=section["per_image"], computed=section["computed"], reused=section["reused"],
-    )  # fmt: skip
+        views_dir=storage.location(section["views_dir"]),
+        policy_fingerprint=section["fingerprint"],
+        per_image=section["per_image"],
+        computed=section["computed"],
+        reused=section["reused"],
+    )

@@ -26,9 +26,12 @@ def rebuild_dropout_report(run_dir: Path, overrides: dict, sweep_workers: int = 
     `overrides` change the run's config fields (sweep settings, typically)."""
     run = open_finished_run(run_dir, **overrides)
     spec = SweepSpec.from_run(
-        run.config, run.cache.cache_dir, run.manifest.path, run.manifest.n_classes,
+        run.config,
+        run.cache.cache_dir,
+        run.manifest.path,
+        run.manifest.n_classes,
         run.cache.feature_shape,
-    )  # fmt: skip
+    )
     sweep = run_sweep(spec, workers=sweep_workers)
     path = dropout_report_task(run.manifest, run.cache, run.head, sweep, run.config, run.run_dir)
     return str(path)

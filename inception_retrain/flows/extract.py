@@ -35,9 +35,13 @@ def extract_shards(
     get_run_logger().info(
         "extract: %d images and %d views to compute in %d shards of up to %d rows on %s "
         "(%d images cached)",
-        plan.todo, plan.view_todo, len(plan.shards), plan.shard_rows, address,
+        plan.todo,
+        plan.view_todo,
+        len(plan.shards),
+        plan.shard_rows,
+        address,
         plan.images - plan.todo,
-    )  # fmt: skip
+    )
     futures = extract_shard_task.map(shard=plan.shards, job=unmapped(plan.job))
     results = [future.result() for future in futures]
     return finish_extract_task(plan, results, manifest, config, run_dir)

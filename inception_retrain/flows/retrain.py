@@ -191,9 +191,16 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             )
         stage = "evaluate"
         evaluation = _run_stage(
-            evaluate_task, stage, f"evaluate-{head_id}",
-            manifest, cache, head, config, run_dir, augmentation,
-        )  # fmt: skip
+            evaluate_task,
+            stage,
+            f"evaluate-{head_id}",
+            manifest,
+            cache,
+            head,
+            config,
+            run_dir,
+            augmentation,
+        )
         evaluated = True
 
         stage = "dropout-report"
@@ -202,27 +209,50 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         )
         sweep = run_sweep(spec, address=address)
         _run_stage(
-            dropout_report_task, stage, f"dropout-report-{head_id}",
-            manifest, cache, head, quote(sweep), config, run_dir,
-        )  # fmt: skip
+            dropout_report_task,
+            stage,
+            f"dropout-report-{head_id}",
+            manifest,
+            cache,
+            head,
+            quote(sweep),
+            config,
+            run_dir,
+        )
 
         stage = "promote"
         decision = _run_stage(
-            decide_promotion_task, "decide-promotion", f"decide-promotion-{head_id}",
-            evaluation, config,
-        )  # fmt: skip
+            decide_promotion_task,
+            "decide-promotion",
+            f"decide-promotion-{head_id}",
+            evaluation,
+            config,
+        )
         version = None
         if decision.promoted or config.publish_models == "all":
             stage = "export"
             version = _run_stage(
-                export_task, stage, f"export-{head_id}",
-                manifest, cache, head, evaluation, config, run_dir,
-            )  # fmt: skip
+                export_task,
+                stage,
+                f"export-{head_id}",
+                manifest,
+                cache,
+                head,
+                evaluation,
+                config,
+                run_dir,
+            )
         stage = "promote"
         promotion = _run_stage(
-            promote_task, stage, f"promote-{head_id}",
-            decision, version, evaluation, config, run_dir,
-        )  # fmt: skip
+            promote_task,
+            stage,
+            f"promote-{head_id}",
+            decision,
+            version,
+            evaluation,
+            config,
+            run_dir,
+        )
         logger.info(
             "model %s: %s (%s)",
             promotion["version"] or "not published",

@@ -55,9 +55,11 @@ def dropout_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None)
     missing = [cell for cell, result in zip(cells, results, strict=True) if result is None]
     get_run_logger().info(
         "sweep: %d trainings, %d reused from %s, %d to train",
-        len(cells), len(cells) - len(missing), store.directory if store else "(no cache)",
+        len(cells),
+        len(cells) - len(missing),
+        store.directory if store else "(no cache)",
         len(missing),
-    )  # fmt: skip
+    )
     if (workers > 1 or address) and len(missing) > 1:
         futures = sweep_cell_task.map(spec=unmapped(spec), cell=missing, store=unmapped(store))
         computed = iter([future.result() for future in futures])

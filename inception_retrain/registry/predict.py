@@ -161,9 +161,12 @@ def write_predictions(
     class_names = read_json(Path(model_dir) / "labels.json")["class_names"]
     folders = [folder for folder, _ in inputs.unreadable]
     unreadable = _rows(
-        folders, np.full((len(folders), len(class_names)), np.nan),
-        ["unreadable"] * len(folders), [why for _, why in inputs.unreadable], class_names,
-    )  # fmt: skip
+        folders,
+        np.full((len(folders), len(class_names)), np.nan),
+        ["unreadable"] * len(folders),
+        [why for _, why in inputs.unreadable],
+        class_names,
+    )
     table = pa.concat_tables([*tables, unreadable]) if tables else unreadable
     if table.num_rows != len(inputs.files) + len(folders):
         raise PipelineError("the prediction shards did not cover every input file")

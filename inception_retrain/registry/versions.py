@@ -172,10 +172,14 @@ def list_version_info(models: Path) -> list[dict]:
     """[{version, path, bytes, champion}] of the visible versions, oldest first."""
     champion = _pointer_version(models)
     return [
-        {"version": name, "path": Path(models) / name, "bytes": _size(Path(models) / name),
-         "champion": name == champion}
+        {
+            "version": name,
+            "path": Path(models) / name,
+            "bytes": _size(Path(models) / name),
+            "champion": name == champion,
+        }
         for name in list_versions(models)
-    ]  # fmt: skip
+    ]
 
 
 def prune_versions(models: Path, keep: int, dry_run: bool = False) -> list[dict]:

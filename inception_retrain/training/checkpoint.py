@@ -112,8 +112,12 @@ class TimedCheckpoint(keras.callbacks.Callback):
         if es is None:
             return None
         best = None if es.best is None else float(es.best)
-        return {"best": best, "best_epoch": es.best_epoch, "wait": es.wait,
-                "best_weights": es.best_weights}  # fmt: skip
+        return {
+            "best": best,
+            "best_epoch": es.best_epoch,
+            "wait": es.wait,
+            "best_weights": es.best_weights,
+        }
 
     # --- restoring ------------------------------------------------------------------------
 

@@ -127,10 +127,14 @@ def train_head(
         )
         with Progress(total=config.epochs, description="train", unit="epoch") as progress:
             result = fit(
-                model, data.train, data.validation, epochs=config.epochs,
-                patience=config.patience, checkpoint=checkpoint,
+                model,
+                data.train,
+                data.validation,
+                epochs=config.epochs,
+                patience=config.patience,
+                checkpoint=checkpoint,
                 callbacks=[EpochLog(progress, config.epochs), tensorboard, *callbacks],
-            )  # fmt: skip
+            )
         if result.resumed_from:
             log.info("resumed training after epoch %d", result.resumed_from)
         head_path = run_dir / "head.keras"

@@ -120,9 +120,14 @@ class InMemorySplit:
     mode = IN_MEMORY
 
     def __init__(
-        self, features, labels, batch_size: int, seed: int = 0, shuffle: bool = True,
+        self,
+        features,
+        labels,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
         view_rows: np.ndarray | None = None,
-    ):  # fmt: skip
+    ):
         import tensorflow as tf
 
         if len(features) != len(labels):
@@ -177,9 +182,13 @@ class InMemorySplit:
 
 
 def load_sorted(
-    cache_dir: Path, wanted: Mapping[str, int], ids: Sequence[str], dtype,
-    views_dir=None, view_keys: Sequence[tuple[str, int]] = (),
-):  # fmt: skip
+    cache_dir: Path,
+    wanted: Mapping[str, int],
+    ids: Sequence[str],
+    dtype,
+    views_dir=None,
+    view_keys: Sequence[tuple[str, int]] = (),
+):
     """`load_rows`'s rows in its order (`ids`: the wanted content ids that are cached,
     sorted), in the stored dtype, written straight to their rows of one preallocated array:
     peak memory is the split plus one read chunk. `view_keys` (cached (content id, view)
@@ -378,9 +387,18 @@ def load_training_data(
         buffer_rows = min(len(ids), max(batch_size, budget_rows))
         views = ViewChoice.of(ids, keys, views_per_image) if keys else None
         return StreamingSplit(
-            cache_dir, wanted, len(ids), feature_shape, batch_size, buffer_rows,
-            seed, shuffled, stored_dtype.name, views_dir if keys else None, views,
-        )  # fmt: skip
+            cache_dir,
+            wanted,
+            len(ids),
+            feature_shape,
+            batch_size,
+            buffer_rows,
+            seed,
+            shuffled,
+            stored_dtype.name,
+            views_dir if keys else None,
+            views,
+        )
 
     return TrainingData(
         train=make(train, train_ids, shuffle, view_keys),
