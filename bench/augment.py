@@ -78,8 +78,8 @@ def main() -> None:
     results = {"machine": machine(), "views": args.views, "policy": config.augment.record()}
     started = time.perf_counter()
     run_dir = new_run_dir(config.workdir)
-    manifest = ingest(config, run_dir)
-    cache = extract_features(manifest, config, run_dir)
+    manifest = ingest(config.ingest, run_dir)
+    cache = extract_features(manifest, config.extraction, run_dir)
     print(
         f"demo: {cache.computed} images, {cache.views.computed} views extracted in "
         f"{time.perf_counter() - started:.0f} s"
@@ -93,9 +93,9 @@ def main() -> None:
     for name, data in (("demo", config.data), ("small", str(small))):
         case = config.model_copy(update={"data": data})
         run_dir = new_run_dir(case.workdir)
-        case_manifest = ingest(case, run_dir)
-        case_cache = extract_features(case_manifest, case, run_dir)
-        effect = measure_effect(case_manifest, case_cache, case)
+        case_manifest = ingest(case.ingest, run_dir)
+        case_cache = extract_features(case_manifest, case.extraction, run_dir)
+        effect = measure_effect(case_manifest, case_cache, case.training, case.augment_seeds)
         results["effect"][name] = effect.model_dump(mode="json")
         print_effect(name, effect)
     finish(results, args.out)

@@ -288,9 +288,9 @@ def run_stage(config, data: Path, run_dir: Path) -> dict:
     from inception_retrain.data.ingest import ingest
     from inception_retrain.features.extraction import extract_features
 
-    manifest = ingest(config, run_dir)
+    manifest = ingest(config.ingest, run_dir)
     started = time.perf_counter()
-    extract_features(manifest, config, run_dir)
+    extract_features(manifest, config.extraction, run_dir)
     wall = time.perf_counter() - started
     report = json.loads((run_dir / "extract.json").read_text())
     return {"wall_s": wall, **report}
@@ -390,7 +390,7 @@ def main() -> None:
     results["command"] = "python bench/extract.py " + " ".join(sys.argv[1:])
     data = root / "data"
     write_jpegs(data, args.images)
-    manifest = ingest(config_for(data, root / "work", args.batch_size), root / "run-ingest")
+    manifest = ingest(config_for(data, root / "work", args.batch_size).ingest, root / "run-ingest")
     rows = read_ok_rows(manifest.path)
     print(f"generated and ingested {len(rows)} JPEGs in {root}", file=sys.stderr)
 

@@ -56,7 +56,7 @@ def single_process(manifest, data: Path, root: Path) -> dict:
 
     run = root / "single"
     started = time.perf_counter()
-    extract_features(manifest, config_for(data, run / "work", 256), run)
+    extract_features(manifest, config_for(data, run / "work", 256).extraction, run)
     report = json.loads((run / "extract.json").read_text())
     shutil.rmtree(run)
     return {
@@ -74,7 +74,7 @@ def on_cluster(manifest, data: Path, root: Path, address: str, shard_rows: int, 
     run = root / tag
     config = config_for(data, run / "work", shard_rows)
     started = time.perf_counter()
-    run_extraction(manifest, config, run, address)
+    run_extraction(manifest, config.extraction, run, address)
     wall = time.perf_counter() - started
     report = json.loads((run / "extract.json").read_text())
     shutil.rmtree(run)
@@ -117,12 +117,13 @@ def noop_round_trip(address: str, counts: list[int]) -> list[dict]:
 def measure_extraction(manifest, data: Path, root: Path, shard_rows: int, workers: list[int]):
     from inception_retrain.data.manifest import read_image_rows
     from inception_retrain.flows.cluster import dask_cluster
+    from inception_retrain.plumbing.cluster_spec import parse_cluster
 
     n = len(read_image_rows(manifest.path))
     results = {"single": single_process(manifest, data, root), "clusters": [], "shards": []}
     print(f"single process: {results['single']}", file=sys.stderr)
     for count in workers:
-        with dask_cluster(f"local:{count}") as address:
+        with dask_cluster(parse_cluster(f"local:{count}")) as address:
             # Warm-up: every worker loads TensorFlow and the backbone once (not timed).
             on_cluster(manifest, data, root, address, max(1, n // (4 * count)), "warm")
             measured = on_cluster(manifest, data, root, address, shard_rows, f"w{count}")
@@ -286,7 +287,7 @@ def main() -> None:
     results = {"machine": machine(), "command": "python bench/scale.py " + " ".join(sys.argv[1:])}
     data = root / "data"
     write_jpegs(data, args.images)
-    manifest = ingest(config_for(data, root / "ingest-work", 256), root / "run-ingest")
+    manifest = ingest(config_for(data, root / "ingest-work", 256).ingest, root / "run-ingest")
     workers = [int(w) for w in args.workers.split(",")]
     results["extraction"] = measure_extraction(manifest, data, root, args.shard_rows, workers)
     results["object_store"] = measure_object_store(root, args.object_mb, args.objects)

@@ -52,7 +52,7 @@ def prepare(args):
 
     if args.run is not None:
         run = open_finished_run(args.run)
-        return run.config, run.cache, run.manifest
+        return RetrainConfig.from_recorded(run.settings), run.cache, run.manifest
     from inception_retrain.data.demo_data import write_demo_data
     from inception_retrain.data.ingest import ingest
     from inception_retrain.features.extraction import extract_features
@@ -62,8 +62,8 @@ def prepare(args):
     write_demo_data(workdir / "demo-data", per_class=args.per_class)
     config = RetrainConfig(data=str(workdir / "demo-data"), workdir=workdir, weights="random:0")
     run_dir = new_run_dir(workdir)
-    manifest = ingest(config, run_dir)
-    return config, extract_features(manifest, config, run_dir), manifest
+    manifest = ingest(config.ingest, run_dir)
+    return config, extract_features(manifest, config.extraction, run_dir), manifest
 
 
 def main_head_epochs(config, splits, epochs: int) -> list[float]:
@@ -104,8 +104,8 @@ def main() -> None:
     overrides = {"sweep_seeds": args.seeds, "sweep_epochs": args.epochs, "sweep_grid": args.grid}
     config = config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     print(f"data ready in {time.perf_counter() - started:.0f} s: {cache.cache_dir}")
-    spec = sweep.SweepSpec.from_run(
-        config, cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape
+    spec = config.sweep(
+        cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape
     ).model_copy(update={"sweeps_dir": Path(tempfile.mkdtemp(prefix="bench-sweeps-"))})
     splits = sweep._splits(str(spec.cache_dir), str(spec.manifest_path))
 

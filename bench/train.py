@@ -9,7 +9,7 @@ float16 zstd cache, all images in the train split), with the seed's head (512, 1
 Dropout 0.2, RMSprop 1e-4), for each batch size of `--batch-sizes`:
   (a) the seed's end-to-end epoch: the full model (frozen backbone + head) in `fit`, decoding
       and preprocessing the JPEGs from disk every epoch (`preprocess.image_dataset`);
-  (b) an epoch of the head on cached features held in memory (`inception_retrain.training.training_data`);
+  (b) an epoch of the head on cached features held in memory (`training.training_data`);
   (c) an epoch of the head streaming the same features from the Parquet cache through a
       bounded shuffle buffer (`--stream-budget-mb`, half of it for the buffer);
   (d) an epoch of the whole stage `train_head` (in memory) as the pipeline runs it: op
@@ -121,8 +121,8 @@ def main() -> None:
     )
     run_dir = new_run_dir(workdir)
     started = time.perf_counter()
-    manifest = ingest(config, run_dir)
-    cache = extract_features(manifest, config, run_dir)
+    manifest = ingest(config.ingest, run_dir)
+    cache = extract_features(manifest, config.extraction, run_dir)
     prepare_s = time.perf_counter() - started
     import pyarrow.parquet as pq
 
@@ -147,7 +147,7 @@ def main() -> None:
         print_table(measured, n)
 
     # (d): the whole stage, with checkpoints and TensorBoard scalars, at the config's batch.
-    stage = train_head(manifest, cache, config, new_run_dir(workdir))
+    stage = train_head(manifest, cache, config.training, new_run_dir(workdir))
     stage_history = json.loads(stage.history_path.read_text())
     stage_epoch = statistics.median(stage_history["seconds_per_epoch"][1:])
     in_memory = results["by_batch_size"].get(str(config.batch_size))

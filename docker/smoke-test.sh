@@ -185,7 +185,8 @@ echo "$(wc -l <"$WORK/context.txt") paths in the context"
 leaked=$(grep -E '^\./(\.git|\.venv|workdir|data|test-output|runs|models|cache)(/|$)|__pycache__|\.pyc$|(^|/)\.env$' \
   "$WORK/context.txt" || true)
 [[ -z $leaked ]] || fail ".dockerignore lets these into the build context: $(head -5 <<<"$leaked" | tr '\n' ' ')"
-for needed in ./pyproject.toml ./cli/main.py ./tasks/extract.py ./docker/healthcheck.py; do
+for needed in ./pyproject.toml ./inception_retrain/cli/main.py ./inception_retrain/tasks/extract.py \
+  ./inception_retrain/flows/retrain.py ./docker/healthcheck.py; do
   grep -qx "$needed" "$WORK/context.txt" || fail "the build context lacks $needed"
 done
 

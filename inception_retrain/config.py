@@ -7,24 +7,35 @@ same rules as the command line (a bad value is rejected before a run starts).
     >>> cfg = RetrainConfig(data="tfds:cats_vs_dogs", weights="imagenet", workdir="/data/work")
     >>> cfg.head.dropout_rate
     0.2
+
+The config is the composition root: it imports the specs of the wings and is imported by none
+of them. Flows split it into what each stage takes (`backbone`, `extraction`, `training`,
+`promotion`, `sweep`, ...), so a stage's signature says what it depends on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inception_retrain.data.demo_data import DEMO_FOLDER, DEMO_SOURCE
 from inception_retrain.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
+from inception_retrain.data.ingest_spec import IngestSpec
 from inception_retrain.features.augmentation import MAX_VIEWS, AugmentPolicy
+from inception_retrain.features.backbone_spec import BackboneSpec
+from inception_retrain.features.extraction_spec import ExtractionSpec
 from inception_retrain.features.weights import WeightsSource, parse_weights
 from inception_retrain.plumbing import storage
-from inception_retrain.plumbing.cluster_spec import parse_cluster
+from inception_retrain.plumbing.cluster_spec import Cluster
+from inception_retrain.plumbing.errors import ConfigError
+from inception_retrain.registry.promotion_policy import PromotionMetric, PromotionPolicy
 from inception_retrain.training.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
+from inception_retrain.training.training_spec import TrainingSpec
 
-DEMO_SOURCE = "demo"
-PromotionMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "neg_log_loss"]
+if TYPE_CHECKING:
+    from inception_retrain.dropout.sweep import SweepSpec
 
 
 class RetrainConfig(BaseModel):
@@ -73,7 +84,7 @@ class RetrainConfig(BaseModel):
     )
 
     # --- where the work runs -----------------------------------------------------------
-    cluster: str | None = Field(
+    cluster: Cluster | None = Field(
         None,
         description="Where extraction, the sweep and prediction run: one process (default), "
         "'local:N' (a Dask cluster of N worker processes started for the run) or "
@@ -158,11 +169,6 @@ class RetrainConfig(BaseModel):
     )
     mc_passes: int = Field(30, ge=2, le=1000, description="Stochastic passes for MC dropout.")
 
-    @field_validator("cluster")
-    @classmethod
-    def _cluster(cls, value: str | None) -> str | None:
-        return parse_cluster(value).address if value else None
-
     @field_validator("feature_cache")
     @classmethod
     def _feature_cache(cls, value: str | None) -> str | None:
@@ -210,10 +216,96 @@ class RetrainConfig(BaseModel):
             raise ValueError(f"data folder not found: {data} (or use 'demo' or 'tfds:NAME')")
         return str(Path(data).expanduser().absolute())  # recorded runs stay re-runnable
 
+    @classmethod
+    def from_recorded(cls, settings: dict, overrides: dict | None = None) -> RetrainConfig:
+        """A run's config from its recorded settings (config.json), with `overrides`; a value
+        that no longer validates is a one-line ConfigError naming the field."""
+        values = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{where}: {first['msg']}") from None
+
     @property
     def weights_source(self) -> WeightsSource:
         return parse_weights(self.weights)
 
     @property
     def demo_dir(self) -> Path:
-        return self.workdir / "demo-data"
+        return self.workdir / DEMO_FOLDER
+
+    # --- what each stage takes ---------------------------------------------------------
+
+    @property
+    def ingest(self) -> IngestSpec:
+        return IngestSpec(
+            source=self.data,
+            workdir=self.workdir,
+            split_fractions=self.split_fractions,
+            max_pixels=self.max_pixels,
+            min_image_size=self.min_image_size,
+        )
+
+    @property
+    def backbone(self) -> BackboneSpec:
+        return BackboneSpec(weights=self.weights, layer=self.layer, image_size=self.image_size)
+
+    @property
+    def cache_root(self) -> Path | str:
+        """The folder (or URI prefix) that holds one feature cache per backbone."""
+        return self.feature_cache or self.workdir / "cache"
+
+    @property
+    def extraction(self) -> ExtractionSpec:
+        return ExtractionSpec(
+            backbone=self.backbone,
+            cache_root=self.cache_root,
+            feature_dtype=self.feature_dtype,
+            batch_size=self.extract_batch_size,
+            shard_rows=self.shard_rows,
+            views=self.augment_views,
+            augment=self.augment,
+        )
+
+    @property
+    def training(self) -> TrainingSpec:
+        return TrainingSpec(
+            head=self.head,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            device=self.device,
+            mixed_precision=self.mixed_precision,
+            memory_budget_mb=self.memory_budget_mb,
+        )
+
+    @property
+    def promotion(self) -> PromotionPolicy:
+        return PromotionPolicy(
+            metric=self.promotion_metric,
+            tolerance=self.promotion_tolerance,
+            models_dir=self.workdir / "models",
+        )
+
+    def sweep(self, cache_dir, manifest_path, n_classes: int, feature_shape) -> SweepSpec:
+        """The dropout sweep on a run's cached features (`dropout.sweep`)."""
+        from inception_retrain.dropout.sweep import SweepSpec  # scipy: not at CLI start-up
+
+        return SweepSpec(
+            cache_dir=cache_dir,
+            manifest_path=manifest_path,
+            n_classes=n_classes,
+            feature_shape=tuple(feature_shape),
+            head=self.head,
+            batch_size=self.batch_size,
+            epochs=self.sweep_epochs,
+            patience=self.sweep_patience,
+            grid=self.sweep_grid,
+            rates=list(self.sweep_rates),
+            placements=list(self.sweep_placements),
+            seeds=[self.seed + i for i in range(self.sweep_seeds)],
+            sweeps_dir=self.workdir / "sweeps",
+        )

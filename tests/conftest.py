@@ -84,9 +84,9 @@ def tiny_run(session_tmp, small_demo_dir):
         patience=0,
     )
     run_dir = new_run_dir(config.workdir)
-    manifest = ingest(config, run_dir)
-    cache = extract_features(manifest, config, run_dir)
-    head = train_head(manifest, cache, config, run_dir)
+    manifest = ingest(config.ingest, run_dir)
+    cache = extract_features(manifest, config.extraction, run_dir)
+    head = train_head(manifest, cache, config.training, run_dir)
     model = keras.saving.load_model(head.head_path)
     kernel, bias = model.get_layer("hidden_1").get_weights()
     _, features, _ = load_split(cache.cache_dir, manifest.path, None)
@@ -97,7 +97,7 @@ def tiny_run(session_tmp, small_demo_dir):
     model.get_layer("hidden_1").set_weights([kernel * max(spreads, key=spreads.get), bias])
     model.save(head.head_path)
     head = head.model_copy(update={"fingerprint": head_fingerprint(model)})
-    evaluation = evaluate(manifest, cache, head, config, run_dir)
+    evaluation = evaluate(manifest, cache, head, run_dir)
     return SimpleNamespace(
         config=config,
         run_dir=run_dir,
@@ -114,7 +114,7 @@ def tiny_version(tiny_run):
     from inception_retrain.registry.export import export_model
 
     r = tiny_run
-    return export_model(r.manifest, r.cache, r.head, r.evaluation, r.config, r.run_dir)
+    return export_model(r.manifest, r.cache, r.head, r.evaluation, r.config.promotion, r.run_dir)
 
 
 # One real Prefect server, one `inception-retrain serve` and one set of runs, shared by

@@ -1,14 +1,18 @@
-"""The layers hold: cli -> flows -> tasks -> core library, read from the code's own imports.
+"""The layers and wings hold, read from the code's own imports.
 
-Every import of the tree (at module level or inside a function, absolute or relative) is
-resolved to a module of the project, through the namespace the package installs
-(`inception_retrain.cli` is cli/, `.flows` flows/, `.tasks` tasks/, the rest
-inception_retrain/). Then:
-  * no import runs from a lower layer to a higher one;
+Every module lives under inception_retrain/, at the path its import names: cli/, flows/ and
+tasks/ are the layers above the core (the repository's top-level flows and tasks are links to
+them), and the core is config.py above the wings. Every import of the tree (at module level or
+inside a function, absolute or relative) is resolved to a module of the project. Then:
+  * no import runs from a lower layer to a higher one (cli -> flows -> tasks -> core);
+  * a wing imports only the wings before it in `WINGS`, and no wing imports the config: the
+    flows split it into the specs each stage takes;
+  * each wing's docstring says which wings it may import, and says exactly that;
   * the project's modules import each other without a cycle;
   * a task module imports no other stage (only the tasks' shared `runtime` and `ui`);
-  * the core library imports neither Prefect nor the command line's typer;
-  * no module is much over 400 lines;
+  * the core imports neither Prefect nor the command line's typer;
+  * no core function takes the whole config, and at most three task functions do;
+  * no `# fmt: skip` without a comment saying why (the formatter owns the layout);
   * the wheel installs only the `inception_retrain` namespace.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 import subprocess
 import sys
 import zipfile
@@ -25,34 +30,33 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "inception_retrain"
-# folder -> (package it installs as, layer: higher imports lower)
-FOLDERS = {
-    "cli": (f"{NAMESPACE}.cli", 4),
-    "flows": (f"{NAMESPACE}.flows", 3),
-    "tasks": (f"{NAMESPACE}.tasks", 2),
-    NAMESPACE: (NAMESPACE, 1),
-}
+PACKAGE = REPO / NAMESPACE
+LAYERS = {"cli": 4, "flows": 3, "tasks": 2}  # the core is 1
+# The core's wings, in order: each may import only those before it.
+WINGS = ("plumbing", "data", "features", "training", "evaluation", "dropout", "registry", "runs")
+CONFIG = f"{NAMESPACE}.config"
 SHARED_TASK_MODULES = {f"{NAMESPACE}.tasks.runtime", f"{NAMESPACE}.tasks.ui"}
-MAX_LINES = 420  # "about 400"
 
 
 def modules() -> dict[str, Path]:
-    """Every module of the project: dotted name -> file."""
+    """Every module of the project: dotted name -> file (its path is its import path)."""
     found = {}
-    for folder, (package, _) in FOLDERS.items():
-        for path in sorted((REPO / folder).rglob("*.py")):
-            parts = list(path.relative_to(REPO / folder).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            found[".".join([package, *parts])] = path
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
     return found
 
 
+def part(module: str) -> str | None:
+    """The layer folder or wing a module belongs to (None: config.py, the package root)."""
+    parts = module.split(".")
+    return parts[1] if module != CONFIG and len(parts) > 1 else None
+
+
 def layer(module: str) -> int:
-    for package, level in sorted(FOLDERS.values(), key=lambda p: -len(p[0])):
-        if module == package or module.startswith(package + "."):
-            return level
-    raise KeyError(module)
+    return LAYERS.get(part(module) or "", 1)
 
 
 def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
@@ -86,6 +90,13 @@ def graph() -> dict[str, set[str]]:
     return {name: imports_of(name, path, set(found)) for name, path in found.items()}
 
 
+def test_every_module_sits_in_a_layer_or_a_wing():
+    stray = [m for m in modules() if part(m) not in {*LAYERS, *WINGS, None}]
+    assert not stray
+    roots = {m for m in modules() if part(m) is None}
+    assert roots == {NAMESPACE, CONFIG}  # the core's top: the package and the config
+
+
 def test_no_import_runs_up_a_layer(graph):
     upward = [
         f"{module} -> {target}"
@@ -94,6 +105,29 @@ def test_no_import_runs_up_a_layer(graph):
         if layer(target) > layer(module)
     ]
     assert not upward
+
+
+def test_a_wing_imports_only_the_wings_before_it_and_never_the_config(graph):
+    wrong = []
+    for module, targets in graph.items():
+        if part(module) not in WINGS:
+            continue
+        allowed = set(WINGS[: WINGS.index(part(module)) + 1])
+        for target in targets:
+            if target == CONFIG or (target != NAMESPACE and part(target) not in allowed):
+                wrong.append(f"{module} -> {target}")
+    assert not wrong
+
+
+def test_each_wing_says_which_wings_it_may_import():
+    for index, wing in enumerate(WINGS):
+        doc = ast.get_docstring(ast.parse((PACKAGE / wing / "__init__.py").read_text()))
+        match = re.search(r"^May import: (.*)\.$", doc or "", re.M)
+        assert match, f"{wing}/__init__.py has no 'May import: ...' line"
+        said = set() if match.group(1) == "nothing of the project" else match.group(1)
+        if said:
+            said = {name.strip() for name in said.split(",")}
+        assert said == set(WINGS[:index]), wing
 
 
 def test_no_cycles(graph):
@@ -111,32 +145,67 @@ def test_a_stage_imports_no_other_stage_and_no_flow(graph):
         assert others <= SHARED_TASK_MODULES, (stage, others)
 
 
+def _import_roots(tree: ast.AST) -> set[str]:
+    return {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+    }
+
+
 def test_the_core_knows_neither_prefect_nor_the_command_line():
     for name, path in modules().items():
-        if layer(name) != 1:
+        if layer(name) == 1:
+            roots = _import_roots(ast.parse(path.read_text()))
+            assert not roots & {"prefect", "prefect_dask", "typer", "click"}, name
+
+
+def _config_parameters(path: Path) -> list[str]:
+    """Functions of `path` with a parameter that is the whole config: annotated
+    RetrainConfig, or a bare `config` without an annotation."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        tree = ast.parse(path.read_text())
-        roots = {
-            alias.name.split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Import)
-            for alias in node.names
-        } | {
-            node.module.split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level
-        }
-        assert not roots & {"prefect", "prefect_dask", "typer", "click"}, name
+        args = node.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+            annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+            if "RetrainConfig" in annotation or (arg.arg == "config" and not annotation):
+                found.append(f"{path.name}:{node.name}")
+    return found
 
 
-def test_no_module_is_much_over_400_lines():
-    files = [*modules().values(), *sorted((REPO / "bench").glob("*.py"))]  # all but tests
-    long = {
-        str(path.relative_to(REPO)): n
+def test_no_core_function_takes_the_config_and_few_tasks_do():
+    files = modules()
+    core = [f for m, path in files.items() if part(m) in WINGS for f in _config_parameters(path)]
+    assert not core
+    tasks = [f for m, path in files.items() if part(m) == "tasks" for f in _config_parameters(path)]
+    assert len(tasks) <= 3, tasks
+
+
+def test_the_formatter_owns_the_layout():
+    """A `# fmt: skip` is allowed only with its reason as a comment after it, on the same
+    line (`# fmt: skip  # a table: its alignment is the point`)."""
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "tests").glob("*.py"), *(REPO / "bench").glob("*.py")]
+    marker = "fmt: " + "skip"  # not written whole: this file would match itself
+    bare = [
+        f"{path.relative_to(REPO)}:{number}"
         for path in files
-        if (n := len(path.read_text().splitlines())) > MAX_LINES
-    }
-    assert not long
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.rstrip().endswith(marker)
+    ]
+    assert not bare
+
+
+def test_the_top_level_flows_and_tasks_are_the_packages_themselves():
+    for name in ("flows", "tasks"):
+        link = REPO / name
+        assert link.is_symlink() and link.resolve() == (PACKAGE / name).resolve()
 
 
 @pytest.mark.slow
@@ -152,6 +221,6 @@ def test_the_wheel_installs_only_the_project_namespace(tmp_path):
         names = archive.namelist()
     roots = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert roots == {NAMESPACE}
-    for package in ("cli", "flows", "tasks", "dropout", "reports"):
-        assert f"{NAMESPACE}/{package}/__init__.py" in names
-    assert f"{NAMESPACE}/reports/templates/evaluation.html.j2" in names
+    for package in ("cli", "flows", "tasks", *WINGS, "evaluation/reports"):
+        assert f"{NAMESPACE}/{package}/__init__.py" in names, package
+    assert f"{NAMESPACE}/evaluation/reports/templates/evaluation.html.j2" in names

@@ -86,8 +86,8 @@ class Runs:
     def extract(self, config: RetrainConfig):
         self.count += 1
         run_dir = self.root / f"run-{self.count}"
-        manifest = ingest(config, run_dir)
-        cache = extract_features(manifest, config, run_dir)
+        manifest = ingest(config.ingest, run_dir)
+        cache = extract_features(manifest, config.extraction, run_dir)
         return manifest, cache, json.loads((run_dir / "extract.json").read_text())
 
 
@@ -224,7 +224,7 @@ def test_shards_of_views_cache_what_one_process_caches_and_a_repeat_writes_one_p
 ):
     config, manifest, single, _ = views_run
     sharded = config.model_copy(update={"workdir": tmp_path / "work", "shard_rows": 16})
-    plan = plan_extraction(manifest, sharded)
+    plan = plan_extraction(manifest, sharded.extraction)
     n_train = len(read_image_rows(manifest.path, "train"))
     view_shards = [s for s in plan.shards if s.views]
     assert plan.view_todo == n_train * K and len(view_shards) >= 2
@@ -234,14 +234,14 @@ def test_shards_of_views_cache_what_one_process_caches_and_a_repeat_writes_one_p
     assert first.computed == again.computed == len(view_shards[0].views)
     assert len(parts(plan.job.views_dir)) == 1
     results = [again] + [compute_shard(s, plan.job) for s in plan.shards if s != view_shards[0]]
-    cache = finish_extraction(plan, results, manifest, sharded, tmp_path / "run")
+    cache = finish_extraction(plan, results, manifest, tmp_path / "run")
     assert (cache.views.computed, cache.views.reused) == (n_train * K, 0)
     keys = keys_in_parts(cache.views.views_dir)
     assert len(keys) == len(set(keys)) == n_train * K
     expected = view_features(single.views.views_dir, manifest.path)
     got = view_features(cache.views.views_dir, manifest.path)
     assert expected[0] == got[0] and np.array_equal(expected[1], got[1])
-    assert plan_extraction(manifest, sharded).shards == []  # nothing left
+    assert plan_extraction(manifest, sharded.extraction).shards == []  # nothing left
 
 
 @pytest.mark.slow
@@ -250,7 +250,7 @@ def test_a_local_cluster_computes_the_views(views_run, tmp_path):
 
     config, manifest, single, _ = views_run
     sharded = config.model_copy(update={"workdir": tmp_path / "work", "shard_rows": 24})
-    plan = plan_extraction(manifest, sharded)
+    plan = plan_extraction(manifest, sharded.extraction)
     cluster = LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -262,7 +262,7 @@ def test_a_local_cluster_computes_the_views(views_run, tmp_path):
         futures = client.map(compute_shard, plan.shards, job=plan.job, threads=1, pure=False)
         results = client.gather(futures)
     assert any(r.of_views for r in results)
-    cache = finish_extraction(plan, results, manifest, sharded, tmp_path / "run")
+    cache = finish_extraction(plan, results, manifest, tmp_path / "run")
     expected = view_features(single.views.views_dir, manifest.path)
     got = view_features(cache.views.views_dir, manifest.path)
     assert expected[0] == got[0] and np.array_equal(expected[1], got[1])
@@ -330,12 +330,12 @@ def test_training_with_views_is_reproducible_under_one_seed(views_run, tmp_path)
     config, manifest, cache, _ = views_run
     weights = []
     for name in ("a", "b"):
-        head = train_head(manifest, cache, config, tmp_path / name)
+        head = train_head(manifest, cache, config.training, tmp_path / name)
         weights.append(keras.saving.load_model(head.head_path).get_weights())
         history = json.loads(head.history_path.read_text())
         assert history["n_train_view_rows"] == cache.views.computed
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
     plain = cache.model_copy(update={"views": None})
-    head = train_head(manifest, plain, config, tmp_path / "plain")
+    head = train_head(manifest, plain, config.training, tmp_path / "plain")
     without = keras.saving.load_model(head.head_path).get_weights()
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], without, strict=True))

@@ -71,7 +71,9 @@ def test_ingest_and_predict_agree_on_every_bad_file(tmp_path, tiny_version):
 
     root = tmp_path / "inbox"
     reasons = bad_folder(root)
-    manifest = ingest(RetrainConfig(data=str(root), workdir=tmp_path / "work"), tmp_path / "run")
+    manifest = ingest(
+        RetrainConfig(data=str(root), workdir=tmp_path / "work").ingest, tmp_path / "run"
+    )
     ingested = {
         str(Path(row["uri"]).relative_to(root)): row["reason"]
         for row in pq.read_table(manifest.path).to_pylist()

@@ -60,7 +60,7 @@ def test_a_cache_being_written_is_not_pruned(tmp_path):
 def test_a_reader_in_another_process_keeps_its_cache(tmp_path):
     (read,) = make_caches(tmp_path, "dddd")
     script = (
-        "import sys\nfrom inception_retrain import feature_cache as cache_locks\n"
+        "import sys\nfrom inception_retrain.features import feature_cache as cache_locks\n"
         f"with cache_locks.reading({str(read)!r}):\n"
         "    print('reading', flush=True)\n    sys.stdin.read()\n"
     )

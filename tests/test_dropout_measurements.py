@@ -1,7 +1,7 @@
 """Dropout measurements on small real Keras models where the answer is known exactly.
 
 A toy frozen "backbone" (Conv2D -> BatchNormalization -> ReLU) plus the project's own head
-(`inception_retrain.training.head.build_head`, small hidden layers) stand in for InceptionV3 + head: the same
+(`training.head.build_head`, small hidden layers) stand in for InceptionV3 + head: the same
 layer kinds, so the same rules apply, in milliseconds.
 """
 

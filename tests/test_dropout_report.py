@@ -22,10 +22,10 @@ from inception_retrain.runs.run_folder import write_config
 @pytest.fixture(scope="module")
 def reported_run(tiny_run, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("dropout-run")
-    for name in ("manifest.parquet", "ingest.json", "extract.json", "head.keras"):
+    for name in ("manifest.parquet", "ingest.json", "extract.json", "head.keras", "history.json"):
         shutil.copy(tiny_run.run_dir / name, run_dir / name)
     config = tiny_run.config.model_copy(update={"sweep_epochs": 2, "mc_passes": 5})
-    write_config(run_dir, config, flow_run_id=None)
+    write_config(run_dir, config.model_dump(mode="json"), flow_run_id=None)
     # The command's function itself (CliRunner would hand Prefect's temporary server a
     # console stream that is closed before the server's exit log).
     dropout_report_command(run=run_dir, sweep_workers=1, sweep_seeds="2", sweep_patience="1")

@@ -145,8 +145,7 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
 
 def test_train_cell_on_a_real_run_cache(tiny_run):
     config = tiny_run.config
-    spec = sweep.SweepSpec.from_run(
-        config.model_copy(update={"sweep_epochs": 2, "sweep_seeds": 2}),
+    spec = config.model_copy(update={"sweep_epochs": 2, "sweep_seeds": 2}).sweep(
         tiny_run.cache.cache_dir,
         tiny_run.manifest.path,
         2,

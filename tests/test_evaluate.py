@@ -213,7 +213,7 @@ def test_one_class_test_split_gives_null_roc_auc_not_a_crash(tiny_run, tmp_path)
     path = _rewrite_manifest(tiny_run.manifest.path, tmp_path / "manifest.parquet", relabel)
     manifest = tiny_run.manifest.model_copy(update={"path": path})
     run = tiny_run
-    evaluation = evaluate(manifest, run.cache, run.head, run.config, tmp_path)
+    evaluation = evaluate(manifest, run.cache, run.head, tmp_path)
     document = json.loads(evaluation.json_path.read_text())
     assert evaluation.metrics["roc_auc"] is None
     assert document["metrics"]["roc_auc"] is None
@@ -238,7 +238,7 @@ def test_empty_test_split_is_a_clear_data_error(tiny_run, tmp_path):
     manifest = tiny_run.manifest.model_copy(update={"path": path})
     run = tiny_run
     with pytest.raises(DataError, match="test split is empty"):
-        evaluate(manifest, run.cache, run.head, run.config, tmp_path)
+        evaluate(manifest, run.cache, run.head, tmp_path)
     assert not (tmp_path / "evaluation.json").exists()
 
 
@@ -254,15 +254,17 @@ def test_test_images_without_cached_features_are_a_data_error(tiny_run, tmp_path
     manifest = tiny_run.manifest.model_copy(update={"path": path})
     run = tiny_run
     with pytest.raises(DataError, match="1 of .* test images have no cached features"):
-        evaluate(manifest, run.cache, run.head, run.config, tmp_path)
+        evaluate(manifest, run.cache, run.head, tmp_path)
 
 
 def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
     """A 3-class head on a small hand-made cache: per-class curves, macro metrics."""
     from inception_retrain.evaluation.evaluate import evaluate
+    from inception_retrain.features.backbone_spec import BackboneSpec
     from inception_retrain.features.feature_cache import FeatureCache
     from inception_retrain.features.feature_parts import feature_schema, write_part
     from inception_retrain.training.head import TrainedHead, build_head, compile_head
+    from inception_retrain.training.training_spec import TrainingSpec
 
     rows = [r for r in pq.read_table(tiny_run.manifest.path).to_pylist() if r["status"] == "ok"]
     names = ["a", "b", "c"]
@@ -285,6 +287,7 @@ def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
     write_part(cache_dir, schema, ids, labels, ["x"] * len(rows), features)
     cache = FeatureCache(
         cache_dir=cache_dir,
+        backbone=BackboneSpec(),
         backbone_fingerprint="test",
         manifest_fingerprint="test",
         feature_shape=shape,
@@ -303,9 +306,10 @@ def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
         history_path=tmp_path / "history.json",
         fingerprint="x",
         device="cpu",
+        training=TrainingSpec(head=HeadSpec(hidden_units=(8, 8))),
     )
 
-    evaluation = evaluate(manifest, cache, head, tiny_run.config, tmp_path)
+    evaluation = evaluate(manifest, cache, head, tmp_path)
     document = json.loads(evaluation.json_path.read_text())
     predictions = pq.read_table(tmp_path / "test_predictions.parquet")
     probabilities = np.stack([predictions.column(f"p_{n}").to_numpy() for n in names], axis=1)

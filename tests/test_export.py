@@ -80,9 +80,9 @@ def test_exported_model_reproduces_pipeline_probabilities_in_a_fresh_process(
     # The default float16 cache (real extraction): the same model within float16 rounding.
     config16 = tiny_run.config.model_copy(update={"feature_dtype": "float16"})
     run16 = tmp_path / "run16"
-    cache16 = extract_features(tiny_run.manifest, config16, run16)
+    cache16 = extract_features(tiny_run.manifest, config16.extraction, run16)
     assert cache16.dtype == "float16" and cache16.cache_dir != tiny_run.cache.cache_dir
-    evaluate(tiny_run.manifest, cache16, tiny_run.head, config16, run16)
+    evaluate(tiny_run.manifest, cache16, tiny_run.head, run16)
     uris16, expected16 = positive_probabilities(run16 / "test_predictions.parquet", names)
     assert uris16 == uris
     np.testing.assert_allclose(exported, expected16, rtol=0, atol=1e-3)
@@ -137,7 +137,7 @@ def test_failed_export_publishes_nothing(tiny_run, tmp_path):
             tiny_run.cache,
             broken_head,
             tiny_run.evaluation,
-            config,
+            config.promotion,
             tiny_run.run_dir,
         )
     models = tmp_path / "work" / "models"

@@ -63,8 +63,8 @@ class Runs:
     def extract(self, config: RetrainConfig, **kwargs):
         self.count += 1
         run_dir = self.tmp / f"run-{self.count}"
-        manifest = ingest(config, run_dir)
-        cache = extract_features(manifest, config, run_dir, **kwargs)
+        manifest = ingest(config.ingest, run_dir)
+        cache = extract_features(manifest, config.extraction, run_dir, **kwargs)
         report = json.loads((run_dir / "extract.json").read_text())
         return manifest, cache, report
 
@@ -150,11 +150,11 @@ def test_changed_or_deleted_images_are_skipped(tmp_path):
     files = write_images(data, range(8))
     config = make_config(tmp_path, data)
     run_dir = tmp_path / "run"
-    manifest = ingest(config, run_dir)
+    manifest = ingest(config.ingest, run_dir)
     files[1].write_bytes(b"overwritten since ingestion")
     files[2].write_bytes(files[3].read_bytes())  # still decodes, but is not the ingested image
     files[4].unlink()
-    cache = extract_features(manifest, config, run_dir)
+    cache = extract_features(manifest, config.extraction, run_dir)
     report = json.loads((run_dir / "extract.json").read_text())
     assert (cache.computed, report["skipped"]) == (5, 3)
     ids = set(cached_ids(cache.cache_dir))
@@ -246,7 +246,7 @@ def rename_then_stall(source, target):
 os.replace = rename_then_stall
 config = RetrainConfig.model_validate_json(sys.argv[1])
 manifest = Manifest.model_validate_json(sys.argv[2])
-extract_features(manifest, config, Path(sys.argv[3]), part_rows=4)
+extract_features(manifest, config.extraction, Path(sys.argv[3]), part_rows=4)
 """
 
 
@@ -254,7 +254,7 @@ def test_sigkill_mid_extraction_then_rerun_caches_each_image_once(tmp_path):
     data = tmp_path / "data"
     write_images(data, range(14))
     config = make_config(tmp_path, data, extract_batch_size=2)
-    manifest = ingest(config, tmp_path / "run-killed")
+    manifest = ingest(config.ingest, tmp_path / "run-killed")
     cache_root = tmp_path / "work" / "cache"
     process = subprocess.Popen(
         [
@@ -289,7 +289,7 @@ def test_sigkill_mid_extraction_then_rerun_caches_each_image_once(tmp_path):
     survivors = cached_ids(cache_dir)
     assert len(survivors) == 4  # exactly the one renamed part
 
-    cache = extract_features(manifest, config, tmp_path / "run-rerun", part_rows=4)
+    cache = extract_features(manifest, config.extraction, tmp_path / "run-rerun", part_rows=4)
     report = json.loads((tmp_path / "run-rerun" / "extract.json").read_text())
     assert (cache.computed, cache.reused) == (10, 4)
     assert report["stray_temp_files_removed"] == 1 and report["quarantined"] == 0

@@ -57,7 +57,7 @@ def test_prefect_yaml_agrees_with_the_served_deployments():
         # Same flow: the served module path (in the installed namespace) and the yaml file
         # path (in the repository) load the same function.
         module, _, function = deployment.entrypoint.rpartition(".")
-        path = module.removeprefix("inception_retrain.").replace(".", "/")
+        path = module.replace(".", "/")  # the module's file: its path is its import path
         assert spec["entrypoint"] == f"{path}.py:{function}"
         loaded = load_flow_from_entrypoint(str(REPO / spec["entrypoint"]))
         assert loaded.name == deployment.flow_name

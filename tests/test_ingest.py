@@ -124,7 +124,7 @@ def test_folder_with_every_bad_file_kind(tmp_path):
     expected_skips[str(root / "dogs" / "dangling.jpg")] = "unreadable"
 
     run_dir = tmp_path / "run"
-    manifest = ingest(_config(root, tmp_path / "work"), run_dir)
+    manifest = ingest(_config(root, tmp_path / "work").ingest, run_dir)
 
     rows = _rows(manifest.path)
     ok = {r["uri"] for r in rows if r["status"] == "ok"}
@@ -170,7 +170,7 @@ def test_ok_rows_carry_decoded_size_format_label_and_split(tmp_path):
     rotated = io.BytesIO()
     Image.fromarray(np.zeros((40, 96, 3), np.uint8)).save(rotated, "JPEG", exif=exif.tobytes())
     _write(root / "b" / "rotated.jpg", rotated.getvalue())
-    manifest = ingest(_config(root, tmp_path / "w"), tmp_path / "run")
+    manifest = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run")
 
     table = pq.read_table(manifest.path)
     assert table.schema.names == MANIFEST_SCHEMA.names
@@ -209,7 +209,7 @@ def test_max_pixels_applies_to_complete_images(tmp_path):
     _write(root / "a" / "big.png", _image_bytes(1, size=(100, 60)))
     _class_folder(root, "a", [2, 3])
     _class_folder(root, "b", [4, 5])
-    manifest = ingest(_config(root, tmp_path / "w", max_pixels=5000), tmp_path / "run")
+    manifest = ingest(_config(root, tmp_path / "w", max_pixels=5000).ingest, tmp_path / "run")
     reasons = {Path(r["uri"]).name: r["reason"] for r in _rows(manifest.path)}
     assert reasons["big.png"] == "too-many-pixels"
     assert manifest.counts["ok"] == 4
@@ -223,7 +223,7 @@ def test_file_without_read_permission_is_unreadable(tmp_path):
     locked = _write(root / "b" / "locked.png", _image_bytes(5))
     locked.chmod(0)
     try:
-        manifest = ingest(_config(root, tmp_path / "w"), tmp_path / "run")
+        manifest = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run")
     finally:
         locked.chmod(0o644)
     reasons = {Path(r["uri"]).name: r["reason"] for r in _rows(manifest.path)}
@@ -247,19 +247,19 @@ def test_existing_images_keep_their_split_when_the_dataset_grows(tmp_path):
     root = tmp_path / "data"
     _class_folder(root, "a", range(0, 30))
     _class_folder(root, "b", range(100, 130), "JPEG")
-    first = ingest(_config(root, tmp_path / "w"), tmp_path / "run1")
+    first = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run1")
     before = {r["content_id"]: r["split"] for r in _rows(first.path)}
     assert set(before.values()) == set(SPLITS)
 
     _class_folder(root, "a", range(30, 60))
     _class_folder(root, "b", range(130, 160))
     _class_folder(root, "c", range(200, 220))  # a new class too
-    second = ingest(_config(root, tmp_path / "w"), tmp_path / "run2")
+    second = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run2")
     after = {r["content_id"]: r["split"] for r in _rows(second.path)}
     assert len(after) == 140
     assert all(after[cid] == split for cid, split in before.items())
     assert second.fingerprint != first.fingerprint
-    again = ingest(_config(root, tmp_path / "w"), tmp_path / "run3")
+    again = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run3")
     assert again.fingerprint == second.fingerprint
 
 
@@ -269,7 +269,7 @@ def test_explicit_split_folders_win(tmp_path):
         for label in ("x", "y"):
             base = {"train": 0, "validation": 100, "test": 200}[split] + (label == "y") * 50
             _class_folder(root / split, label, range(base, base + 8))
-    manifest = ingest(_config(root, tmp_path / "w"), tmp_path / "run")
+    manifest = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run")
     for row in _rows(manifest.path):
         assert row["status"] == "ok"
         assert row["split"] == Path(row["uri"]).relative_to(root).parts[0]
@@ -289,7 +289,7 @@ def test_missing_split_folder_is_carved_from_train(tmp_path):
     _class_folder(root / "Test", "y", range(84, 88))
     _write(root / "extra" / "x" / "z.png", _image_bytes(90))
     _write(root / "train" / "loose.png", _image_bytes(91))
-    manifest = ingest(_config(root, tmp_path / "w"), tmp_path / "run")
+    manifest = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run")
     rows = _rows(manifest.path)
     reasons = {Path(r["uri"]).name: r["reason"] for r in rows if r["status"] == "skipped"}
     assert reasons == {"z.png": "outside-split-folders", "loose.png": "no-class-folder"}
@@ -318,7 +318,7 @@ def test_duplicates_are_counted_once_and_conflicts_reported(tmp_path):
     _write(root / "a" / "z-copy.png", same)  # same class, sorts after a-1.png
     _write(root / "b" / "conflict.png", same)  # other class
     run_dir = tmp_path / "run"
-    manifest = ingest(_config(root, tmp_path / "w"), run_dir)
+    manifest = ingest(_config(root, tmp_path / "w").ingest, run_dir)
 
     rows = {str(Path(r["uri"]).relative_to(root)): r for r in _rows(manifest.path)}
     assert rows["a/a-1.png"]["status"] == "ok"
@@ -348,7 +348,7 @@ def test_fewer_than_two_classes_is_a_data_error(tmp_path):
     _class_folder(root, "only", [1, 2, 3])
     _write(root / "broken" / "x.jpg", b"")  # a folder with no valid image is no class
     with pytest.raises(DataError, match=r"need at least 2 classes .* found 1: only \(3 images\)"):
-        ingest(_config(root, tmp_path / "w"), tmp_path / "run")
+        ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "ingest.json").read_text())["ok"] == 3
 
 
@@ -360,7 +360,7 @@ def test_all_files_corrupt_is_a_data_error_with_counts(tmp_path):
     _write(root / "b" / "3.jpg", b"plain text")
     run_dir = tmp_path / "run"
     with pytest.raises(DataError) as caught:
-        ingest(_config(root, tmp_path / "w"), run_dir)
+        ingest(_config(root, tmp_path / "w").ingest, run_dir)
     message = str(caught.value)
     assert message == (
         f"no valid images in {root}: 3 files skipped (2 truncated, 1 not-an-image); "
@@ -377,7 +377,7 @@ def test_empty_folder_is_a_data_error(tmp_path):
     (tmp_path / "data" / "a").mkdir(parents=True)
     _write(tmp_path / "data" / ".DS_Store", b"x")
     with pytest.raises(DataError, match="no image files found in"):
-        ingest(_config(tmp_path / "data", tmp_path / "w"), tmp_path / "run")
+        ingest(_config(tmp_path / "data", tmp_path / "w").ingest, tmp_path / "run")
 
 
 # --- demo and tfds sources ---------------------------------------------------------------
@@ -387,7 +387,7 @@ def test_demo_source_is_generated_and_its_broken_files_counted(tmp_path):
     from inception_retrain.data.demo_data import BROKEN_FILES
 
     config = RetrainConfig(data="demo", workdir=tmp_path / "w")
-    manifest = ingest(config, tmp_path / "run")
+    manifest = ingest(config.ingest, tmp_path / "run")
     counts = manifest.counts
     assert (tmp_path / "w" / "demo-data" / ".demo-data.json").is_file()
     assert counts["ok"] == 400 and counts["per_class"] == {"blobs": 200, "stripes": 200}
@@ -424,7 +424,7 @@ def test_tfds_source_with_only_train_gets_hash_splits(tmp_path):
     config = RetrainConfig(data="tfds:cats_vs_dogs", workdir=workdir, min_image_size=1)
     # data_dir: mock_data's default would point into the installed tfds package.
     with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
-        manifest = ingest(config, tmp_path / "run1")
+        manifest = ingest(config.ingest, tmp_path / "run1")
     root = workdir / "sources" / "tfds" / "cats_vs_dogs"
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     assert files and {p.relative_to(root).parts[0] for p in files} == {"train"}
@@ -448,7 +448,7 @@ def test_tfds_source_with_only_train_gets_hash_splits(tmp_path):
     assert json.loads(marker.read_text())["written"] == len(files)
     marker.unlink()
     with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
-        again = ingest(config, tmp_path / "run2")
+        again = ingest(config.ingest, tmp_path / "run2")
     assert json.loads(marker.read_text())["written"] == 0
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     assert again.fingerprint == manifest.fingerprint
@@ -477,7 +477,7 @@ def test_tfds_splits_map_to_split_folders(tmp_path):
 def test_unknown_tfds_name_is_a_data_error(tmp_path):
     config = RetrainConfig(data="tfds:no_such_dataset_here", workdir=tmp_path / "w")
     with pytest.raises(DataError, match="unknown tensorflow-datasets name 'no_such_dataset_here'"):
-        ingest(config, tmp_path / "run")
+        ingest(config.ingest, tmp_path / "run")
 
 
 @pytest.mark.slow
@@ -490,7 +490,7 @@ def test_ingest_task_in_a_flow_runs_the_tfds_download_as_its_own_task(tmp_path):
 
     @flow(name="ingest-only")
     def ingest_only(config: RetrainConfig, run_dir: Path):
-        return ingest_task(config, run_dir)
+        return ingest_task(config.ingest, run_dir)
 
     config = RetrainConfig(data="tfds:cats_vs_dogs", workdir=tmp_path / "w", min_image_size=1)
     with tfds.testing.mock_data(num_examples=10, data_dir=str(tmp_path / "tfds")):

@@ -160,7 +160,7 @@ def test_all_corrupt_run_failed_with_the_ingest_error_and_a_failure_summary(serv
 
     # The DataError a user gets for this data, computed here independently of the server.
     with pytest.raises(DataError) as raised:
-        ingest(RetrainConfig.model_validate(server_runs.corrupt_config), tmp_path)
+        ingest(RetrainConfig.model_validate(server_runs.corrupt_config).ingest, tmp_path)
     expected = f"ingest failed: {str(raised.value).splitlines()[0]}"
 
     with api_client(server_runs.server.api_url) as client:
@@ -239,4 +239,4 @@ def test_prefect_yaml_deploys_to_what_serve_serves(prefect_server, served, tmp_p
         assert from_yaml.parameters == from_serve.parameters
         assert from_yaml.parameter_openapi_schema == from_serve.parameter_openapi_schema
         assert from_serve.entrypoint == "inception_retrain.flows.retrain.retrain"
-        assert from_yaml.entrypoint == "flows/retrain.py:retrain"
+        assert from_yaml.entrypoint == "inception_retrain/flows/retrain.py:retrain"

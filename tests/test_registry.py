@@ -79,7 +79,7 @@ def registry(tmp_path, tiny_run, tiny_version):
 def promote_evaluated(version: ModelVersion, evaluation: Evaluation, config) -> ModelVersion:
     from inception_retrain.registry.promotion import promote
 
-    return promote(version, evaluation, config, evaluation.json_path.parent)
+    return promote(version, evaluation, config.promotion, evaluation.json_path.parent)
 
 
 def champion_version(workdir: Path) -> str:
@@ -94,7 +94,7 @@ def test_first_model_becomes_champion_and_the_reports_show_it(registry):
     config, new_version, new_evaluation = registry
     version = new_version({"roc_auc": 0.7})
     evaluation = new_evaluation({"roc_auc": 0.7})
-    result = promote(version, evaluation, config, evaluation.json_path.parent)
+    result = promote(version, evaluation, config.promotion, evaluation.json_path.parent)
 
     assert result.promoted and result.score == pytest.approx(0.7) and result.champion_score is None
     pointer = read_json(config.workdir / "models" / "champion.json")
@@ -123,7 +123,7 @@ def test_challenger_must_reach_the_champion_score_minus_the_tolerance(registry):
 
     worse = new_version({"roc_auc": 0.78})
     evaluation = new_evaluation({"roc_auc": 0.78})
-    result = promote(worse, evaluation, config, evaluation.json_path.parent)
+    result = promote(worse, evaluation, config.promotion, evaluation.json_path.parent)
     assert not result.promoted
     assert champion_version(config.workdir) == champion.version
     record = read_json(evaluation.json_path.parent / "promotion.json")
@@ -173,7 +173,7 @@ def test_champion_scored_on_another_test_split_is_rescored_on_the_current_one(re
 
     challenger = new_version({"roc_auc": actual["roc_auc"] - 0.2}, split=split)
     evaluation = new_evaluation({"roc_auc": actual["roc_auc"] - 0.2}, split)
-    result = promote(challenger, evaluation, config, evaluation.json_path.parent)
+    result = promote(challenger, evaluation, config.promotion, evaluation.json_path.parent)
     # The champion is the same model as tiny_run's: re-scored on the same images from the raw
     # files, it gets the evaluation's ROC-AUC.
     assert result.champion_score == pytest.approx(actual["roc_auc"], abs=1e-6)
@@ -232,7 +232,7 @@ print("ready", flush=True)
 for name in itertools.cycle(names) if loop == "loop" else names:
     path = Path(workdir) / "models" / name
     version = ModelVersion(version=name, path=path, promoted=False, score=None, champion_score=None)
-    promote(version, evaluation, config, evaluation.json_path.parent)
+    promote(version, evaluation, config.promotion, evaluation.json_path.parent)
 """
 
 
@@ -341,12 +341,12 @@ def test_the_champion_itself_is_not_promoted_again(registry):
     champion = new_version({"roc_auc": 0.7}, same_model=True)
     promote_evaluated(champion, new_evaluation({"roc_auc": 0.7}), config)
 
-    decision = decide_promotion(new_evaluation({"roc_auc": 0.7}), config)
+    decision = decide_promotion(new_evaluation({"roc_auc": 0.7}), config.promotion)
     assert not decision.promoted
     assert decision.reason == (
         f"the same model as the champion {champion.version} (equal fingerprints)"
     )
-    other = decide_promotion(new_evaluation({"roc_auc": 0.7}), config.model_copy())
+    other = decide_promotion(new_evaluation({"roc_auc": 0.7}), config.model_copy().promotion)
     assert other == decision  # decided from the files, every time
     # Another model with the same score is promoted as before (score >= champion's).
     challenger = new_version({"roc_auc": 0.7})

@@ -104,8 +104,8 @@ def reference(small_demo_dir, tmp_path_factory):
     """One process's extraction of the demo images: (manifest, cache)."""
     root = tmp_path_factory.mktemp("reference")
     config = small_config(small_demo_dir, root / "work")
-    manifest = ingest(config, root / "run")
-    return manifest, extract_features(manifest, config, root / "run")
+    manifest = ingest(config.ingest, root / "run")
+    return manifest, extract_features(manifest, config.extraction, root / "run")
 
 
 @contextlib.contextmanager
@@ -204,7 +204,9 @@ def test_locations_are_paths_or_uris(tmp_path):
         RetrainConfig(cluster="local:0")
     with pytest.raises(ValueError, match="tcp://HOST:PORT"):
         RetrainConfig(cluster="127.0.0.1:8786")
-    assert RetrainConfig(cluster="tcp://127.0.0.1:8786").cluster == "tcp://127.0.0.1:8786"
+    spec = RetrainConfig(cluster="tcp://127.0.0.1:8786").cluster
+    assert (spec.kind, spec.address) == ("scheduler", "tcp://127.0.0.1:8786")
+    assert RetrainConfig(cluster="local:3").model_dump(mode="json")["cluster"] == "local:3"
 
 
 def test_shards_equal_one_process_and_a_repeated_shard_writes_one_part(
@@ -213,7 +215,7 @@ def test_shards_equal_one_process_and_a_repeated_shard_writes_one_part(
     manifest, single = reference
     config = small_config(small_demo_dir, tmp_path / "work", shard_rows=8)
     feature_compute._BACKBONES.clear()  # other tests in this process built their own
-    plan = plan_extraction(manifest, config)
+    plan = plan_extraction(manifest, config.extraction)
     n = len(read_image_rows(manifest.path))
     assert len(plan.shards) == -(-n // 8) and plan.todo == n
     first = compute_shard(plan.shards[0], plan.job)
@@ -222,7 +224,7 @@ def test_shards_equal_one_process_and_a_repeated_shard_writes_one_part(
     assert len(parts(plan.job.cache_dir)) == 1 and len(ids_in_parts(plan.job.cache_dir)) == 8
     results = [again] + [compute_shard(shard, plan.job) for shard in plan.shards[1:]]
     assert {r.backbone_loads for r in results} == {1}  # this process loaded it once
-    cache = finish_extraction(plan, results, manifest, config, tmp_path / "run")
+    cache = finish_extraction(plan, results, manifest, tmp_path / "run")
     assert (cache.computed, cache.reused) == (n, 0)
     assert len(parts(cache.cache_dir)) == len(plan.shards)
     assert sorted(ids_in_parts(cache.cache_dir)) == sorted(set(ids_in_parts(cache.cache_dir)))
@@ -232,7 +234,7 @@ def test_shards_equal_one_process_and_a_repeated_shard_writes_one_part(
         cache_content(cache.cache_dir, manifest.path),
     )
     assert expected[0] == got[0] and np.array_equal(expected[1], got[1])
-    assert plan_extraction(manifest, config).shards == []  # nothing left to compute
+    assert plan_extraction(manifest, config.extraction).shards == []  # nothing left to compute
 
 
 def test_compose_dask_profile_runs_the_project_image():
@@ -268,6 +270,7 @@ def test_cluster_workers_bound_tensorflow_threads_and_predict_in_shards(
 
     from inception_retrain.flows.cluster import dask_cluster
     from inception_retrain.flows.predict import batch_predict
+    from inception_retrain.plumbing.cluster_spec import parse_cluster
     from inception_retrain.registry.predict import predict_files
 
     inbox = tmp_path / "inbox"
@@ -279,7 +282,7 @@ def test_cluster_workers_bound_tensorflow_threads_and_predict_in_shards(
     (inbox / "broken.jpg").write_bytes(b"not an image")
     here, there = tmp_path / "here.parquet", tmp_path / "cluster.parquet"
     expected = predict_files(tiny_version.path, [inbox], here)
-    with dask_cluster("local:2") as address, Client(address) as client:
+    with dask_cluster(parse_cluster("local:2")) as address, Client(address) as client:
         assert set(client.run(_tensorflow_threads).values()) == {(1, 1)}
         summary = batch_predict(
             [str(inbox)],
@@ -313,9 +316,9 @@ def test_a_cache_on_s3_trains_like_a_local_cache(s3, small_demo_dir, random_weig
             else str(random_weights_file),
             feature_cache=f"s3://{BUCKET}/cache" if remote else None,
         )
-        manifest = ingest(config, tmp_path / where / "run")
-        cache = extract_features(manifest, config, tmp_path / where / "run")
-        head = train_head(manifest, cache, config, tmp_path / where / "run")
+        manifest = ingest(config.ingest, tmp_path / where / "run")
+        cache = extract_features(manifest, config.extraction, tmp_path / where / "run")
+        head = train_head(manifest, cache, config.training, tmp_path / where / "run")
         heads[where] = (cache, head, read_history(head.history_path))
     (local, local_head, local_history), (remote, remote_head, remote_history) = heads.values()
     assert remote.cache_dir == f"s3://{BUCKET}/cache/{remote.backbone_fingerprint}"

@@ -20,6 +20,7 @@ import pytest
 from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest, read_image_rows
 from inception_retrain.features import feature_parts
+from inception_retrain.features.backbone_spec import BackboneSpec
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.plumbing.errors import DeviceError
 from inception_retrain.plumbing.schemas import parquet_metadata, read_document
@@ -105,6 +106,7 @@ def write_dataset(
     )
     cache = FeatureCache(
         cache_dir=cache_dir,
+        backbone=BackboneSpec(),
         backbone_fingerprint="fp",
         manifest_fingerprint=fingerprint,
         feature_shape=feature_shape,
@@ -167,9 +169,9 @@ def binary(tmp_path_factory):
 
 def test_two_runs_with_one_seed_give_identical_weights(binary, tmp_path):
     manifest, cache = binary
-    first = train_head(manifest, cache, config(tmp_path), tmp_path / "a")
-    second = train_head(manifest, cache, config(tmp_path), tmp_path / "b")
-    other_seed = train_head(manifest, cache, config(tmp_path, seed=4), tmp_path / "c")
+    first = train_head(manifest, cache, config(tmp_path).training, tmp_path / "a")
+    second = train_head(manifest, cache, config(tmp_path).training, tmp_path / "b")
+    other_seed = train_head(manifest, cache, config(tmp_path, seed=4).training, tmp_path / "c")
 
     assert_identical(head_weights(first.head_path), head_weights(second.head_path))
     assert first.fingerprint == second.fingerprint != other_seed.fingerprint
@@ -199,7 +201,7 @@ def test_two_runs_with_one_seed_give_identical_weights(binary, tmp_path):
 def test_fit_head_is_the_same_training_as_train_head(binary, tmp_path):
     """The sweep's array function reproduces the stage bit for bit from the same arrays."""
     manifest, cache = binary
-    trained = train_head(manifest, cache, config(tmp_path), tmp_path / "run")
+    trained = train_head(manifest, cache, config(tmp_path).training, tmp_path / "run")
     _, x, y = load_split(cache.cache_dir, manifest.path, "train")
     _, xv, yv = load_split(cache.cache_dir, manifest.path, "validation")
     model, result = fit_head((x, y), (xv, yv), spec=HEAD, seed=3, epochs=4, batch_size=8)
@@ -266,7 +268,7 @@ def test_streaming_shuffle_is_bounded_complete_and_trains_as_well(tmp_path):
     runs = {}
     for budget in (1, 64):
         cfg = config(tmp_path, memory_budget_mb=budget, epochs=5)
-        trained = train_head(manifest, cache, cfg, tmp_path / f"run-{budget}")
+        trained = train_head(manifest, cache, cfg.training, tmp_path / f"run-{budget}")
         runs[budget] = history_of(trained.history_path)
     assert runs[1]["data_mode"] == STREAMING and runs[64]["data_mode"] == IN_MEMORY
     assert runs[1]["val_accuracy"][-1] >= 0.8 and runs[64]["val_accuracy"][-1] >= 0.8
@@ -284,7 +286,7 @@ def test_device_gpu_without_a_gpu_is_a_clear_error(binary, tmp_path):
 
     manifest, cache = binary
     with pytest.raises(DeviceError):
-        train_head(manifest, cache, config(tmp_path, device="gpu"), tmp_path / "run")
+        train_head(manifest, cache, config(tmp_path, device="gpu").training, tmp_path / "run")
     assert not (tmp_path / "run" / "head.keras").exists()
 
 
@@ -315,18 +317,23 @@ def test_interrupted_training_resumes_and_ends_like_an_uninterrupted_one(tmp_pat
         tmp_path / "data", {"train": 48, "validation": 16}, flip_validation=patience > 0
     )
     cfg = config(tmp_path, epochs=6, patience=patience)
-    reference = train_head(manifest, cache, cfg, tmp_path / "reference")
+    reference = train_head(manifest, cache, cfg.training, tmp_path / "reference")
 
     run_dir = tmp_path / "interrupted"
     with pytest.raises(Interrupt):
         train_head(
-            manifest, cache, cfg, run_dir, callbacks=[InterruptAtEpoch(2)], checkpoint_every_s=0
+            manifest,
+            cache,
+            cfg.training,
+            run_dir,
+            callbacks=[InterruptAtEpoch(2)],
+            checkpoint_every_s=0,
         )
     state = read_document(run_dir / "checkpoints" / "state.json", "training-checkpoint", 1)
     assert state["epochs_done"] == 2 and len(state["history"]["loss"]) == 2
     assert not (run_dir / "head.keras").exists()
 
-    resumed = train_head(manifest, cache, cfg, run_dir)
+    resumed = train_head(manifest, cache, cfg.training, run_dir)
     history = history_of(resumed.history_path)
     expected = history_of(reference.history_path)
     assert history["resumed_from_epoch"] == 2
@@ -341,7 +348,9 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     manifest, cache = write_dataset(
         tmp_path / "data", {"train": 48, "validation": 16}, flip_validation=True
     )
-    trained = train_head(manifest, cache, config(tmp_path, epochs=8, patience=2), tmp_path / "r")
+    trained = train_head(
+        manifest, cache, config(tmp_path, epochs=8, patience=2).training, tmp_path / "r"
+    )
     history = history_of(trained.history_path)
     best = history["best_epoch"]
     assert history["stopped_early"] and history["epochs_run"] == best + 2
@@ -354,7 +363,7 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
 
 def test_three_classes_use_softmax_and_learn(tmp_path):
     manifest, cache = write_dataset(tmp_path / "data", {"train": 60, "validation": 30}, n_classes=3)
-    trained = train_head(manifest, cache, config(tmp_path, epochs=6), tmp_path / "run")
+    trained = train_head(manifest, cache, config(tmp_path, epochs=6).training, tmp_path / "run")
     model = keras.saving.load_model(trained.head_path)
     assert model.output_shape == (None, 3)
     assert model.get_layer("predictions").activation.__name__ == "softmax"
@@ -371,7 +380,9 @@ def test_dropout_placement_from_config(binary, tmp_path, placement, dropouts):
     manifest, cache = binary
     head = HEAD.with_dropout(0.5, placement)
     cfg = config(tmp_path, head=head, epochs=1)
-    model = keras.saving.load_model(train_head(manifest, cache, cfg, tmp_path / "r").head_path)
+    model = keras.saving.load_model(
+        train_head(manifest, cache, cfg.training, tmp_path / "r").head_path
+    )
     found = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert len(found) == dropouts
     assert all(layer.rate == 0.5 for layer in found)
@@ -381,7 +392,7 @@ def test_dropout_placement_from_config(binary, tmp_path, placement, dropouts):
 
 def test_a_split_without_validation_images_trains_and_says_so(tmp_path):
     manifest, cache = write_dataset(tmp_path / "data", {"train": 32, "test": 8})
-    trained = train_head(manifest, cache, config(tmp_path, patience=2), tmp_path / "run")
+    trained = train_head(manifest, cache, config(tmp_path, patience=2).training, tmp_path / "run")
     history = history_of(trained.history_path)
     assert history["n_validation"] == 0 and history["val_loss"] == []
     assert history["early_stopping"] is False and history["epochs_run"] == 4

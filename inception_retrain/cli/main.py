@@ -83,7 +83,10 @@ def run_command(no_wait: bool = False, **options: str | None) -> None:
 
     try:
         config = config_from_options(options)
-        preflight.check_run_inputs(config)  # before Prefect or TensorFlow is imported
+        # before Prefect or TensorFlow is imported
+        preflight.check_run_inputs(
+            config.ingest, config.backbone, config.cache_root, config.cluster
+        )
     except (UsageError, PipelineError) as error:
         fail(str(error))
     wait_note = functools.partial(typer.echo, err=True)
@@ -148,7 +151,7 @@ def predict_command(
     inputs = [p if "://" in p else Path(p) for p in paths]
     try:
         if cluster:
-            parse_cluster(cluster)  # a bad value is a usage error, before Prefect starts
+            spec = parse_cluster(cluster)  # a bad value is a usage error, before Prefect starts
             from inception_retrain.flows.predict import batch_predict
 
             state = batch_predict(
@@ -156,7 +159,7 @@ def predict_command(
                 str(output),
                 model,
                 str(workdir),
-                cluster,
+                spec,
                 shard_files,
                 return_state=True,
             )
@@ -251,10 +254,9 @@ def dropout_report_command(run: Path, sweep_workers: int = 1, **options: str | N
     """Rebuild dropout_impact.{json,md,html} of an existing run; prints the JSON's path."""
     quiet_tensorflow()
     from inception_retrain.flows.dropout_report import rebuild_dropout_report
-    from inception_retrain.runs.finished_run import NEEDED
+    from inception_retrain.runs.finished_run import missing_artifacts
 
-    missing = [name for name in NEEDED if not (run / name).is_file()]
-    if missing:
+    if missing := missing_artifacts(run):
         fail(f"{run} lacks {', '.join(missing)}: not a finished run folder")
     stderr_filter.install()
     overrides = {}

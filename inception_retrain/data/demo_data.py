@@ -163,6 +163,10 @@ def write_demo_data(directory: str | os.PathLike[str], per_class: int = 200, see
     return {**summary, "directory": str(directory)}
 
 
+DEMO_SOURCE = "demo"  # the `--data` value that names this dataset
+DEMO_FOLDER = "demo-data"  # where a run generates it: WORKDIR/demo-data
+
+
 def ensure_demo_data(
     directory: str | os.PathLike[str], per_class: int = 200, seed: int = 0
 ) -> Path:

@@ -20,7 +20,7 @@ Semantics:
   * Writes `manifest.parquet`, `ingest.json` (counts) and `skipped.csv` (uri, reason,
     detail), in that order, before any `DataError`, so a failed run still shows why.
 
-    >>> manifest = ingest(RetrainConfig(data="/data/flowers"), run_dir)
+    >>> manifest = ingest(IngestSpec(source="/data/flowers", workdir="/data/work"), run_dir)
     >>> manifest.class_names, manifest.counts["ok"]
     (['daisy', 'rose'], 1234)
 """
@@ -37,13 +37,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from inception_retrain.config import DEMO_SOURCE, RetrainConfig
 from inception_retrain.data import manifest as manifest_file
 from inception_retrain.data import tfds_source
-from inception_retrain.data.demo_data import ensure_demo_data
+from inception_retrain.data.demo_data import DEMO_FOLDER, DEMO_SOURCE, ensure_demo_data
 from inception_retrain.data.image_files import find_files
 from inception_retrain.data.images import REASONS as FILE_REASONS
 from inception_retrain.data.images import examine
+from inception_retrain.data.ingest_spec import IngestSpec
 from inception_retrain.data.manifest import SPLITS, Manifest, ManifestRow
 from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.errors import DataError
@@ -279,36 +279,36 @@ def require_test_images(manifest: Manifest) -> None:
 
 
 def resolve_source(
-    config: RetrainConfig, materialise: Callable[[str, Path], Path] | None = None
+    source: str, workdir: Path, materialise: Callable[[str, Path], Path] | None = None
 ) -> Path | str:
-    """The folder to ingest for `config.data` (generating or materialising it if needed), or
-    the URI prefix of a remote one."""
-    if config.data == DEMO_SOURCE:
-        return ensure_demo_data(config.demo_dir).absolute()
-    if config.data.startswith(tfds_source.PREFIX):
-        return (materialise or tfds_source.materialise_tfds)(config.data, config.workdir)
-    if storage.is_remote(config.data):  # s3://bucket/prefix: read where it is
-        return str(storage.location(config.data))
-    root = Path(config.data).absolute()
+    """The folder to ingest for `source` (generating the demo under `workdir` or
+    materialising a tfds dataset there if needed), or the URI prefix of a remote one."""
+    if source == DEMO_SOURCE:
+        return ensure_demo_data(Path(workdir) / DEMO_FOLDER).absolute()
+    if source.startswith(tfds_source.PREFIX):
+        return (materialise or tfds_source.materialise_tfds)(source, Path(workdir))
+    if storage.is_remote(source):  # s3://bucket/prefix: read where it is
+        return str(storage.location(source))
+    root = Path(source).absolute()
     if not root.is_dir():
-        raise DataError(f"data folder not found: {config.data}")
+        raise DataError(f"data folder not found: {source}")
     return root
 
 
 def ingest(
-    config: RetrainConfig,
+    spec: IngestSpec,
     run_dir: Path,
     materialise: Callable[[str, Path], Path] | None = None,
 ) -> Manifest:
-    """Validate every file of `config.data` and write the manifest (see module docstring).
+    """Validate every file of `spec.source` and write the manifest (see module docstring).
 
     `materialise(data, workdir) -> folder` turns a tfds source into files (default:
     `tfds_source.materialise_tfds`; the Prefect task passes a retried task).
     """
     started = time.monotonic()
     run_dir = Path(run_dir)
-    source = config.data
-    root = resolve_source(config, materialise)
+    source = spec.source
+    root = resolve_source(source, spec.workdir, materialise)
     described = source if str(storage.location(source)) == str(root) else f"{source} ({root})"
 
     found = find_files([root])
@@ -318,14 +318,14 @@ def ingest(
     rows = [row for row, _ in placed]
     rows += [ManifestRow(uri=uri, reason="unreadable", detail=why) for uri, why in found.unreadable]
     rows.sort(key=lambda r: r.uri)
-    _examine_all(rows, config.max_pixels, config.min_image_size)
+    _examine_all(rows, spec.max_pixels, spec.min_image_size)
     conflicts = _mark_duplicates(rows)
 
     class_names = sorted({r.label for r in rows if r.ok})
     index = {name: i for i, name in enumerate(class_names)}
     for row in rows:
         row.label_index = index.get(row.label)
-    split_info = _assign_splits(rows, split_folders, layout, present, config.split_fractions)
+    split_info = _assign_splits(rows, split_folders, layout, present, spec.split_fractions)
 
     counts = _counts(
         rows,

@@ -10,7 +10,6 @@ numpy arrays that return typed values (dataclasses):
     inference.py    F4: training=False determinism, MC-dropout uncertainty vs errors
     direct.py       C2 (dropout before/after activations) and C7 (noise_shape patterns)
     sweep.py        F5: the (rate, placement) x seed grid trained on cached features (C1, C4)
-    sweep_model.py  the one traced head per process that trains every cell of the sweep
     sweep_summary.py  what the sweep measured: per-training results, per-config statistics
     sweep_store.py  the sweep's results under WORKDIR/sweeps: a rerun reuses trained cells
     measurements.py all of the above for one run (`Measurements`)
@@ -26,5 +25,8 @@ and the report built on them:
     report.py       dropout_impact.{json,md,html}
 
 The stage entry that loads a run's artifacts and calls all of these is
-`measure.dropout_report` (wrapped by `tasks.dropout_report`).
+`measure.dropout_report` (wrapped by `tasks.dropout_report`). The sweep's trainings run on
+`training.reusable_head`.
+
+May import: plumbing, data, features, training, evaluation.
 """

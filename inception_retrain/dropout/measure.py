@@ -1,14 +1,16 @@
 """The dropout report of a run: answer "which layers does Dropout affect?" for its model.
 
-Every number is computed here, on the run's trained head (`head.keras`), the frozen backbone
-loaded with the run's weights, layer and image size, and the run's own data: a few real
+Every number is computed here, on the run's trained head (`head.keras`, with the `HeadSpec`
+and seed it was trained with), the frozen backbone that made the cached features
+(`cache.backbone`), and the run's own data: a few real
 training images (decoded and preprocessed as in extraction) for the full-model measurements,
 and the cached features for everything that only needs the head. The measurements live in
 the modules beside this one (collected in a `measurements.Measurements`), the verdict rules
 in `verdicts.py`. The sweep (F5) is an input: its trainings run before, one Prefect task run
 each (`flows.sweep`), and arrive here as the `SweepSummary` of `sweep.summarize`.
 
-    json_path = dropout_report(manifest, cache, head, sweep_summary, config, run_dir)
+    json_path = dropout_report(manifest, cache, head, sweep_summary, run_dir,
+                               equivalence_margin=0.05, mc_passes=30)
     # run_dir/dropout_impact.{json,md,html} and run_dir/dropout_*.png
 """
 
@@ -20,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import SPLITS, Manifest, read_image_rows
 from inception_retrain.dropout.measurements import Measurements, RunContext
 from inception_retrain.dropout.sweep_summary import SweepSummary
@@ -80,15 +81,19 @@ def dropout_report(
     cache: FeatureCache,
     head: TrainedHead,
     sweep: SweepSummary,
-    config: RetrainConfig,
     run_dir: Path,
+    *,
+    equivalence_margin: float,
+    mc_passes: int,
 ) -> Path:
     """Measure, judge and write dropout_impact.{json,md,html}; returns the JSON's path."""
     with feature_cache.reading(cache.cache_dir):
-        return _measure_and_report(manifest, cache, head, sweep, config, run_dir)
+        return _measure_and_report(
+            manifest, cache, head, sweep, run_dir, equivalence_margin, mc_passes
+        )
 
 
-def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
+def _measure_and_report(manifest, cache, head, sweep, run_dir, margin, mc_passes) -> Path:
     import keras
 
     from inception_retrain.dropout import (
@@ -107,6 +112,7 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
     from inception_retrain.training.training_data import load_split
 
     run_dir = Path(run_dir)
+    backbone_spec, training = cache.backbone, head.training
     n_classes = len(manifest.class_names)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -120,24 +126,28 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         if not Path(head.head_path).is_file():
             raise ReportInputError(f"trained head not found: {head.head_path}")
         trained = keras.saving.load_model(head.head_path, compile=False)
-        backbone = load_backbone(config.weights, config.layer, config.image_size)
-        layers, inserted = measurement_layers(trained, config.head.dropout_rate, seed=config.seed)
+        backbone = load_backbone(
+            backbone_spec.weights, backbone_spec.layer, backbone_spec.image_size
+        )
+        layers, inserted = measurement_layers(
+            trained, training.head.dropout_rate, seed=training.seed
+        )
         image_ids = train_ids[:FORWARD_IMAGES]
-        images = _load_images(_image_uris(manifest.path, image_ids), config.image_size)
+        images = _load_images(_image_uris(manifest.path, image_ids), backbone_spec.image_size)
         mc_split = next((s for s in ("test", "validation", "train") if splits[s][0]), "train")
         metadata = read_metadata(cache.cache_dir)
-    placement = "after_dense2" if inserted else config.head.dropout_placement
+    placement = "after_dense2" if inserted else training.head.dropout_placement
     context = RunContext(
         run_dir=str(run_dir),
-        weights=config.weights,
-        weights_description=config.weights_source.description,
-        random_weights=config.weights_source.is_random,
-        layer=config.layer,
-        image_size=config.image_size,
-        hidden_units=list(config.head.hidden_units),
-        rate=config.head.dropout_rate,
-        placement=config.head.dropout_placement,
-        placement_text=PLACEMENT_TEXT[placement].format(units=config.head.hidden_units[1]),
+        weights=backbone_spec.weights,
+        weights_description=backbone_spec.weights_source.description,
+        random_weights=backbone_spec.weights_source.is_random,
+        layer=backbone_spec.layer,
+        image_size=backbone_spec.image_size,
+        hidden_units=list(training.head.hidden_units),
+        rate=training.head.dropout_rate,
+        placement=training.head.dropout_placement,
+        placement_text=PLACEMENT_TEXT[placement].format(units=training.head.hidden_units[1]),
         inserted=inserted,
         n_classes=n_classes,
         class_names=list(manifest.class_names),
@@ -146,7 +156,7 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         backbone_dropout_layers=sum(
             isinstance(layer, keras.layers.Dropout) for layer in backbone.layers
         ),
-        equivalence_margin=config.equivalence_margin,
+        equivalence_margin=margin,
     )
     with _timed(timings, "F1_forward"):
         forward_result = forward.measure_forward(backbone, layers, images, train_x[: len(images)])
@@ -156,13 +166,13 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
             train_x,
             train_y,
             n_classes,
-            config.batch_size,
-            config.head.learning_rate,
+            training.batch_size,
+            training.head.learning_rate,
             max_rows=MASK_ROWS,
-            seed=config.seed,
+            seed=training.seed,
         )
     with _timed(timings, "F2_backward"):
-        rows = min(config.batch_size, len(train_y))
+        rows = min(training.batch_size, len(train_y))
         backward_result = backward.measure_backward(
             layers, train_x[:rows], train_y[:rows], n_classes, backbone, PER_SAMPLE_STEPS
         )
@@ -173,7 +183,7 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
             images,
             train_y[: len(images)],
             n_classes,
-            config.head.learning_rate,
+            training.head.learning_rate,
             batch_size=FROZEN_BATCH,
         )
         cache_facts = frozen.cache_training_facts(
@@ -185,13 +195,13 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
     with _timed(timings, "F4_inference"):
         ids, mc_x, mc_y = splits[mc_split]
         inference_result = inference.measure_inference(
-            layers, mc_x, mc_y, n_classes, config.mc_passes, content_ids=ids, seed=config.seed
+            layers, mc_x, mc_y, n_classes, mc_passes, content_ids=ids, seed=training.seed
         )
     with _timed(timings, "C2_C7_direct"):
         rate = forward_result.main.rate
         z = direct.pre_activations(layers, train_x[:C2_ROWS])
-        activation_order = direct.measure_activation_order(z, rate, seed=config.seed)
-        noise_shapes = direct.measure_noise_shapes(seed=config.seed)
+        activation_order = direct.measure_activation_order(z, rate, seed=training.seed)
+        noise_shapes = direct.measure_noise_shapes(seed=training.seed)
     del backbone, trained, layers
     m = Measurements(
         context=context,
@@ -206,7 +216,7 @@ def _measure_and_report(manifest, cache, head, sweep, config, run_dir) -> Path:
         sweep=sweep,
     )
     timings["F5_sweep"] = round(float(sweep.seconds_total), 3)
-    entries = judge(m, config.equivalence_margin)
+    entries = judge(m, margin)
     with _timed(timings, "plots"):
         figures = plots.save_all(run_dir, m, entries)
     timings["total"] = round(time.perf_counter() - started, 3)

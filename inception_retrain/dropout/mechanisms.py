@@ -123,7 +123,9 @@ def judge_f2(backward: Backward) -> Finding:
         "kept_active_units": check.kept_active_units_total,
         "dense_512_kernel_relative_change": backward.relative_change("hidden_1/kernel"),
         "batch": backward.batch,
-        "batch_units_dropped_somewhere_with_gradient": check.batch_units_dropped_somewhere_with_gradient,
+        "batch_units_dropped_somewhere_with_gradient": (
+            check.batch_units_dropped_somewhere_with_gradient
+        ),
         "rate_1_max_norm_before_dropout": backward.rate_1_max_norm_before_last_dropout,
         "backbone_trainable_variables": frozen.backbone_trainable_variables if frozen else None,
     }

@@ -12,7 +12,7 @@ Rate 0 and placement "none" build the same head (no dropout), so such cells map 
 
 Each cell is trained once per seed in `seeds`. A seed fixes the initial weights, the data
 order and the dropout masks' stream, the same for every cell, so cells are compared seed by
-seed (`inception_retrain.evaluation.statistics`). A training (`train_cell`) is the training stage's own
+seed (`evaluation.statistics`). A training (`train_cell`) is the training stage's own
 loop (`fit.fit`): up to `epochs` epochs, early stopping on validation loss with `patience`
 and the best epoch's weights restored (without a validation split: every epoch, last
 weights). It runs on the process's one traced model (`sweep_model.sweep_head`): no model is
@@ -23,7 +23,7 @@ Results are stored per training under WORKDIR/sweeps (`sweep_store`), so a rerun
 data reuses them instead of training again; `flows.sweep` does that, one Prefect task run per
 training it computes.
 
-    spec = SweepSpec.from_run(config, cache_dir, manifest_path, n_classes, feature_shape)
+    spec = config.sweep(cache_dir, manifest_path, n_classes, feature_shape)   # RetrainConfig
     results = [train_cell(spec, cell) for cell in trainings(spec)]   # or flows.sweep
     summary = summarize(spec, results)                               # sweep_summary.py
 """
@@ -73,24 +73,6 @@ class SweepSpec(BaseModel):
     # Where results are cached (WORKDIR/sweeps). None: WORKDIR/sweeps when cache_dir is
     # WORKDIR/cache/<fingerprint>, else no caching.
     sweeps_dir: Path | None = None
-
-    @classmethod
-    def from_run(cls, config, cache_dir, manifest_path, n_classes, feature_shape) -> SweepSpec:
-        return cls(
-            cache_dir=cache_dir,
-            manifest_path=manifest_path,
-            n_classes=n_classes,
-            feature_shape=tuple(feature_shape),
-            head=config.head,
-            batch_size=config.batch_size,
-            epochs=config.sweep_epochs,
-            patience=config.sweep_patience,
-            grid=config.sweep_grid,
-            rates=list(config.sweep_rates),
-            placements=list(config.sweep_placements),
-            seeds=[config.seed + i for i in range(config.sweep_seeds)],
-            sweeps_dir=Path(config.workdir) / "sweeps",
-        )
 
 
 class SweepCell(BaseModel):

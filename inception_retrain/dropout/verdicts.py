@@ -4,7 +4,7 @@ The claims, verdicts and kinds are defined in `claims.py`; each rule reads `Meas
 only and returns `Finding`s (verdict, the rule that decided it, what would flip it, the
 numbers). The prose that explains them lives in `prose.py`.
 
-    entries = judge(measurements, margin=config.equivalence_margin)
+    entries = judge(measurements, margin=0.05)
     [finding.verdict for entry in entries for finding in entry.findings]
 """
 

@@ -1,1 +1,9 @@
-"""TODO"""
+"""Evaluation: how good a trained head is, and the statistics that say how sure we are.
+
+Owns: metrics (`metrics`), paired statistics over seeds (`statistics`), scoring cached
+features (`scoring`, `predictions`), the evaluate stage and `evaluation.json` (`evaluate`),
+its plots and report (`plots`, `report`, `figures`, the jinja2 templates of every report in
+`reports/`), and the measured effect of augmented views (`augmentation_effect`).
+
+May import: plumbing, data, features, training.
+"""

@@ -1,16 +1,16 @@
 """What augmented views did to the head: training without views against training with them,
 paired over seeds, scored on the test split.
 
-    effect = measure_effect(manifest, cache, config)      # config.augment_views = K > 0
+    effect = measure_effect(manifest, cache, head.training, seeds=5)  # cache.views: K > 0
     effect.metric("accuracy").verdict                      # "holds", "fails" or "inconclusive"
 
-For each seed s of `config.seed`, `config.seed + 1`, ... (`config.augment_seeds` of them) the
-run's head (`config.head`: units, dropout, learning rate) is trained twice from the same
+For each of `seeds` seeds s = `training.seed`, `training.seed + 1`, ... the run's head
+(`training.head`: units, dropout, learning rate) is trained twice from the same
 initial weights, data order and dropout masks: once on the train split's originals only
 (K = 0), once drawing each epoch one of each train image's K + 1 cached rows (the views the
 run extracted, `training_data`); both with the run's epochs, batch size and early stopping on
 validation loss (best weights restored), as the training stage trains. The trainings run on
-the dropout sweep's compiled head (`dropout.sweep_model.sweep_head`, re-initialised in place
+the reusable compiled head (`reusable_head.sweep_head`, re-initialised in place
 per seed: bit-identical to a fresh `fit.fit_head` of that seed on a CPU), so the training
 with views at the run's seed is the run's own head when the stage trained in memory.
 
@@ -44,7 +44,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest, read_image_rows
 from inception_retrain.evaluation import metrics as M
 from inception_retrain.evaluation import statistics
@@ -52,6 +51,7 @@ from inception_retrain.features import feature_cache
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.training.training_data import IN_MEMORY, load_split, load_training_data
+from inception_retrain.training.training_spec import TrainingSpec
 
 # (metric, what better means, the claim's verb and object): the test split's scores and the
 # overfitting gap
@@ -199,7 +199,7 @@ def _overfitting(k: int, seeds: list[int], gap) -> list[MetricEffect]:
     ]
 
 
-def _train(head, data, seed: int, rates, config, test, train) -> tuple:
+def _train(head, data, seed: int, rates, training: TrainingSpec, test, train) -> tuple:
     """One training on `data` from `seed`'s start; (FitResult, test probabilities, scores)."""
     from inception_retrain.training.fit import op_determinism
 
@@ -209,23 +209,24 @@ def _train(head, data, seed: int, rates, config, test, train) -> tuple:
     with op_determinism():
         head.reset(seed, rates)
         fitted = head.train(
-            data.train, data.validation, epochs=config.epochs, patience=config.patience
+            data.train, data.validation, epochs=training.epochs, patience=training.patience
         )
     probabilities = head.predict(test[0])
     return fitted, probabilities, _scores(probabilities, test[1], head.predict(train[0]), train[1])
 
 
-def measure_effect(manifest: Manifest, cache: FeatureCache, config: RetrainConfig):
-    """Train and score the run's head without and with its views, seed by seed (and, if it
-    has dropout, the same head without dropout both ways)."""
+def measure_effect(manifest: Manifest, cache: FeatureCache, training: TrainingSpec, seeds: int):
+    """Train and score the run's head (`training`) without and with the cache's views, for
+    `seeds` seeds from `training.seed` (and, if the head has dropout, the same head without
+    dropout both ways)."""
     from inception_retrain.training.reusable_head import sweep_head
 
-    if cache.views is None or not config.augment_views:
+    if cache.views is None or not cache.views.per_image:
         raise DataError("the augmentation effect needs a run with --augment-views > 0")
     started = time.perf_counter()
-    k = config.augment_views
-    seeds = [config.seed + i for i in range(config.augment_seeds)]
-    dropouts = (True, False) if config.head.has_dropout else (True,)
+    k = cache.views.per_image
+    seed_list = [training.seed + i for i in range(seeds)]
+    dropouts = (True, False) if training.head.has_dropout else (True,)
     train_rows = read_image_rows(manifest.path, "train").label_of()
     val_rows = read_image_rows(manifest.path, "validation").label_of()
     trainings: list[Training] = []
@@ -235,24 +236,24 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, config: RetrainConfi
         _, train_x, train_y = load_split(cache.cache_dir, manifest.path, "train")
         if not len(test_y):
             raise DataError("the test split has no cached features: nothing to compare on")
-        head = sweep_head(tuple(cache.feature_shape), manifest.n_classes, config.head)
+        head = sweep_head(tuple(cache.feature_shape), manifest.n_classes, training.head)
         for views in (0, k):  # one data set at a time: memory
             data = load_training_data(
                 cache.cache_dir,
                 train_rows,
                 val_rows,
-                batch_size=config.batch_size,
-                seed=config.seed,
-                memory_budget_mb=config.memory_budget_mb,
+                batch_size=training.batch_size,
+                seed=training.seed,
+                memory_budget_mb=training.memory_budget_mb,
                 views_dir=cache.views.views_dir if views else None,
                 views_per_image=views,
             )
             view_rows, mode = max(view_rows, data.view_rows), data.mode
-            for dropout, seed in ((d, s) for d in dropouts for s in seeds):
+            for dropout, seed in ((d, s) for d in dropouts for s in seed_list):
                 begun = time.perf_counter()
-                rates = config.head.rates if dropout else (0.0, 0.0)
+                rates = training.head.rates if dropout else (0.0, 0.0)
                 fitted, probabilities, scores = _train(
-                    head, data, seed, rates, config, (test_x, test_y), (train_x, train_y)
+                    head, data, seed, rates, training, (test_x, test_y), (train_x, train_y)
                 )
                 trainings.append(
                     Training(
@@ -272,24 +273,24 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, config: RetrainConfi
             name,
             better,
             f"{k} views per image {wording}",
-            seeds,
-            {s: by[(0, True, s)].scores[name] for s in seeds},
-            {s: by[(k, True, s)].scores[name] for s in seeds},
+            seed_list,
+            {s: by[(0, True, s)].scores[name] for s in seed_list},
+            {s: by[(k, True, s)].scores[name] for s in seed_list},
         )
         for name, better, wording in METRICS
     ]
     overfitting = []
     if len(dropouts) == 2:
-        overfitting = _overfitting(k, seeds, lambda v, d, s: by[(v, d, s)].scores["gap"])
+        overfitting = _overfitting(k, seed_list, lambda v, d, s: by[(v, d, s)].scores["gap"])
     own = [t for t in trainings if t.dropout]
     return AugmentationEffect(
         views=k,
         policy_fingerprint=cache.views.policy_fingerprint,
-        policy=config.augment.model_dump(mode="json"),
-        seeds=seeds,
-        epochs=config.epochs,
-        patience=config.patience,
-        batch_size=config.batch_size,
+        policy=cache.views.policy.model_dump(mode="json"),
+        seeds=seed_list,
+        epochs=training.epochs,
+        patience=training.patience,
+        batch_size=training.batch_size,
         n_train=len(train_y),
         n_view_rows=view_rows,
         n_test=len(test_y),

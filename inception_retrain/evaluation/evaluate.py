@@ -18,7 +18,7 @@ The human reports, evaluation.md and evaluation.html, are rendered from evaluati
 (`--augment-views`), evaluation.json's `augmentation` holds the paired comparison of training
 without and with them (`augmentation_effect.AugmentationEffect`; null without views).
 
-    evaluation = evaluate(manifest, cache, head, config, run_dir)
+    evaluation = evaluate(manifest, cache, head, run_dir)
     evaluation.metrics["roc_auc"]
 
 Undefined metrics (ROC-AUC on a one-class test split) are null with a note; an empty test
@@ -34,7 +34,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest, read_image_rows, split_fingerprint
 from inception_retrain.evaluation import metrics as M
 from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
@@ -89,7 +88,6 @@ def evaluate(
     manifest: Manifest,
     cache: FeatureCache,
     head: TrainedHead,
-    config: RetrainConfig,
     run_dir: Path,
     augmentation: AugmentationEffect | None = None,
 ) -> Evaluation:
@@ -141,7 +139,8 @@ def evaluate(
         backbone_inputs = read_metadata(cache.cache_dir)
     except FileNotFoundError:
         backbone_inputs = {}
-    weights = config.weights_source
+    backbone = cache.backbone
+    weights = backbone.weights_source
     document = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_dir": str(run_dir),
@@ -153,11 +152,11 @@ def evaluate(
         "manifest": {"path": str(manifest.path), "fingerprint": manifest.fingerprint},
         "backbone": {
             "fingerprint": cache.backbone_fingerprint,
-            "weights": config.weights,
+            "weights": backbone.weights,
             "weights_description": weights.description,
             "random_weights": weights.is_random,
-            "layer": config.layer,
-            "image_size": config.image_size,
+            "layer": backbone.layer,
+            "image_size": backbone.image_size,
             "feature_dtype": cache.dtype,
             "cache_metadata": backbone_inputs,
         },
@@ -165,7 +164,7 @@ def evaluate(
             "path": str(head.head_path),
             "fingerprint": head.fingerprint,
             "device": head.device,
-            "spec": config.head.model_dump(mode="json"),
+            "spec": head.training.head.model_dump(mode="json"),
         },
         "plots": plots,
         "misclassified": misclassified,

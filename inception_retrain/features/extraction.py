@@ -1,20 +1,22 @@
 """Extraction: the manifest's ok images -> frozen-backbone features, cached as Parquet parts.
 
-    >>> cache = extract_features(manifest, config, run_dir)          # one process
+    >>> spec = ExtractionSpec(backbone=BackboneSpec(), cache_root="workdir/cache")
+    >>> cache = extract_features(manifest, spec, run_dir)            # one process
     >>> cache.cache_dir, cache.computed, cache.reused
     (PosixPath('workdir/cache/3f2a...'), 5, 395)
 
-    >>> plan = plan_extraction(manifest, config)                     # distributed: shards
+    >>> plan = plan_extraction(manifest, spec)                       # distributed: shards
     >>> results = [compute_shard(s, plan.job) for s in plan.shards]  # anywhere, in any order
-    >>> cache = finish_extraction(plan, results, manifest, config, run_dir)
+    >>> cache = finish_extraction(plan, results, manifest, run_dir, cluster="local:2")
 
 Semantics:
   * One cache folder per backbone fingerprint, `<cache root>/<fingerprint>/` (weights
     content, layer, image size, preprocessing version, stored dtype and part format: see
-    `backbone.backbone_fingerprint`); the root is WORKDIR/cache or `config.feature_cache` (a
-    folder or a URI such as s3://bucket/prefix). A new weights file or layer gets a new
-    folder; other folders are never touched. `backbone.json` there records the fingerprint's
-    inputs, the weights description and `last_used` (`cache prune` uses it).
+    `backbone.backbone_fingerprint`); the root is `spec.cache_root` (WORKDIR/cache or
+    `--feature-cache`: a folder or a URI such as s3://bucket/prefix). A new weights file or
+    layer gets a new folder; other folders are never touched. `backbone.json` there records
+    the fingerprint's inputs, the weights description and `last_used` (`cache prune` uses
+    it).
   * Incremental: every part new or rewritten since the last check is read and verified
     first, the others' ids are read (`check_parts`, `verified.json`: unreadable parts are
     quarantined and their images recomputed), then only ok images whose content id is in no
@@ -27,10 +29,10 @@ Semantics:
   * One process (`extract_features`): streams every missing image through
     `feature_compute.compute_missing`, parts of `part_rows`. Distributed
     (`plan_extraction` -> `compute_shard` per shard -> `finish_extraction`): shards of
-    `config.shard_rows` manifest rows, each one part; the features are the same bytes.
+    `spec.shard_rows` manifest rows, each one part; the features are the same bytes.
   * Images that changed or no longer decode since ingestion are skipped and counted.
-  * Augmented views (`config.augment_views` = K > 0): every train image also gets views
-    1..K under `config.augment` (`augmentation`), cached as view parts in the policy's view
+  * Augmented views (`spec.views` = K > 0): every train image also gets views
+    1..K under `spec.augment` (`augmentation`), cached as view parts in the policy's view
     folder (`view_cache`) and checked, computed and sharded like the originals, as view
     jobs keyed by (content id, view). An unchanged rerun computes no view, raising K
     computes only the new view indices, a new policy computes its own views (the old folder
@@ -52,7 +54,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import ImageRows, Manifest, read_image_rows
 from inception_retrain.features import feature_cache
 from inception_retrain.features.backbone import (
@@ -60,6 +61,8 @@ from inception_retrain.features.backbone import (
     inference_function,
     load_backbone,
 )
+from inception_retrain.features.backbone_spec import BackboneSpec
+from inception_retrain.features.extraction_spec import ExtractionSpec
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.feature_compute import (
     PART_ROWS,
@@ -73,6 +76,7 @@ from inception_retrain.features.feature_compute import (
 )
 from inception_retrain.features.feature_parts import check_parts, feature_schema
 from inception_retrain.features.view_extraction import ViewsFound, cached_views, check_views
+from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.progress import Progress
 from inception_retrain.plumbing.schemas import read_document, write_document
@@ -109,14 +113,18 @@ class _SetUp:
 
 
 @contextmanager
-def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_SetUp]:
+def _set_up(manifest: Manifest, spec: ExtractionSpec, backbone) -> Iterator[_SetUp]:
     """Fingerprint, cache folder, clean-up and check of its parts, inside the write lock,
     which the block keeps (a single-process extraction computes inside it)."""
     fingerprint, inputs = backbone_fingerprint(
-        backbone, config.weights, config.layer, config.image_size, config.feature_dtype
+        backbone,
+        spec.backbone.weights,
+        spec.backbone.layer,
+        spec.backbone.image_size,
+        spec.feature_dtype,
     )
-    description = config.weights_source.description
-    cache_dir = feature_cache.cache_dir_for(config.workdir, fingerprint, config.feature_cache)
+    description = spec.backbone.weights_source.description
+    cache_dir = storage.join(spec.cache_root, fingerprint)
     rows = read_image_rows(Path(manifest.path))
     with feature_cache.writing(cache_dir):
         stray = feature_cache.remove_temp_files(cache_dir)
@@ -135,25 +143,25 @@ def _set_up(manifest: Manifest, config: RetrainConfig, backbone) -> Iterator[_Se
             stray,
             check.read_fully,
         )
-        views = check_views(cache_dir, rows, config.augment_views, config.augment)
+        views = check_views(cache_dir, rows, spec.views, spec.augment)
         if views is not None:
             set_up.views, set_up.view_jobs, set_up.view_indices = views
         yield set_up
 
 
 def extract_features(
-    manifest: Manifest, config: RetrainConfig, run_dir: Path, *, part_rows: int = PART_ROWS
+    manifest: Manifest, spec: ExtractionSpec, run_dir: Path, *, part_rows: int = PART_ROWS
 ) -> FeatureCache:
     """Make sure every ok image of `manifest` has cached features, in this process."""
     started = time.perf_counter()
-    backbone = load_backbone(config.weights, config.layer, config.image_size)
-    with _set_up(manifest, config, backbone) as set_up:
+    backbone = load_backbone(spec.backbone.weights, spec.backbone.layer, spec.backbone.image_size)
+    with _set_up(manifest, spec, backbone) as set_up:
         shape = tuple(set_up.inputs["feature_shape"])
-        schema = feature_schema(shape, config.feature_dtype, set_up.schema_metadata())
-        infer = inference_function(backbone, output_dtype=config.feature_dtype)
+        schema = feature_schema(shape, spec.feature_dtype, set_up.schema_metadata())
+        infer = inference_function(backbone, output_dtype=spec.feature_dtype)
         settings = {
-            "image_size": config.image_size,
-            "batch_size": config.extract_batch_size,
+            "image_size": spec.backbone.image_size,
+            "batch_size": spec.batch_size,
             "part_rows": part_rows,
             "infer": infer,
         }
@@ -164,7 +172,7 @@ def extract_features(
         view_result = None
         if set_up.views is not None:
             view_schema = feature_schema(
-                shape, config.feature_dtype, set_up.schema_metadata(), config.augment.record()
+                shape, spec.feature_dtype, set_up.schema_metadata(), spec.augment.record()
             )
             jobs = set_up.view_jobs
             with Progress(total=len(jobs), description="views", unit="view") as progress:
@@ -175,7 +183,7 @@ def extract_features(
                     view_schema,
                     progress=progress,
                     views=set_up.view_indices,
-                    policy=config.augment,
+                    policy=spec.augment,
                     **settings,
                 )
     counts = {"parts_written": result.parts_written, "part_rows": part_rows}
@@ -186,7 +194,7 @@ def extract_features(
         view_counts = (view_result.computed, view_result.skipped)
     return _finish(
         manifest,
-        config,
+        spec,
         run_dir,
         set_up,
         result.computed,
@@ -204,6 +212,7 @@ def extract_features(
 class ExtractionPlan(BaseModel):
     """What a distributed extraction will compute: the shards and what they share."""
 
+    spec: ExtractionSpec
     job: ShardJob
     shards: list[Shard]
     images: int
@@ -211,7 +220,6 @@ class ExtractionPlan(BaseModel):
     description: str
     quarantined: list[str]
     stray: int
-    shard_rows: int
     started: float  # time.time() when planning began
     views: ViewsFound | None = None  # what the set-up found in the views' folder
 
@@ -225,34 +233,35 @@ class ExtractionPlan(BaseModel):
         return sum(len(shard.views) for shard in self.shards)
 
 
-def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan:
+def plan_extraction(manifest: Manifest, spec: ExtractionSpec) -> ExtractionPlan:
     """Fingerprint the backbone, check the cache and cut the missing images into shards."""
     started = time.time()
     backbone, _, _ = process_backbone(
-        config.weights, config.layer, config.image_size, config.feature_dtype
+        spec.backbone.weights, spec.backbone.layer, spec.backbone.image_size, spec.feature_dtype
     )
-    with _set_up(manifest, config, backbone) as set_up:
+    with _set_up(manifest, spec, backbone) as set_up:
         pass  # the exclusive lock covers the check only; shards take it shared (`adding`)
     views = set_up.views
-    shards = make_shards(set_up.todo, config.shard_rows)
+    shards = make_shards(set_up.todo, spec.shard_rows)
     if views is not None:
         shards += make_view_shards(
-            set_up.view_jobs, set_up.view_indices, config.shard_rows, len(shards)
+            set_up.view_jobs, set_up.view_indices, spec.shard_rows, len(shards)
         )
     job = ShardJob(
         cache_dir=str(set_up.cache_dir),
-        weights=config.weights,
-        layer=config.layer,
-        image_size=config.image_size,
-        feature_dtype=config.feature_dtype,
+        weights=spec.backbone.weights,
+        layer=spec.backbone.layer,
+        image_size=spec.backbone.image_size,
+        feature_dtype=spec.feature_dtype,
         fingerprint=set_up.fingerprint,
         schema_metadata=set_up.schema_metadata(),
         feature_shape=tuple(set_up.inputs["feature_shape"]),
-        batch_size=config.extract_batch_size,
+        batch_size=spec.batch_size,
         views_dir=None if views is None else str(views.views_dir),
-        policy=None if views is None else config.augment,
+        policy=None if views is None else spec.augment,
     )
     return ExtractionPlan(
+        spec=spec,
         job=job,
         shards=shards,
         images=set_up.images,
@@ -260,7 +269,6 @@ def plan_extraction(manifest: Manifest, config: RetrainConfig) -> ExtractionPlan
         description=set_up.description,
         quarantined=[str(p) for p in set_up.quarantined],
         stray=set_up.stray,
-        shard_rows=config.shard_rows,
         started=started,
         views=views,
     )
@@ -270,10 +278,11 @@ def finish_extraction(
     plan: ExtractionPlan,
     results: list[ShardResult],
     manifest: Manifest,
-    config: RetrainConfig,
     run_dir: Path,
+    cluster: str | None = None,
 ) -> FeatureCache:
-    """The report and FeatureCache of a distributed extraction, once every shard is done."""
+    """The report and FeatureCache of a distributed extraction, once every shard is done
+    (`cluster`: where the shards ran, for the report)."""
     if sorted(r.index for r in results) != [s.index for s in plan.shards]:
         raise DataError("the extraction's shards did not all finish")
     set_up = _SetUp(
@@ -292,7 +301,7 @@ def finish_extraction(
     counts = {
         "parts_written": sum(1 for r in originals if r.computed),
         "shards": len(plan.shards),
-        "shard_rows": plan.shard_rows,
+        "shard_rows": plan.spec.shard_rows,
         "worker_processes": len({r.pid for r in results}),
         "backbone_loads_per_process": max((r.backbone_loads for r in results), default=0),
         "shard_seconds": round(sum(r.seconds for r in results), 3),
@@ -307,7 +316,7 @@ def finish_extraction(
     wall = time.time() - plan.started
     return _finish(
         manifest,
-        config,
+        plan.spec,
         run_dir,
         set_up,
         computed,
@@ -317,6 +326,7 @@ def finish_extraction(
         counts,
         reused=plan.images - plan.todo,
         view_counts=view_counts,
+        cluster=cluster,
     )
 
 
@@ -325,7 +335,7 @@ def finish_extraction(
 
 def _finish(
     manifest: Manifest,
-    config: RetrainConfig,
+    spec: ExtractionSpec,
     run_dir: Path,
     set_up: _SetUp,
     computed: int,
@@ -335,6 +345,7 @@ def _finish(
     counts: dict,
     reused: int | None = None,
     view_counts: tuple[int, list[str]] | None = None,  # (view rows computed, images skipped)
+    cluster: str | None = None,
 ) -> FeatureCache:
     reused = set_up.images - len(set_up.todo) if reused is None else reused
     if set_up.images and reused + computed == 0:
@@ -350,11 +361,11 @@ def _finish(
     report = {
         "fingerprint": set_up.fingerprint,
         "fingerprint_inputs": set_up.inputs,
-        "weights": config.weights,
+        "weights": spec.backbone.weights,
         "weights_description": set_up.description,
         "cache_dir": str(set_up.cache_dir),
         "manifest_fingerprint": manifest.fingerprint,
-        "cluster": config.cluster,
+        "cluster": cluster,
         "images": set_up.images,
         "computed": computed,
         "reused": reused,
@@ -368,8 +379,8 @@ def _finish(
         "compute_seconds": round(compute_seconds, 3),
         "seconds": round(seconds, 3),
         "images_per_s": round(computed / compute_seconds, 2) if compute_seconds else None,
-        "batch_size": config.extract_batch_size,
-        "dtype": config.feature_dtype,
+        "batch_size": spec.batch_size,
+        "dtype": spec.feature_dtype,
         "feature_shape": list(feature_shape),
         "cached_images": cached_rows,
         "bytes_on_disk": bytes_on_disk,
@@ -380,7 +391,7 @@ def _finish(
     }
     views = None
     if set_up.views is not None:
-        report["views"] = set_up.views.report(*view_counts, config.augment)
+        report["views"] = set_up.views.report(*view_counts, spec.augment)
         views = cached_views(report["views"])
     report_path = write_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION, report)
     log.info(
@@ -400,10 +411,11 @@ def _finish(
         )
     return FeatureCache(
         cache_dir=set_up.cache_dir,
+        backbone=spec.backbone,
         backbone_fingerprint=set_up.fingerprint,
         manifest_fingerprint=manifest.fingerprint,
         feature_shape=feature_shape,
-        dtype=config.feature_dtype,
+        dtype=spec.feature_dtype,
         computed=computed,
         reused=reused,
         report_path=report_path,
@@ -414,8 +426,13 @@ def _finish(
 def read_extract_report(run_dir: Path) -> FeatureCache:
     """The FeatureCache a finished run's extraction handed on, from its extract.json."""
     report = read_document(Path(run_dir) / REPORT_FILE, REPORT_KIND, REPORT_VERSION)
+    inputs = report["fingerprint_inputs"]
+    backbone = BackboneSpec(
+        weights=report["weights"], layer=inputs["layer"], image_size=inputs["image_size"]
+    )
     return FeatureCache(
         cache_dir=report["cache_dir"],
+        backbone=backbone,
         backbone_fingerprint=report["fingerprint"],
         manifest_fingerprint=report["manifest_fingerprint"],
         feature_shape=tuple(report["feature_shape"]),

@@ -45,19 +45,18 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
 import pyarrow.parquet as pq
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
+from inception_retrain.features.augmentation import AugmentPolicy
+from inception_retrain.features.backbone_spec import BackboneSpec
 from inception_retrain.features.feature_parts import TEMP_GLOB, parts
 from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.locks import file_lock
 from inception_retrain.plumbing.schemas import check, read_document, stamp, write_document
-
-# A cache folder: a local Path, or a remote URI str (`storage.location`).
-CacheLocation = Annotated[Path | str, BeforeValidator(storage.location)]
+from inception_retrain.plumbing.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,8 @@ class CachedViews(BaseModel):
     """The augmented views of a cache's train images under one policy (`view_cache`), as
     the extraction stage hands them on, with what this run did to them."""
 
-    views_dir: CacheLocation
+    views_dir: Location
+    policy: AugmentPolicy
     policy_fingerprint: str
     per_image: int  # K: views 1..K of every train image (view 0 is the original)
     computed: int  # view rows computed in this run
@@ -79,9 +79,11 @@ class CachedViews(BaseModel):
 
 
 class FeatureCache(BaseModel):
-    """A feature cache as the extraction stage hands it on, with what this run did to it."""
+    """A feature cache as the extraction stage hands it on, with what this run did to it.
+    `backbone` is what made its features: later stages rebuild that backbone from it."""
 
-    cache_dir: CacheLocation
+    cache_dir: Location
+    backbone: BackboneSpec
     backbone_fingerprint: str
     manifest_fingerprint: str
     feature_shape: tuple[int, ...]

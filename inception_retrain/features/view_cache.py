@@ -1,7 +1,7 @@
 """The view folders of a feature cache: `<cache folder>/views/<policy fingerprint>/`.
 
-Augmented views (`inception_retrain.features.augmentation`) are cached beside the originals, one folder
-per augmentation policy, inside the backbone's cache folder (so a new backbone never reuses
+Augmented views (`augmentation`) are cached beside the originals, one folder per
+augmentation policy, inside the backbone's cache folder (so a new backbone never reuses
 them, and pruning a cache removes its views with it):
 
     <cache>/views/<policy fingerprint>/

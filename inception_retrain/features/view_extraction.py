@@ -1,14 +1,14 @@
 """Which augmented views an extraction must compute, and what it reports about them.
 
-With `config.augment_views` = K > 0, every ok train image of the manifest needs views 1..K
-under `config.augment` (view 0 is its original row). `check_views`, called by the extraction's
+With K = `per_image` > 0 views, every ok train image of the manifest needs views 1..K
+under `policy` (view 0 is its original row). `check_views`, called by the extraction's
 set-up with the cache's write lock held, removes stray temporary files from the policy's view
 folder (`view_cache`), refreshes its policy.json, verifies its parts like the originals'
 (`feature_parts.check_parts`, remembered in its own verified.json) and lists the missing
 (content id, view) keys as view jobs, an image's jobs one after another, in manifest order.
 Validation and test images never get views.
 
-    >>> found, jobs, views = check_views(cache_dir, rows, config)    # None without views
+    >>> found, jobs, views = check_views(cache_dir, rows, 4, policy)  # None without views
     >>> found.wanted, found.missing
     (128, 32)      # e.g. K raised from 3 to 4 on 32 train images: only view 4 is missing
 """
@@ -96,6 +96,7 @@ def cached_views(section: dict | None) -> CachedViews | None:
         return None
     return CachedViews(
         views_dir=storage.location(section["views_dir"]),
+        policy=AugmentPolicy.model_validate(section["policy"]),
         policy_fingerprint=section["fingerprint"],
         per_image=section["per_image"],
         computed=section["computed"],

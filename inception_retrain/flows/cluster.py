@@ -1,12 +1,13 @@
 """Where a run's heavy stages execute: one process, or a Dask cluster through prefect-dask.
 
-`open_cluster(config)` is entered once per run, before any stage (the preflight has already
-checked that every remote location and a `tcp://` scheduler can be reached):
-  * `cluster=None`: yields None, and stages run in this process as they always did;
-  * `cluster="local:N"`: starts a `distributed.LocalCluster` of N worker processes with one
+`dask_cluster(spec)` is entered once per run, before any stage (the preflight has already
+checked that every remote location and a `tcp://` scheduler can be reached); `spec` is the
+run's parsed `--cluster` (`cluster_spec.ClusterSpec`):
+  * None: yields None, and stages run in this process as they always did;
+  * `local:N`: starts a `distributed.LocalCluster` of N worker processes with one
     thread each (spawned, not forked: TensorFlow is not fork-safe), and closes it when the
     run ends;
-  * `cluster="tcp://HOST:PORT"`: connects to a running scheduler (workers started with
+  * `tcp://HOST:PORT`: connects to a running scheduler (workers started with
     `dask worker tcp://HOST:PORT`); a scheduler that does not answer within
     `CONNECT_TIMEOUT_S` is a one-line ConfigError.
 It registers `BoundTensorFlowThreads` on the cluster (TensorFlow's pools sized to each
@@ -14,8 +15,8 @@ worker's threads) and yields the scheduler's address. Subflows run their fan-out
 `task_runner(address)`, a prefect-dask `DaskTaskRunner`; the worker processes live for the
 whole run, so each loads the backbone (or a model) once, whatever the number of shards.
 
-    with open_cluster(config) as address:        # None: one process
-        cache = run_extraction(manifest, config, run_dir, address)
+    with dask_cluster(config.cluster) as address:        # None: one process
+        cache = run_extraction(manifest, config.extraction, run_dir, address)
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from inception_retrain.config import RetrainConfig
-from inception_retrain.plumbing.cluster_spec import parse_cluster
+from inception_retrain.plumbing.cluster_spec import ClusterSpec
 from inception_retrain.plumbing.errors import ConfigError
 from inception_retrain.runs.preflight import SCHEDULER_TIMEOUT_S, check_scheduler
 from inception_retrain.tasks.runtime import BoundTensorFlowThreads
@@ -52,12 +52,11 @@ def _register_plugins(address: str) -> None:
 
 
 @contextlib.contextmanager
-def dask_cluster(cluster: str | None) -> Iterator[str | None]:
-    """The scheduler address of `cluster` for the block (see module docstring)."""
-    if not cluster:
+def dask_cluster(spec: ClusterSpec | None) -> Iterator[str | None]:
+    """The scheduler address of `spec` for the block (see module docstring)."""
+    if spec is None:
         yield None
         return
-    spec = parse_cluster(cluster)
     if spec.kind == "scheduler":
         check_scheduler(spec)  # a refused connection fails at once, not after the timeout
         try:
@@ -82,13 +81,6 @@ def dask_cluster(cluster: str | None) -> Iterator[str | None]:
     ) as local:
         _register_plugins(local.scheduler_address)
         yield local.scheduler_address
-
-
-@contextlib.contextmanager
-def open_cluster(config: RetrainConfig) -> Iterator[str | None]:
-    """`dask_cluster(config.cluster)` (the preflight checked its locations)."""
-    with dask_cluster(config.cluster) as address:
-        yield address
 
 
 def task_runner(address: str):

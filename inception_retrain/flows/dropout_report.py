@@ -3,6 +3,9 @@ dropout-report stage, on the run's own artifacts.
 
     json_path = rebuild_dropout_report(Path("workdir/runs/20260101-120000-3fa2b1"),
                                        {"sweep_seeds": 10})
+
+The run's recorded settings (config.json) with the overrides make its `RetrainConfig`; a
+setting that no longer validates fails the flow in one line.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from inception_retrain.dropout.sweep import SweepSpec
+from inception_retrain.config import RetrainConfig
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.runs.finished_run import open_finished_run
 from inception_retrain.tasks.dropout_report import dropout_report_task
@@ -24,14 +27,19 @@ hide_expected_tracebacks()
 def rebuild_dropout_report(run_dir: Path, overrides: dict, sweep_workers: int = 1) -> str:
     """dropout_impact.{json,md,html} of the run in `run_dir` again; returns the JSON's path.
     `overrides` change the run's config fields (sweep settings, typically)."""
-    run = open_finished_run(run_dir, **overrides)
-    spec = SweepSpec.from_run(
-        run.config,
-        run.cache.cache_dir,
-        run.manifest.path,
-        run.manifest.n_classes,
-        run.cache.feature_shape,
+    run = open_finished_run(run_dir)
+    config = RetrainConfig.from_recorded(run.settings, overrides)
+    spec = config.sweep(
+        run.cache.cache_dir, run.manifest.path, run.manifest.n_classes, run.cache.feature_shape
     )
     sweep = run_sweep(spec, workers=sweep_workers)
-    path = dropout_report_task(run.manifest, run.cache, run.head, sweep, run.config, run.run_dir)
+    path = dropout_report_task(
+        run.manifest,
+        run.cache,
+        run.head,
+        sweep,
+        run.run_dir,
+        config.equivalence_margin,
+        config.mc_passes,
+    )
     return str(path)

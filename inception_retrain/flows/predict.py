@@ -9,7 +9,8 @@ Deployable on its own (it needs only a model under WORKDIR/models, not the retra
 version name. Bad image files become error rows in the output, never a failed run; a missing
 model or an empty input fails the run with a one-line message.
 
-`cluster` ("local:N" or "tcp://HOST:PORT", as `RetrainConfig.cluster`) scores shards of
+`cluster` ("local:N" or "tcp://HOST:PORT", parsed once, like `RetrainConfig.cluster`) scores
+shards of
 `shard_files` input files as one task run each on a Dask cluster (flows/cluster.py); the
 output is the same table, written once by the flow. Inputs may be local paths or URIs
 (s3://bucket/prefix).
@@ -22,6 +23,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from inception_retrain.flows.cluster import dask_cluster, task_runner
+from inception_retrain.plumbing.cluster_spec import Cluster, ClusterSpec
 from inception_retrain.registry.predict import check_output, find_inputs
 from inception_retrain.registry.versions import resolve_model
 from inception_retrain.tasks.predict import (
@@ -39,14 +41,14 @@ def batch_predict(
     output: str = "predictions.csv",
     model: str = "champion",
     workdir: str = "workdir",
-    cluster: str | None = None,
+    cluster: Cluster | None = None,
     shard_files: int = SHARD_FILES,
 ) -> dict:
     """Predict every image under `paths` with `model`; write `output` (.csv or .parquet)."""
     logger = get_run_logger()
     model_dir = resolve_model(workdir, model)
     logger.info("model %s: %s", model, model_dir)
-    if cluster:
+    if cluster is not None:
         summary = _predict_on_cluster(model_dir, paths, Path(output), cluster, shard_files)
     else:  # called, not submitted: TensorFlow runs on the flow's main thread
         summary = predict_files_task(model_dir, paths, Path(output))
@@ -67,7 +69,7 @@ def predict_shards(model_dir: Path, paths: list[str], output: Path, shard_files:
     return write_predictions_task(model_dir, inputs, [f.result() for f in futures], output)
 
 
-def _predict_on_cluster(model_dir, paths, output, cluster: str, shard_files: int) -> dict:
+def _predict_on_cluster(model_dir, paths, output, cluster: ClusterSpec, shard_files: int) -> dict:
     check_output(output)
     with dask_cluster(cluster) as address:
         runner = task_runner(address)

@@ -48,10 +48,10 @@ from prefect.context import FlowRunContext
 from prefect.states import Failed
 from prefect.utilities.annotations import BaseAnnotation, opaque, quote
 
-from inception_retrain.config import DEMO_SOURCE, RetrainConfig
+from inception_retrain.config import RetrainConfig
+from inception_retrain.data.demo_data import DEMO_SOURCE
 from inception_retrain.data.ingest import require_test_images
-from inception_retrain.dropout.sweep import SweepSpec
-from inception_retrain.flows.cluster import open_cluster
+from inception_retrain.flows.cluster import dask_cluster
 from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.plumbing.errors import PipelineError
@@ -134,7 +134,9 @@ def retrain(config: RetrainConfig) -> str:
     """Retrain the head on `config.data` and write every report into a new run folder."""
     logger = get_run_logger()
     try:
-        preflight.check_run_inputs(config)
+        preflight.check_run_inputs(
+            config.ingest, config.backbone, config.cache_root, config.cluster
+        )
     except PipelineError as error:  # refused before anything is written
         message = f"preflight failed: {error}"
         logger.error(message)
@@ -145,7 +147,7 @@ def retrain(config: RetrainConfig) -> str:
         with run_folder.running(run_dir):
             context = FlowRunContext.get()
             flow_run_id = str(context.flow_run.id) if context and context.flow_run else None
-            run_folder.write_config(run_dir, config, flow_run_id)
+            run_folder.write_config(run_dir, config.model_dump(mode="json"), flow_run_id)
             run_folder.write_status(run_dir, "running")
             logger.info("run folder: %s", run_dir)
             return _run_stages(config, run_dir)
@@ -158,19 +160,22 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
     evaluated = False
     cluster = ExitStack()
     try:
-        address = cluster.enter_context(open_cluster(config))  # None: this process only
+        address = cluster.enter_context(dask_cluster(config.cluster))  # None: this process
         stage = "ingest"
         manifest = _run_stage(
-            ingest_task, stage, f"ingest-{source_label(config.data)}", config, run_dir
+            ingest_task, stage, f"ingest-{source_label(config.data)}", config.ingest, run_dir
         )
         require_test_images(manifest)
         data_id = manifest.fingerprint[:8]
 
         stage = "extract"
+        extraction = config.extraction
         if address:
-            cache = run_extraction(manifest, config, run_dir, address)
+            cache = run_extraction(manifest, extraction, run_dir, address, config.cluster)
         else:
-            cache = _run_stage(extract_task, stage, f"extract-{data_id}", manifest, config, run_dir)
+            cache = _run_stage(
+                extract_task, stage, f"extract-{data_id}", manifest, extraction, run_dir
+            )
         logger.info("features: %d computed, %d reused from cache", cache.computed, cache.reused)
         if cache.views is not None:
             views = cache.views
@@ -179,7 +184,13 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         stage = "train"
         head_name = f"{config.head.dropout_placement}-{config.head.dropout_rate:g}"
         head = _run_stage(
-            train_task, stage, f"train-{head_name}-{data_id}", manifest, cache, config, run_dir
+            train_task,
+            stage,
+            f"train-{head_name}-{data_id}",
+            manifest,
+            cache,
+            config.training,
+            run_dir,
         )
         head_id = head.fingerprint[:8]
 
@@ -187,7 +198,13 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         if config.augment_views:
             stage = "augmentation-effect"
             augmentation = _run_stage(
-                augmentation_effect_task, stage, f"{stage}-{head_id}", manifest, cache, config
+                augmentation_effect_task,
+                stage,
+                f"{stage}-{head_id}",
+                manifest,
+                cache,
+                head.training,
+                config.augment_seeds,
             )
         stage = "evaluate"
         evaluation = _run_stage(
@@ -197,16 +214,13 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             manifest,
             cache,
             head,
-            config,
             run_dir,
             augmentation,
         )
         evaluated = True
 
         stage = "dropout-report"
-        spec = SweepSpec.from_run(
-            config, cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape
-        )
+        spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
         sweep = run_sweep(spec, address=address)
         _run_stage(
             dropout_report_task,
@@ -216,8 +230,9 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             cache,
             head,
             quote(sweep),
-            config,
             run_dir,
+            config.equivalence_margin,
+            config.mc_passes,
         )
 
         stage = "promote"
@@ -226,7 +241,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             "decide-promotion",
             f"decide-promotion-{head_id}",
             evaluation,
-            config,
+            config.promotion,
         )
         version = None
         if decision.promoted or config.publish_models == "all":
@@ -239,7 +254,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
                 cache,
                 head,
                 evaluation,
-                config,
+                config.promotion,
                 run_dir,
             )
         stage = "promote"
@@ -250,7 +265,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             decision,
             version,
             evaluation,
-            config,
+            config.promotion,
             run_dir,
         )
         logger.info(

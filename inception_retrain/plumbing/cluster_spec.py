@@ -10,6 +10,11 @@
     >>> parse_cluster("tcp://10.0.0.5:8786").kind
     'scheduler'
 
+`Cluster` is the setting as a pydantic field: text is parsed once, where a config or a flow
+parameter is validated, and the typed `ClusterSpec` travels from there (to the preflight, the
+flows, the extraction report); it serialises back to its canonical text, so a deployment's
+parameter schema and a run's config.json hold a plain string.
+
 Only the parsing lives in the core; starting or reaching a cluster is the flows' business
 (`inception_retrain.flows.cluster`), through prefect-dask's DaskTaskRunner.
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from inception_retrain.plumbing.errors import ConfigError
 
@@ -47,3 +54,22 @@ def parse_cluster(text: str) -> ClusterSpec:
         f"'{text}' is not a cluster: use 'local:N' (N worker processes) or "
         "'tcp://HOST:PORT' (a running Dask scheduler)"
     )
+
+
+def _parsed(value):
+    return parse_cluster(value) if isinstance(value, str) else value
+
+
+def _parse_or_value_error(value):
+    try:
+        return _parsed(value)
+    except ConfigError as error:  # pydantic reports a ValueError as a validation error
+        raise ValueError(str(error)) from None
+
+
+Cluster = Annotated[
+    ClusterSpec,
+    BeforeValidator(_parse_or_value_error),
+    PlainSerializer(lambda spec: spec.address, return_type=str),
+    WithJsonSchema({"type": "string", "description": "'local:N' or 'tcp://HOST:PORT'"}),
+]

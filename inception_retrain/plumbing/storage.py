@@ -3,8 +3,9 @@
 Images, backbone weights and the feature cache may live at such a location, so that a Dask
 worker on another machine needs nothing local; run folders and the model registry always
 stay in the run's local workdir. This module is the one place that turns a location into
-file-system calls (fsspec; `s3fs` for `s3://`), so the rest of the library passes locations
-around and never imports fsspec.
+file-system calls, through one abstraction: an fsspec file system (`LocalFileSystem` for a
+path, `s3fs` for `s3://`), so the rest of the library passes locations around and never
+imports fsspec, and no call here branches on local or remote but the two that must.
 
     >>> loc = location("s3://features/team-a")      # a str for a remote location
     >>> join(loc, "0123abcd", "part-x.parquet")
@@ -15,18 +16,23 @@ around and never imports fsspec.
     >>> check_reachable("s3://features/team-a")     # StorageError (one line) if it is not
 
 Semantics:
-  * A local location is a `Path` (absolute), a remote one a `str` URI. Code outside this
-    project sometimes wraps a location in `Path`, which turns `s3://b/k` into `s3:/b/k`;
-    `location` restores that form, so such a wrapper loses nothing.
-  * Writes are atomic: a local file goes through `files.atomic_file` (temp file + rename); an
-    object is uploaded in one request (or one multipart upload), and S3 makes it visible only
-    once complete. So a killed writer never leaves a partial part anywhere.
+  * A local location is a `Path` (absolute), a remote one a `str` URI; `Location` is that type
+    for pydantic fields. Code outside this project sometimes wraps a location in `Path`, which
+    turns `s3://b/k` into `s3:/b/k`; `location` restores that form, so such a wrapper loses
+    nothing.
+  * Writes are atomic, and this is one of the two places local and remote differ: a local
+    file goes through `files.atomic_file` (temp file + rename; fsspec's local `pipe_file`
+    writes in place), an object is uploaded in one request (or one multipart upload), and S3
+    makes it visible only once complete. So a killed writer never leaves a partial part.
+  * `stamps` is the other: it names a file's version by size and mtime locally, by size and
+    ETag on S3 (from the listing itself), so change detection needs no request per object.
   * Credentials and endpoints come only from the object-store client's standard environment
     and configuration (for S3: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`,
     `~/.aws/config`, instance roles; `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an
     S3-compatible server such as MinIO), never from the config file, and never in a report.
   * An unreachable bucket or a missing prefix is a `StorageError` (one line) from
-    `check_reachable`, which the run calls before any work starts.
+    `check_reachable`, which the run calls before any work starts; any other failure of a
+    remote call is one too.
 """
 
 from __future__ import annotations
@@ -36,7 +42,11 @@ import os
 import posixpath
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 from inception_retrain.plumbing.errors import ConfigError
 from inception_retrain.plumbing.files import atomic_write
@@ -67,6 +77,10 @@ def location(value: str | os.PathLike[str]) -> Path | str:
     return Path(text).expanduser().absolute()
 
 
+# A location as a pydantic field: a local Path or a remote URI str, canonical.
+Location = Annotated[Path | str, BeforeValidator(location)]
+
+
 def looks_like_uri(text: str) -> bool:
     """Whether `text` is written as a URI (`scheme://...`), supported or not."""
     return bool(_URI.match(text) or _PATH_MANGLED.match(text))
@@ -82,8 +96,7 @@ def join(base: str | os.PathLike[str], *names: str) -> Path | str:
 
 
 def name(value: str | os.PathLike[str]) -> str:
-    loc = location(value)
-    return loc.name if isinstance(loc, Path) else posixpath.basename(loc)
+    return posixpath.basename(str(location(value)))
 
 
 def parent(value: str | os.PathLike[str]) -> Path | str:
@@ -91,12 +104,22 @@ def parent(value: str | os.PathLike[str]) -> Path | str:
     return loc.parent if isinstance(loc, Path) else posixpath.dirname(loc)
 
 
-def _filesystem(uri: str):
-    """(fsspec file system, path inside it) of a remote URI; instances are cached by fsspec,
-    so a worker process keeps one connection pool per store."""
+# --- the one file-system abstraction ------------------------------------------------------
+
+
+def _filesystem(value: str | os.PathLike[str]):
+    """(fsspec file system, path inside it, location) of a location. Instances are cached by
+    fsspec, so a worker process keeps one connection pool per store."""
     import fsspec.core
 
-    return fsspec.core.url_to_fs(uri)
+    loc = location(value)
+    fs, path = fsspec.core.url_to_fs(str(loc))
+    return fs, path, loc
+
+
+def _as_location(like: Path | str, path: str) -> Path | str:
+    """A path the file system returned, as a location of the same kind as `like`."""
+    return Path(path) if isinstance(like, Path) else f"{like.split('://')[0]}://{path}"
 
 
 def _reason(error: BaseException) -> str:
@@ -104,44 +127,47 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0][:300]}" if text else type(error).__name__
 
 
-def _remote_error(uri: str, error: BaseException) -> StorageError:
-    return StorageError(f"cannot use {uri}: {_reason(error)}")
+@contextlib.contextmanager
+def _one_line(loc: Path | str) -> Iterator[None]:
+    """Failures of a remote store (credentials, network, no bucket) become a StorageError,
+    since they are the user's to fix; a missing file stays a FileNotFoundError, and local
+    errors stay what they are."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        if isinstance(loc, Path) or isinstance(error, StorageError):
+            raise
+        raise StorageError(f"cannot use {loc}: {_reason(error)}") from None
+
+
+def _glob(folder: str | os.PathLike[str], pattern: str, detail: bool = False):
+    fs, path, loc = _filesystem(folder)
+    with _one_line(loc):
+        try:
+            return fs, loc, fs.glob(posixpath.join(path, pattern), refresh=True, detail=detail)
+        except FileNotFoundError:
+            return fs, loc, {} if detail else []
 
 
 def list_files(folder: str | os.PathLike[str], pattern: str) -> list[Path | str]:
     """Files directly in `folder` whose name matches the glob `pattern`, sorted by name."""
-    folder = location(folder)
-    if isinstance(folder, Path):
-        return sorted(folder.glob(pattern))
-    fs, path = _filesystem(folder)
-    try:
-        found = fs.glob(posixpath.join(path, pattern), refresh=True)
-    except FileNotFoundError:
-        return []
-    except Exception as error:  # credentials, network, no bucket: the user's to fix
-        raise _remote_error(folder, error) from None
-    return sorted((f"{folder.split('://')[0]}://{p}" for p in found), key=posixpath.basename)
+    _, loc, found = _glob(folder, pattern)
+    return sorted((_as_location(loc, p) for p in found), key=lambda p: posixpath.basename(str(p)))
 
 
 def stamps(folder: str | os.PathLike[str], pattern: str) -> dict[str, str]:
     """Name -> a stamp that changes whenever the file is written again, for the files of
-    `list_files(folder, pattern)`: "size:mtime_ns" locally, "size:ETag" on S3 (from the
-    listing itself: no request per object)."""
-    folder = location(folder)
-    if isinstance(folder, Path):
+    `list_files(folder, pattern)`: "size:mtime_ns" locally, "size:ETag" on S3."""
+    fs, loc, listed = _glob(folder, pattern, detail=True)
+    if isinstance(loc, Path):  # mtime to the nanosecond: fsspec's local info rounds it
         found = {}
-        for path in folder.glob(pattern):
+        for key in listed:
             with contextlib.suppress(FileNotFoundError):  # removed meanwhile
-                info = path.stat()
-                found[path.name] = f"{info.st_size}:{info.st_mtime_ns}"
+                info = os.stat(key)
+                found[posixpath.basename(key)] = f"{info.st_size}:{info.st_mtime_ns}"
         return found
-    fs, path = _filesystem(folder)
-    try:
-        listed = fs.glob(posixpath.join(path, pattern), refresh=True, detail=True)
-    except FileNotFoundError:
-        return {}
-    except Exception as error:
-        raise _remote_error(folder, error) from None
     return {
         posixpath.basename(
             key
@@ -150,89 +176,66 @@ def stamps(folder: str | os.PathLike[str], pattern: str) -> dict[str, str]:
     }
 
 
-def find_files(folder: str | os.PathLike[str]) -> list[str]:
-    """Every object under a remote prefix, recursively, as URIs sorted by key (a missing
-    prefix is an empty list)."""
-    uri = location(folder)
-    if isinstance(uri, Path):
-        raise ValueError(f"{uri} is local: walk it with image_files.find_files")
-    fs, path = _filesystem(uri)
-    scheme = uri.split("://")[0]
-    try:
-        found = fs.find(path, refresh=True)
-    except FileNotFoundError:
-        return []
-    except Exception as error:
-        raise _remote_error(uri, error) from None
-    return sorted(f"{scheme}://{key}" for key in found)
+def find_files(folder: str | os.PathLike[str]) -> list[Path | str]:
+    """Every file under `folder`, recursively, sorted by key (a missing folder: none)."""
+    fs, path, loc = _filesystem(folder)
+    with _one_line(loc):
+        try:
+            found = fs.find(path, refresh=True) if isinstance(loc, str) else fs.find(path)
+        except FileNotFoundError:
+            return []
+    return sorted(_as_location(loc, key) for key in found)
 
 
 def exists(value: str | os.PathLike[str]) -> bool:
-    loc = location(value)
-    if isinstance(loc, Path):
-        return loc.exists()
-    fs, path = _filesystem(loc)
-    return fs.exists(path)
+    fs, path, loc = _filesystem(value)
+    with _one_line(loc):
+        return fs.exists(path)
 
 
 def size(value: str | os.PathLike[str]) -> int:
-    loc = location(value)
-    if isinstance(loc, Path):
-        return loc.stat().st_size
-    fs, path = _filesystem(loc)
-    return int(fs.size(path))
+    fs, path, loc = _filesystem(value)
+    with _one_line(loc):
+        return int(fs.size(path))
 
 
 def open_input(value: str | os.PathLike[str]):
     """A binary file object for reading (seekable: Parquet reads only a file's footer)."""
-    loc = location(value)
-    if isinstance(loc, Path):
-        return open(loc, "rb")
-    fs, path = _filesystem(loc)
-    return fs.open(path, "rb")
+    fs, path, loc = _filesystem(value)
+    with _one_line(loc):
+        return fs.open(path, "rb")
 
 
 def read_bytes(value: str | os.PathLike[str]) -> bytes:
     """The whole content of a file or object (FileNotFoundError if there is none)."""
-    loc = location(value)
-    if isinstance(loc, Path):
-        return loc.read_bytes()
-    fs, path = _filesystem(loc)
-    return fs.cat_file(path)
+    fs, path, loc = _filesystem(value)
+    with _one_line(loc):
+        return fs.cat_file(path)
 
 
 def write_bytes(value: str | os.PathLike[str], data: bytes | memoryview) -> Path | str:
     """Write `data` atomically (see module docstring); returns the location."""
-    loc = location(value)
+    fs, path, loc = _filesystem(value)
     if isinstance(loc, Path):
         return atomic_write(loc, data)
-    fs, path = _filesystem(loc)
-    try:
+    with _one_line(loc):
         fs.pipe_file(path, bytes(data))
-    except Exception as error:
-        raise _remote_error(loc, error) from None
     return loc
 
 
 def remove(value: str | os.PathLike[str]) -> None:
-    loc = location(value)
-    if isinstance(loc, Path):
-        loc.unlink(missing_ok=True)
-        return
-    fs, path = _filesystem(loc)
-    with contextlib.suppress(FileNotFoundError):
+    fs, path, loc = _filesystem(value)
+    with _one_line(loc), contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
 
 
 def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Move a file (local: atomic rename; remote: copy then delete)."""
-    source, target = location(source), location(target)
-    if isinstance(source, Path) and isinstance(target, Path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
-        return
-    write_bytes(target, read_bytes(source))
-    remove(source)
+    """Move a file (local: an atomic rename; remote: a copy, then a delete)."""
+    fs, source_path, loc = _filesystem(source)
+    _, target_path, _ = _filesystem(target)
+    with _one_line(loc):
+        fs.makedirs(posixpath.dirname(target_path), exist_ok=True)
+        fs.mv(source_path, target_path)
 
 
 def check_reachable(value: str | os.PathLike[str], what: str = "location") -> Path | str:
@@ -241,10 +244,9 @@ def check_reachable(value: str | os.PathLike[str], what: str = "location") -> Pa
     loc = location(value)
     if isinstance(loc, Path):
         return loc
-    fs, path = _filesystem(loc)
-    bucket = path.split("/", 1)[0]
+    fs, path, _ = _filesystem(loc)
     try:
-        fs.ls(bucket, refresh=True)
+        fs.ls(path.split("/", 1)[0], refresh=True)
     except Exception as error:
         raise StorageError(f"{what} {loc} is not reachable: {_reason(error)}") from None
     return loc
@@ -266,7 +268,5 @@ def local_copy(value: str | os.PathLike[str]) -> Path:
             data = read_bytes(loc)
         except FileNotFoundError:
             raise StorageError(f"{loc} not found") from None
-        except Exception as error:
-            raise _remote_error(loc, error) from None
         _LOCAL_COPIES[loc] = atomic_write(folder / name(loc), data)
     return _LOCAL_COPIES[loc]

@@ -13,22 +13,23 @@ probability of `class_names[1]`; a multi-class model (N, K) softmax. Beside it:
     labels.json     {"class_names": [...], "output": "sigmoid"|"softmax"}
     metrics.json    the evaluation's headline metrics, the test-split fingerprint, lineage
     model_card.md   data source and counts, weights (random ones labelled), fingerprints,
-                    config, metrics (template `model_card.md.j2`)
+                    the backbone's and the training's settings, metrics (`model_card.md.j2`)
 
 Everything is written into a hidden staging folder that is renamed to the version name only
-when complete (`registry.publish_version`), so a version folder is always complete.
+when complete (`versions.publish_version`), so a version folder is always complete. The
+backbone is the one that made the cached features (`cache.backbone`).
 
-    version = export_model(manifest, cache, head, evaluation, config, run_dir)
+    version = export_model(manifest, cache, head, evaluation, policy, run_dir)
     version.path  # WORKDIR/models/v0003-20250101T120000Z
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest, read_metadata, split_class_counts
 from inception_retrain.evaluation import metrics as M
 from inception_retrain.evaluation.evaluate import HEADLINE, Evaluation, read_evaluation
@@ -38,12 +39,8 @@ from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.preprocess import preprocessing_layers
 from inception_retrain.plumbing.files import atomic_write
 from inception_retrain.plumbing.schemas import write_document
-from inception_retrain.registry.versions import (
-    ModelVersion,
-    models_dir,
-    new_staging,
-    publish_version,
-)
+from inception_retrain.registry.promotion_policy import PromotionPolicy
+from inception_retrain.registry.versions import ModelVersion, new_staging, publish_version
 from inception_retrain.training.head import TrainedHead, load_head
 
 LABELS_KIND, LABELS_VERSION = "model-labels", 1
@@ -70,15 +67,17 @@ def export_model(
     cache: FeatureCache,
     head: TrainedHead,
     evaluation: Evaluation,
-    config: RetrainConfig,
+    policy: PromotionPolicy,
     run_dir: Path,
 ) -> ModelVersion:
-    """Write a new, complete model version; it is not champion until `promote` says so."""
-    models = models_dir(config.workdir)
+    """Write a new, complete model version into `policy.models_dir`; it is not champion until
+    `promote` says so (its score is `policy.metric`'s)."""
+    models = policy.models_dir
+    backbone = cache.backbone
     staging = new_staging(models)
     try:
         model = build_inference_model(
-            head.head_path, config.weights, config.layer, config.image_size
+            head.head_path, backbone.weights, backbone.layer, backbone.image_size
         )
         model.save(staging / "model.keras")
         model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
@@ -100,10 +99,10 @@ def export_model(
             "manifest_fingerprint": manifest.fingerprint,
             "backbone_fingerprint": cache.backbone_fingerprint,
             "head_fingerprint": head.fingerprint,
-            "weights": config.weights,
-            "weights_description": config.weights_source.description,
-            "layer": config.layer,
-            "image_size": config.image_size,
+            "weights": backbone.weights,
+            "weights_description": backbone.weights_source.description,
+            "layer": backbone.layer,
+            "image_size": backbone.image_size,
             "feature_dtype": cache.dtype,
         }
         metrics = {
@@ -115,7 +114,7 @@ def export_model(
             "lineage": lineage,
         }
         write_document(staging / "metrics.json", METRICS_KIND, METRICS_VERSION, metrics)
-        card = model_card(manifest, config, lineage, evaluation.metrics, class_names)
+        card = model_card(manifest, cache, head, lineage, evaluation.metrics, class_names)
         atomic_write(staging / "model_card.md", card)
         version_dir = publish_version(staging, models)
     except BaseException:
@@ -125,21 +124,34 @@ def export_model(
         version=version_dir.name,
         path=version_dir,
         promoted=False,
-        score=M.score(evaluation.metrics, config.promotion_metric),
+        score=M.score(evaluation.metrics, policy.metric),
         champion_score=None,
     )
 
 
-def model_card(manifest, config, lineage: dict, metrics: dict, class_names: list[str]) -> str:
+def model_card(
+    manifest: Manifest,
+    cache: FeatureCache,
+    head: TrainedHead,
+    lineage: dict,
+    metrics: dict,
+    class_names: list[str],
+) -> str:
     """model_card.md, rendered from `model_card.md.j2`."""
     split_rows, skipped = split_class_counts(manifest.path)
-    weights = config.weights_source
+    weights = cache.backbone.weights_source
+    settings = {
+        "backbone": cache.backbone.model_dump(mode="json"),
+        "feature_dtype": cache.dtype,
+        "training": head.training.model_dump(mode="json"),
+    }
     return render(
         "model_card.md.j2",
         random_weights=weights.description if weights.is_random else "",
         class_names=class_names,
-        config=config,
-        config_json=config.model_dump_json(indent=2),
+        backbone=cache.backbone,
+        training=head.training,
+        settings_json=json.dumps(settings, indent=2),
         source=read_metadata(manifest.path).get("source", "unknown"),
         skipped=skipped,
         split_rows=split_rows,

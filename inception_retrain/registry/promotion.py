@@ -3,21 +3,21 @@
 A challenger that is the champion itself (the same backbone and head fingerprints, as a rerun
 on unchanged data trains) is not promoted again: it would only publish a copy. Otherwise a
 challenger becomes champion iff its score on the frozen test split is at least the
-champion's score minus `config.promotion_tolerance` (metric `config.promotion_metric`, higher
-is better; `neg_log_loss` is minus the log loss). The first model becomes champion. Scores are
+champion's score minus the policy's tolerance (`PromotionPolicy`: its metric, higher is
+better; `neg_log_loss` is minus the log loss). The first model becomes champion. Scores are
 compared on the SAME test split: if the champion was scored on another one (its metrics.json
 records `test_split_fingerprint`), its model.keras is re-scored on the current test images.
 
 Two steps, so the flow can publish a version only when it will be promoted:
-  1. `decide_promotion(evaluation, config)` reads the registry and decides (writes nothing);
+  1. `decide_promotion(evaluation, policy)` reads the registry and decides (writes nothing);
   2. `record_promotion(decision, version, ...)` makes the published `version` champion when
      the decision says so. It holds the registry lock, and decides again if the champion
      changed in between. The decision goes to run_dir/promotion.json, which the evaluation
      report shows.
 
-    decision = decide_promotion(evaluation, config)
+    decision = decide_promotion(evaluation, policy)
     version = export_model(...) if decision.promoted else None
-    record = record_promotion(decision, version, evaluation, config, run_dir)
+    record = record_promotion(decision, version, evaluation, policy, run_dir)
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.images import load_rgb
 from inception_retrain.data.manifest import read_image_rows
 from inception_retrain.evaluation import metrics as M
@@ -39,8 +38,9 @@ from inception_retrain.features.backbone import inference_function
 from inception_retrain.plumbing.errors import DataError, PipelineError
 from inception_retrain.plumbing.files import read_json
 from inception_retrain.plumbing.schemas import read_document, write_document
-from inception_retrain.registry import versions as registry
+from inception_retrain.registry import versions
 from inception_retrain.registry.predict import load_inference_model, predict_arrays
+from inception_retrain.registry.promotion_policy import PromotionPolicy
 from inception_retrain.registry.versions import ModelVersion
 
 KIND, VERSION, FILE_NAME = "promotion", 1, "promotion.json"
@@ -130,11 +130,13 @@ def same_model(champion_dir: Path, evaluation: Evaluation) -> bool:
     return recorded == (head, backbone)
 
 
-def _decide_against(champion: dict | None, why: str, evaluation, config) -> PromotionDecision:
-    metric, tolerance = config.promotion_metric, config.promotion_tolerance
+def _decide_against(
+    champion: dict | None, why: str, evaluation: Evaluation, policy: PromotionPolicy
+) -> PromotionDecision:
+    metric, tolerance = policy.metric, policy.tolerance
     new_score = M.score(evaluation.metrics, metric)
     old_score, how = None, ""
-    models = registry.models_dir(config.workdir)
+    models = policy.models_dir
     if champion is None:
         promoted, reason = True, f"first champion ({why})"
     elif same_model(models / champion["version"], evaluation):  # publishing it again: a copy
@@ -155,28 +157,28 @@ def _decide_against(champion: dict | None, why: str, evaluation, config) -> Prom
     )
 
 
-def decide_promotion(evaluation: Evaluation, config: RetrainConfig) -> PromotionDecision:
+def decide_promotion(evaluation: Evaluation, policy: PromotionPolicy) -> PromotionDecision:
     """Compare the run's model with the current champion (reads the registry only)."""
-    champion, why = registry.read_champion(registry.models_dir(config.workdir))
-    return _decide_against(champion, why, evaluation, config)
+    champion, why = versions.read_champion(policy.models_dir)
+    return _decide_against(champion, why, evaluation, policy)
 
 
 def record_promotion(
     decision: PromotionDecision,
     version: ModelVersion | None,
     evaluation: Evaluation,
-    config: RetrainConfig,
+    policy: PromotionPolicy,
     run_dir: Path,
 ) -> dict:
     """Make `version` champion if the decision (re-checked under the lock) says so; write
     promotion.json. `version` is None when nothing was published (a rejected model)."""
-    models = registry.models_dir(config.workdir)
-    if version is not None and not registry.is_complete(version.path):
+    models = policy.models_dir
+    if version is not None and not versions.is_complete(version.path):
         raise PipelineError(f"model version folder {version.path} is incomplete")
-    with registry.registry_lock(models):
-        champion, why = registry.read_champion(models)
+    with versions.registry_lock(models):
+        champion, why = versions.read_champion(models)
         if (champion or {}).get("version") != decision.previous_champion:
-            decision = _decide_against(champion, why, evaluation, config)  # changed meanwhile
+            decision = _decide_against(champion, why, evaluation, policy)  # changed meanwhile
         promoted = decision.promoted and version is not None
         if promoted:
             pointer = {
@@ -188,7 +190,7 @@ def record_promotion(
                 "run_dir": str(run_dir),
             }
             _crash_point("before-pointer")
-            registry.write_champion(models, pointer)
+            versions.write_champion(models, pointer)
             _crash_point("after-pointer")
     record = {
         **decision.model_dump(),
@@ -210,11 +212,11 @@ def read_promotion(run_dir: Path) -> dict | None:
 
 
 def promote(
-    version: ModelVersion, evaluation: Evaluation, config: RetrainConfig, run_dir: Path
+    version: ModelVersion, evaluation: Evaluation, policy: PromotionPolicy, run_dir: Path
 ) -> ModelVersion:
     """Decide and record in one call, for a version that is already published."""
-    decision = decide_promotion(evaluation, config)
-    record = record_promotion(decision, version, evaluation, config, run_dir)
+    decision = decide_promotion(evaluation, policy)
+    record = record_promotion(decision, version, evaluation, policy, run_dir)
     return version.model_copy(
         update={
             "promoted": record["promoted"],

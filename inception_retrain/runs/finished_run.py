@@ -1,11 +1,12 @@
 """The stage inputs of a finished run, read back from its folder, to run a stage again.
 
 `inception-retrain dropout-report --run RUN_DIR` rebuilds a run's dropout report this way:
-every artifact is read through the module that owns it (manifest, extraction report, head,
-run config), so nothing here knows a file format.
+every artifact is read through the module that owns it (manifest, extraction report, head
+and its history, run config), so nothing here knows a file format. The run's settings come
+back as recorded (config.json's values); the caller validates them, with its overrides.
 
-    >>> run = open_finished_run(run_dir, sweep_seeds=10)
-    >>> run.manifest, run.cache, run.head, run.config
+    >>> run = open_finished_run(run_dir)
+    >>> run.manifest, run.cache, run.head, run.settings["sweep_seeds"]
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.ingest import COUNTS_FILE, COUNTS_KIND, COUNTS_VERSION
 from inception_retrain.data.manifest import FILE_NAME as MANIFEST_FILE
 from inception_retrain.data.manifest import Manifest, open_manifest
@@ -27,9 +25,9 @@ from inception_retrain.plumbing.errors import DataError, PipelineError
 from inception_retrain.plumbing.schemas import read_document
 from inception_retrain.runs import run_folder
 from inception_retrain.training.head import TrainedHead, head_fingerprint, load_head
-from inception_retrain.training.train import HISTORY_FILE
+from inception_retrain.training.train import HISTORY_FILE, read_history, recorded_training
 
-NEEDED = (run_folder.CONFIG_FILE, MANIFEST_FILE, "extract.json", "head.keras")
+NEEDED = (run_folder.CONFIG_FILE, MANIFEST_FILE, "extract.json", "head.keras", HISTORY_FILE)
 
 
 class NotAFinishedRun(PipelineError):
@@ -39,26 +37,23 @@ class NotAFinishedRun(PipelineError):
 @dataclass
 class FinishedRun:
     run_dir: Path
-    config: RetrainConfig
+    settings: dict  # config.json's values, as recorded (workdir updated if the run moved)
     manifest: Manifest
     cache: FeatureCache
     head: TrainedHead
 
 
-def open_finished_run(run_dir: Path, **overrides) -> FinishedRun:
-    """The artifacts of the run in `run_dir`; `overrides` change config fields."""
+def missing_artifacts(run_dir: Path) -> list[str]:
+    """The files of `NEEDED` that `run_dir` lacks."""
+    return [name for name in NEEDED if not (Path(run_dir) / name).is_file()]
+
+
+def open_finished_run(run_dir: Path) -> FinishedRun:
+    """The artifacts of the run in `run_dir`."""
     run_dir = Path(run_dir)
-    missing = [name for name in NEEDED if not (run_dir / name).is_file()]
-    if missing:
+    if missing := missing_artifacts(run_dir):
         raise NotAFinishedRun(f"{run_dir} lacks {', '.join(missing)}: not a finished run folder")
-    values, _ = run_folder.read_config(run_dir)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        config = RetrainConfig.model_validate(values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise NotAFinishedRun(f"{where}: {first['msg']}") from None
+    settings, _ = run_folder.read_config(run_dir)
     try:
         counts = read_document(run_dir / COUNTS_FILE, COUNTS_KIND, COUNTS_VERSION)
     except DataError:
@@ -68,24 +63,25 @@ def open_finished_run(run_dir: Path, **overrides) -> FinishedRun:
     if storage.is_remote(cache.cache_dir):  # an object-store cache stays where it is
         if not feature_parts.parts(cache.cache_dir):
             raise NotAFinishedRun(f"feature cache {cache.cache_dir} has no parts (removed?)")
-        return _finished(run_dir, config, manifest, cache)
+        return _finished(run_dir, settings, manifest, cache)
     if not cache.cache_dir.is_dir():  # the workdir moved: runs/<id>/ sits in WORKDIR/runs/
         workdir = run_dir.parent.parent
         beside = cache_dir_for(workdir, cache.backbone_fingerprint)
         cache = cache.model_copy(update={"cache_dir": beside})
         if beside.is_dir():
-            config = config.model_copy(update={"workdir": workdir})
+            settings = {**settings, "workdir": str(workdir)}
     if not cache.cache_dir.is_dir():
         raise NotAFinishedRun(f"feature cache {cache.cache_dir} not found (pruned?)")
-    return _finished(run_dir, config, manifest, cache)
+    return _finished(run_dir, settings, manifest, cache)
 
 
-def _finished(run_dir, config, manifest, cache) -> FinishedRun:
+def _finished(run_dir, settings, manifest, cache) -> FinishedRun:
     head_path = run_dir / "head.keras"
     head = TrainedHead(
         head_path=head_path,
         history_path=run_dir / HISTORY_FILE,
         fingerprint=head_fingerprint(load_head(head_path)),
         device="cpu",
+        training=recorded_training(read_history(run_dir / HISTORY_FILE)),
     )
-    return FinishedRun(run_dir, config, manifest, cache, head)
+    return FinishedRun(run_dir, settings, manifest, cache, head)

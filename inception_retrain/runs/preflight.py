@@ -1,6 +1,7 @@
 """Preflight: every check of a run's inputs that needs neither the backbone nor Prefect.
 
-`check_run_inputs(config)` refuses a run that cannot succeed before anything slow starts: the
+`check_run_inputs(workdir, data, backbone, cache_root, cluster)` refuses a run that cannot
+succeed before anything slow starts: the
 CLI calls it before it imports Prefect or TensorFlow (a refusal takes well under a second
 from the command's start instead of 12-20 s), and the retrain flow calls it first, so
 deployment runs are refused the same way. It only reads: nothing is written, and a missing
@@ -25,7 +26,8 @@ workdir is not even created. The first failed check raises a one-line `PipelineE
     listed and a weights object exists (`storage.check_reachable`);
   * cluster: a `tcp://HOST:PORT` scheduler accepts a connection (`local:N` needs nothing).
 
-    >>> check_run_inputs(RetrainConfig(data="/data/photos", split_fractions=(1, 0, 0)))
+    >>> spec = IngestSpec(source="/data/photos", workdir="work", split_fractions=(1, 0, 0))
+    >>> check_run_inputs(spec, BackboneSpec(), cache_root="work/cache")
     DataError: the test split would be empty: ...
 """
 
@@ -34,47 +36,55 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inception_retrain.config import DEMO_SOURCE, RetrainConfig
+from inception_retrain.data.demo_data import DEMO_SOURCE
 from inception_retrain.data.image_files import has_file, is_ignored
 from inception_retrain.data.images import IMAGE_EXTENSIONS
 from inception_retrain.data.ingest import SPLIT_FOLDERS
+from inception_retrain.data.ingest_spec import IngestSpec
 from inception_retrain.data.tfds_source import PREFIX, parse_tfds_source
 from inception_retrain.features.backbone import check_layer
+from inception_retrain.features.backbone_spec import BackboneSpec
 from inception_retrain.features.weights_file import check_weights_file
 from inception_retrain.plumbing import storage
-from inception_retrain.plumbing.cluster_spec import ClusterSpec, parse_cluster
+from inception_retrain.plumbing.cluster_spec import ClusterSpec
 from inception_retrain.plumbing.errors import ConfigError, DataError
 
 WORKDIR_FOLDERS = ("runs", "models", "cache", "sweeps")
 LAYOUTS = "ROOT/<class>/<images> or ROOT/<train|validation|test>/<class>/<images>"
 
 
-def check_run_inputs(config: RetrainConfig) -> None:
-    """Raise the first reason `config` cannot run (see module docstring)."""
-    check_workdir(config.workdir)
+def check_run_inputs(
+    data: IngestSpec,
+    backbone: BackboneSpec,
+    cache_root: Path | str,
+    cluster: ClusterSpec | None = None,
+) -> None:
+    """Raise the first reason a run on `data` (its workdir included) with `backbone`, its
+    feature cache under `cache_root` and the work on `cluster` cannot succeed (see module
+    docstring)."""
+    check_workdir(data.workdir)
     try:
-        check_layer(config.layer)
+        check_layer(backbone.layer)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if config.data == DEMO_SOURCE:
-        _require_test_share(config.split_fractions, "the demo data")
-    elif config.data.startswith(PREFIX):
-        check_tfds_name(config.data)
-    elif storage.is_remote(config.data):
-        storage.check_reachable(config.data, "data")
+    if data.source == DEMO_SOURCE:
+        _require_test_share(data.split_fractions, "the demo data")
+    elif data.source.startswith(PREFIX):
+        check_tfds_name(data.source)
+    elif storage.is_remote(data.source):
+        storage.check_reachable(data.source, "data")
     else:
-        check_data_folder(Path(config.data), config.split_fractions)
-    source = config.weights_source
+        check_data_folder(Path(data.source), data.split_fractions)
+    source = backbone.weights_source
     if source.uri:
         storage.check_reachable(source.uri, "weights")
         if not storage.exists(source.uri):
             raise storage.StorageError(f"weights {source.uri} not found")
     elif source.kind == "file":
         check_weights_file(source.path)
-    if config.feature_cache:
-        storage.check_reachable(config.feature_cache, "feature cache")
-    if config.cluster:
-        check_scheduler(parse_cluster(config.cluster))
+    storage.check_reachable(cache_root, "feature cache")  # local roots need nothing
+    if cluster is not None:
+        check_scheduler(cluster)
 
 
 # --- workdir ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Run ids sort by start time (UTC): `20260101-120000-3fa2b1`. This module owns the
 say what a run is and where it stands; each stage owns the files it writes there
 (manifest.parquet, extract.json, head.keras, evaluation.json, ...).
 
-    config.json     the run's RetrainConfig and its Prefect flow run id
+    config.json     the run's settings (its RetrainConfig, as JSON) and its Prefect flow run id
     status.json     running | completed | failed | killed, with the message, pid, times and,
                     once decided, the promotion (decision, version)
     failure.json    why a failed or killed run ended (and failure.md, for people)
@@ -16,7 +16,7 @@ next command that looks (`run_state`: `runs ls`, the next run) marks it `killed`
 
     >>> run_dir = new_run_dir(workdir)
     >>> with running(run_dir):
-    ...     write_config(run_dir, config, flow_run_id)
+    ...     write_config(run_dir, config.model_dump(mode="json"), flow_run_id)
     ...     write_status(run_dir, "running")
     >>> run_state(run_dir)["state"]           # after a kill -9 of that process
     'killed'
@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.files import atomic_write
 from inception_retrain.plumbing.locks import file_lock, is_locked
@@ -62,8 +61,9 @@ def new_run_dir(workdir: str | os.PathLike[str]) -> Path:
     return run_dir
 
 
-def write_config(run_dir: Path, config: RetrainConfig, flow_run_id: str | None) -> Path:
-    payload = {"flow_run_id": flow_run_id, "config": config.model_dump(mode="json")}
+def write_config(run_dir: Path, settings: dict, flow_run_id: str | None) -> Path:
+    """config.json: the run's settings (a config as JSON-able values) and flow run id."""
+    payload = {"flow_run_id": flow_run_id, "config": settings}
     return write_document(Path(run_dir) / CONFIG_FILE, CONFIG_KIND, CONFIG_VERSION, payload)
 
 

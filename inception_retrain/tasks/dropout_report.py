@@ -9,7 +9,6 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest
 from inception_retrain.dropout.measure import dropout_report
 from inception_retrain.dropout.sweep_summary import SweepSummary
@@ -24,9 +23,18 @@ def dropout_report_task(
     cache: FeatureCache,
     head: TrainedHead,
     sweep: SweepSummary,
-    config: RetrainConfig,
     run_dir: Path,
+    equivalence_margin: float,
+    mc_passes: int,
 ) -> Path:
-    path = dropout_report(manifest, cache, head, sweep, config, run_dir)
+    path = dropout_report(
+        manifest,
+        cache,
+        head,
+        sweep,
+        run_dir,
+        equivalence_margin=equivalence_margin,
+        mc_passes=mc_passes,
+    )
     publish_dropout_impact(run_dir)
     return path

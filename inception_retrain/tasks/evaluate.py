@@ -8,7 +8,6 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest
 from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
 from inception_retrain.evaluation.evaluate import Evaluation, evaluate
@@ -22,10 +21,9 @@ def evaluate_task(
     manifest: Manifest,
     cache: FeatureCache,
     head: TrainedHead,
-    config: RetrainConfig,
     run_dir: Path,
     augmentation: AugmentationEffect | None = None,
 ) -> Evaluation:
-    evaluation = evaluate(manifest, cache, head, config, run_dir, augmentation)
+    evaluation = evaluate(manifest, cache, head, run_dir, augmentation)
     publish_metrics(run_dir)
     return evaluation

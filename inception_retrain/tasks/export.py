@@ -1,4 +1,4 @@
-"""Stage `export`: a complete model version in the registry (`inception_retrain.registry.export`)."""
+"""Stage `export`: a complete model version in the registry (`registry.export`)."""
 
 from __future__ import annotations
 

@@ -23,11 +23,7 @@ from inception_retrain.features.extraction import (
     plan_extraction,
 )
 from inception_retrain.features.feature_compute import Shard, ShardJob, ShardResult, compute_shard
-from inception_retrain.tasks.runtime import (
-    dask_worker_threads,
-    retry_on_download_error,
-    retry_unless_expected,
-)
+from inception_retrain.tasks.runtime import DOWNLOAD_RETRIES, SHARD_RETRIES, dask_worker_threads
 
 EXTRACT_TIMEOUT_S = 12 * 3600
 
@@ -36,9 +32,7 @@ extract_task = task(
     name="extract",
     cache_policy=NO_CACHE,
     timeout_seconds=EXTRACT_TIMEOUT_S,
-    retries=2,
-    retry_delay_seconds=[30, 120],
-    retry_condition_fn=retry_on_download_error,
+    **DOWNLOAD_RETRIES.options(),
 )
 
 plan_extract_task = task(
@@ -46,9 +40,7 @@ plan_extract_task = task(
     name="extract-plan",
     cache_policy=NO_CACHE,
     timeout_seconds=EXTRACT_TIMEOUT_S,
-    retries=2,
-    retry_delay_seconds=[30, 120],
-    retry_condition_fn=retry_on_download_error,
+    **DOWNLOAD_RETRIES.options(),
 )
 
 
@@ -56,9 +48,7 @@ plan_extract_task = task(
     name="extract-shard",
     task_run_name="extract-shard-{shard.index}",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_unless_expected,
+    **SHARD_RETRIES.options(),
 )
 def extract_shard_task(shard: Shard, job: ShardJob) -> ShardResult:
     return compute_shard(shard, job, threads=dask_worker_threads())

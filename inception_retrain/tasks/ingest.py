@@ -12,26 +12,24 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.ingest import ingest
+from inception_retrain.data.ingest_spec import IngestSpec
 from inception_retrain.data.manifest import Manifest
 from inception_retrain.data.tfds_source import materialise_tfds
-from inception_retrain.tasks.runtime import retry_on_download_error
+from inception_retrain.tasks.runtime import DOWNLOAD_RETRIES
 from inception_retrain.tasks.ui import publish_ingest
 
 materialise_tfds_task = task(
     materialise_tfds,
     name="materialise-tfds",
-    retries=2,
-    retry_delay_seconds=[30, 120],
-    retry_condition_fn=retry_on_download_error,
     cache_policy=NO_CACHE,
+    **DOWNLOAD_RETRIES.options(),
 )
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(config: RetrainConfig, run_dir: Path) -> Manifest:
+def ingest_task(spec: IngestSpec, run_dir: Path) -> Manifest:
     try:
-        return ingest(config, run_dir, materialise=materialise_tfds_task)
+        return ingest(spec, run_dir, materialise=materialise_tfds_task)
     finally:  # ingest writes skipped.csv before it rejects the data
         publish_ingest(run_dir)

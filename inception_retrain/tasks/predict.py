@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from inception_retrain.registry.predict import predict_files, predict_shard, write_predictions
-from inception_retrain.tasks.runtime import retry_unless_expected
+from inception_retrain.tasks.runtime import SHARD_RETRIES
 
 predict_files_task = task(predict_files, name="predict-files", cache_policy=NO_CACHE)
 
@@ -24,9 +24,7 @@ predict_files_task = task(predict_files, name="predict-files", cache_policy=NO_C
     name="predict-shard",
     task_run_name="predict-shard-{index}",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_unless_expected,
+    **SHARD_RETRIES.options(),
 )
 def predict_shard_task(model_dir: Path, files: list[str], index: int):
     return predict_shard(model_dir, files)

@@ -9,8 +9,16 @@ without the core knowing Prefect:
 
 `hide_expected_tracebacks()` keeps expected failures to one line in the logs.
 
-Retry conditions (`retry_condition_fn`): `retry_on_download_error` retries only a failed
-download; `retry_unless_expected` retries anything but an expected `PipelineError`.
+Retry policies, each defined once and named (`RetryPolicy`; a task takes
+`**POLICY.options()`):
+  * `DOWNLOAD_RETRIES`: a failed download only (weights, a tfds dataset), twice, after 30 s
+    and 120 s, since a network or a mirror often recovers within minutes;
+  * `SHARD_RETRIES`: anything but an expected `PipelineError`, twice, after 5 s and 30 s,
+    for a shard of work on a cluster (a lost worker, a flaky object store); a retry rewrites
+    the same content-named output;
+  * `RETRY_ONCE`: anything but an expected `PipelineError`, once, at once, for a long
+    stage in the flow's process (training, which resumes from its own checkpoint, and the
+    augmentation effect).
 
 On a Dask worker: `dask_worker_threads()` is the worker's thread count (None elsewhere), and
 `BoundTensorFlowThreads`, a worker plugin the flows register on every cluster, bounds
@@ -21,6 +29,8 @@ TensorFlow, so N one-thread workers on N cores do not oversubscribe them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -100,6 +110,23 @@ class BoundTensorFlowThreads(WorkerPlugin):
         limit_tf_threads(int(worker.state.nthreads))
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a task run is retried, and on which failures."""
+
+    retries: int
+    delays_s: tuple[float, ...]
+    condition: Callable
+
+    def options(self) -> dict:
+        """The `task(...)` keyword arguments of this policy."""
+        return {
+            "retries": self.retries,
+            "retry_delay_seconds": list(self.delays_s),
+            "retry_condition_fn": self.condition,
+        }
+
+
 def retry_on_download_error(task, task_run, state) -> bool:
     """Retry a task run only when it failed on a download (often transient)."""
     try:
@@ -120,6 +147,11 @@ def retry_unless_expected(task, task_run, state) -> bool:
     except BaseException:
         return True
     return True
+
+
+DOWNLOAD_RETRIES = RetryPolicy(2, (30, 120), retry_on_download_error)
+SHARD_RETRIES = RetryPolicy(2, (5, 30), retry_unless_expected)
+RETRY_ONCE = RetryPolicy(1, (0,), retry_unless_expected)
 
 
 class HideExpectedTracebacks(logging.Filter):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inception_retrain.tasks.runtime import retry_unless_expected
+from inception_retrain.tasks.runtime import RETRY_ONCE
 from inception_retrain.training.train import train_head
 
 TRAIN_TIMEOUT_S = 6 * 3600
@@ -19,6 +19,5 @@ train_task = task(
     name="train",
     cache_policy=NO_CACHE,
     timeout_seconds=TRAIN_TIMEOUT_S,
-    retries=1,
-    retry_condition_fn=retry_unless_expected,
+    **RETRY_ONCE.options(),
 )

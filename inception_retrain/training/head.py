@@ -4,14 +4,15 @@ With the default `HeadSpec` it is exactly the seed's:
     Flatten -> Dense(512, relu) -> Dense(1024, relu) -> Dropout(0.2) -> Dense(1, sigmoid)
 compiled with RMSprop(learning_rate=1e-4), binary cross-entropy and accuracy. With more than
 two classes the output is Dense(n, softmax) with sparse categorical cross-entropy. RMSprop is
-Keras's, with its update fused into one pass per variable (`inception_retrain.training.fused_rmsprop`):
-the same algorithm, about twice as fast a training step on a CPU.
+Keras's, with its update fused into one pass per variable (`fused_rmsprop`): the same
+algorithm, about twice as fast a training step on a CPU.
 
 Layer names are fixed so reports can address layers by name:
 `flatten`, `hidden_1`, [`dropout_1`], `hidden_2`, [`dropout`], `predictions`.
 
 `TrainedHead` is the training stage's artifact: `head.keras` (uncompiled) and `history.json`
-in the run folder, with the head's fingerprint.
+in the run folder, with the head's fingerprint and the `TrainingSpec` that trained it (its
+`HeadSpec` and seed: later stages that rebuild or retrain the head read them from here).
 
     >>> head = build_head((7, 7, 768), n_classes=2, spec=HeadSpec(), seed=0)
     >>> compile_head(head, n_classes=2, learning_rate=1e-4)
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 
 from inception_retrain.training.fused_rmsprop import FusedRMSprop
 from inception_retrain.training.head_spec import HeadSpec
+from inception_retrain.training.training_spec import TrainingSpec
 
 
 class TrainedHead(BaseModel):
@@ -35,6 +37,7 @@ class TrainedHead(BaseModel):
     history_path: Path  # run_dir/history.json
     fingerprint: str  # head_fingerprint: architecture and weights
     device: str
+    training: TrainingSpec
 
 
 def build_head(

@@ -1,7 +1,8 @@
-"""One compiled head per process that trains every cell of the dropout sweep.
+"""One compiled head per process, re-initialised in place for each of many short trainings.
 
-Building a Keras head, tracing its train, test and predict functions and compiling them cost
-more than a short training on a small split. So the sweep keeps ONE model per process for each
+The dropout sweep trains every cell on it, and the augmentation effect every seed. Building a
+Keras head, tracing its train, test and predict functions and compiling them cost more than a
+short training on a small split. So the process keeps ONE model for each
 (feature shape, classes, hidden units, learning rate), with a `RateDropout` after each Dense
 layer whose rate is a variable, and serves every cell with it:
 

@@ -1,16 +1,16 @@
 """Training: the head of a run, fitted on the cached train split, validated on validation.
 
-    >>> head = train_head(manifest, cache, config, run_dir)      # -> TrainedHead
+    >>> head = train_head(manifest, cache, TrainingSpec(), run_dir)      # -> TrainedHead
 
 Semantics:
-  * The head is `fit.new_head(config.head)`: the seed's by default; n > 2 classes get a
+  * The head is `fit.new_head(spec.head)`: the seed's by default; n > 2 classes get a
     softmax output and sparse categorical cross-entropy.
   * Input: `training_data` (in memory when it fits `memory_budget_mb`, else streamed); with
     augmented views (`cache.views`), each epoch trains on one of every train image's K + 1
     cached rows.
   * The loop is `fit.fit` (early stopping on val_loss with `patience`, best weights
     restored; without validation images all epochs run and the last weights are kept, and
-    history.json says so in `notes`), on `device_scope(config.device)`, seeded.
+    history.json says so in `notes`), on `device_scope(spec.device)`, seeded.
   * Checkpoints: `checkpoints/` gets the whole training state after an epoch when
     `checkpoint_every_s` (60 s) passed since the last one (`checkpoint.TimedCheckpoint`).
     `train_head` on a run folder with a checkpoint of the same training (same data and
@@ -30,7 +30,6 @@ from pathlib import Path
 
 import keras
 
-from inception_retrain.config import RetrainConfig
 from inception_retrain.data.manifest import Manifest, read_image_rows
 from inception_retrain.features import feature_cache
 from inception_retrain.features.feature_cache import FeatureCache
@@ -43,6 +42,7 @@ from inception_retrain.training.device import device_scope
 from inception_retrain.training.fit import METRICS, FitResult, deterministic, fit, new_head
 from inception_retrain.training.head import TrainedHead, save_head
 from inception_retrain.training.training_data import InMemorySplit, load_training_data
+from inception_retrain.training.training_spec import TrainingSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ HISTORY_KIND, HISTORY_VERSION, HISTORY_FILE = "training-history", 1, "history.js
 CHECKPOINT_EVERY_S = 60.0  # at most this much training is lost to a crash
 
 
-def training_key(manifest: Manifest, cache: FeatureCache, config: RetrainConfig, mode: str) -> str:
+def training_key(manifest: Manifest, cache: FeatureCache, spec: TrainingSpec, mode: str) -> str:
     """What must match for a checkpoint to be resumed (everything but `epochs`)."""
-    fields = config.model_dump(
+    fields = spec.model_dump(
         mode="json", include={"head", "batch_size", "patience", "seed", "mixed_precision"}
     )
     blob = {
@@ -84,7 +84,7 @@ class EpochLog(keras.callbacks.Callback):
 def train_head(
     manifest: Manifest,
     cache: FeatureCache,
-    config: RetrainConfig,
+    spec: TrainingSpec,
     run_dir: Path,
     *,
     callbacks: Sequence = (),
@@ -102,55 +102,70 @@ def train_head(
     val_rows = read_image_rows(manifest.path, "validation").label_of()
     with (
         feature_cache.reading(cache.cache_dir),  # a streaming epoch reads it until the end
-        device_scope(config.device, config.mixed_precision) as device,
-        deterministic(config.seed),
+        device_scope(spec.device, spec.mixed_precision) as device,
+        deterministic(spec.seed),
     ):
         data = load_training_data(
             cache.cache_dir,
             train_rows,
             val_rows,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            memory_budget_mb=config.memory_budget_mb,
+            batch_size=spec.batch_size,
+            seed=spec.seed,
+            memory_budget_mb=spec.memory_budget_mb,
             views_dir=cache.views.views_dir if cache.views else None,
             views_per_image=cache.views.per_image if cache.views else 0,
         )
         notes = _data_notes(data, n_classes)
-        model = new_head(data.feature_shape, n_classes, config.head, config.seed)
+        model = new_head(data.feature_shape, n_classes, spec.head, spec.seed)
         checkpoint = TimedCheckpoint(
             run_dir / "checkpoints",
-            training_key(manifest, cache, config, data.mode),
+            training_key(manifest, cache, spec, data.mode),
             every_s=checkpoint_every_s,
         )
         tensorboard = keras.callbacks.TensorBoard(
             run_dir / "tensorboard", write_graph=False, profile_batch=0
         )
-        with Progress(total=config.epochs, description="train", unit="epoch") as progress:
+        with Progress(total=spec.epochs, description="train", unit="epoch") as progress:
             result = fit(
                 model,
                 data.train,
                 data.validation,
-                epochs=config.epochs,
-                patience=config.patience,
+                epochs=spec.epochs,
+                patience=spec.patience,
                 checkpoint=checkpoint,
-                callbacks=[EpochLog(progress, config.epochs), tensorboard, *callbacks],
+                callbacks=[EpochLog(progress, spec.epochs), tensorboard, *callbacks],
             )
         if result.resumed_from:
             log.info("resumed training after epoch %d", result.resumed_from)
         head_path = run_dir / "head.keras"
-        fingerprint = save_head(model, config.head, n_classes, config.seed, head_path)
+        fingerprint = save_head(model, spec.head, n_classes, spec.seed, head_path)
 
-    history = _history(result, config, data, device, manifest, notes)
+    history = _history(result, spec, data, device, manifest, notes)
     history_path = write_document(run_dir / HISTORY_FILE, HISTORY_KIND, HISTORY_VERSION, history)
     checkpoint.clear()
     return TrainedHead(
-        head_path=head_path, history_path=history_path, fingerprint=fingerprint, device=device
+        head_path=head_path,
+        history_path=history_path,
+        fingerprint=fingerprint,
+        device=device,
+        training=spec,
     )
 
 
 def read_history(path: Path) -> dict:
     """history.json of a run (per-epoch series and the training's facts)."""
     return read_document(path, HISTORY_KIND, HISTORY_VERSION)
+
+
+def recorded_training(history: dict) -> TrainingSpec:
+    """The `TrainingSpec` a history.json was trained with (its `head` block in histories
+    written before it recorded the spec whole)."""
+    if "training" in history:
+        return TrainingSpec.model_validate(history["training"])
+    head = dict(history["head"])
+    settings = {key: head.pop(key) for key in ("batch_size", "patience", "seed")}
+    head.pop("loss", None)
+    return TrainingSpec(head=head, epochs=history.get("epochs_requested", 10), **settings)
 
 
 def _data_notes(data, n_classes: int) -> list[str]:
@@ -171,11 +186,11 @@ def _data_notes(data, n_classes: int) -> list[str]:
     return notes
 
 
-def _history(result: FitResult, config, data, device, manifest, notes) -> dict:
+def _history(result: FitResult, spec: TrainingSpec, data, device, manifest, notes) -> dict:
     return {
         **{key: result.history.get(key, []) for key in METRICS},
         "seconds_per_epoch": result.history.get("seconds", []),
-        "epochs_requested": config.epochs,
+        "epochs_requested": spec.epochs,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "monitor": result.monitor,
@@ -184,7 +199,7 @@ def _history(result: FitResult, config, data, device, manifest, notes) -> dict:
         "restored_best_weights": result.early_stopping,
         "resumed_from_epoch": result.resumed_from,
         "device": device,
-        "mixed_precision": config.mixed_precision and device == "gpu",
+        "mixed_precision": spec.mixed_precision and device == "gpu",
         "data_mode": data.mode,
         "n_train": data.train.n,
         "n_validation": data.validation.n if data.validation is not None else 0,
@@ -192,13 +207,14 @@ def _history(result: FitResult, config, data, device, manifest, notes) -> dict:
         "feature_shape": list(data.feature_shape),
         "class_names": manifest.class_names,
         "head": {
-            **config.head.model_dump(mode="json"),
-            "batch_size": config.batch_size,
-            "patience": config.patience,
-            "seed": config.seed,
+            **spec.head.model_dump(mode="json"),
+            "batch_size": spec.batch_size,
+            "patience": spec.patience,
+            "seed": spec.seed,
             "loss": "binary_crossentropy"
             if manifest.n_classes == 2
             else "sparse_categorical_crossentropy",
         },
         "notes": notes,
+        "training": spec.model_dump(mode="json"),
     }
