@@ -80,13 +80,13 @@ class RetrainConfig(BaseModel):
     feature_cache: str | None = Field(
         None,
         description="Root of the feature cache: a folder, file:// or s3://bucket/prefix "
-        "(credentials from the client's environment). Default: WORKDIR/cache.",
+        "(credentials from the client's environment).",
     )
 
     # --- where the work runs -----------------------------------------------------------
     cluster: Cluster | None = Field(
         None,
-        description="Where extraction, the sweep and prediction run: one process (default), "
+        description="Where extraction, the sweep and prediction run: this process, "
         "'local:N' (a Dask cluster of N worker processes started for the run) or "
         "'tcp://HOST:PORT' (a running Dask scheduler).",
     )
