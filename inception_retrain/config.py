@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     from inception_retrain.dropout.sweep import SweepSpec
 
 
+# When the nightly-retrain deployment runs, unless `serve --cron/--timezone` or a prefect.yaml
+# generated with them says otherwise (flows/deployments.py).
+NIGHTLY_CRON = "0 2 * * *"
+NIGHTLY_TIMEZONE = "UTC"
+
+
 class RetrainConfig(BaseModel):
     """What a retrain run does. Defaults reproduce the seed's setup on the built-in demo data."""
 

@@ -33,7 +33,7 @@ from inception_retrain.cli.options import (
     with_config_options,
 )
 from inception_retrain.cli.workdir_commands import cache_app, models_app, runs_app
-from inception_retrain.config import RetrainConfig
+from inception_retrain.config import NIGHTLY_CRON, NIGHTLY_TIMEZONE, RetrainConfig
 from inception_retrain.plumbing.errors import BusyError, PipelineError
 
 app = typer.Typer(
@@ -202,18 +202,47 @@ def predict_command(
     typer.echo(f"wrote {summary['n_files']} predictions ({summary['n_failed']} failed) to {output}")
 
 
+CRON = inspect.Parameter(
+    "cron",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        NIGHTLY_CRON,
+        "--cron",
+        metavar="CRON",
+        help="nightly-retrain's schedule, as a cron expression.",
+        rich_help_panel="Schedule",
+    ),
+    annotation=str,
+)
+TIMEZONE = inspect.Parameter(
+    "timezone",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        NIGHTLY_TIMEZONE,
+        "--timezone",
+        metavar="TZ",
+        help="The schedule's time zone (IANA name).",
+        rich_help_panel="Schedule",
+    ),
+    annotation=str,
+)
+
+
 @app.command("serve")
-@with_config_options
-def serve_command(ctx: typer.Context, **options) -> None:
+@functools.partial(with_config_options, extra=(CRON, TIMEZONE))
+def serve_command(
+    ctx: typer.Context, cron: str = NIGHTLY_CRON, timezone: str = NIGHTLY_TIMEZONE, **options
+) -> None:
     """Serve the deployments (nightly-retrain on its cron, dropout-sweep, batch-predict) here.
 
     No work pool or worker: runs start here as their own processes. Options override
-    nightly-retrain's default parameters (see flows/deployments.py and prefect.yaml).
+    nightly-retrain's default parameters and schedule (flows/deployments.py).
     """
     quiet_tensorflow()
     overrides = given_options(ctx, options)
     try:
         config = config_from_options(overrides)
+        check_schedule(cron, timezone)
     except UsageError as error:
         fail(str(error))
     stderr_filter.install()  # the served flow runs' processes inherit it
@@ -228,7 +257,40 @@ def serve_command(ctx: typer.Context, **options) -> None:
         )
     from inception_retrain.flows.deployments import serve_deployments
 
-    serve_deployments(deployment_overrides(config, overrides))
+    serve_deployments(deployment_overrides(config, overrides), cron, timezone)
+
+
+@app.command("prefect-yaml")
+def prefect_yaml_command(
+    cron: str = typer.Option(
+        NIGHTLY_CRON, "--cron", metavar="CRON", help="nightly-retrain's schedule."
+    ),
+    timezone: str = typer.Option(
+        NIGHTLY_TIMEZONE, "--timezone", metavar="TZ", help="The schedule's time zone."
+    ),
+) -> None:
+    """Print prefect.yaml for `prefect deploy`: the deployments `serve` serves."""
+    from inception_retrain.flows.deployments import prefect_yaml
+
+    try:
+        check_schedule(cron, timezone)
+    except UsageError as error:
+        fail(str(error))
+    typer.echo(prefect_yaml(cron, timezone), nl=False)
+
+
+def check_schedule(cron: str, timezone: str) -> None:
+    """A one-line UsageError for a cron expression or time zone Prefect would refuse (Prefect's
+    own schedule model judges them)."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "--cron" if first["loc"][0] == "cron" else "--timezone"
+        raise UsageError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def deployment_overrides(config: RetrainConfig, options: typing.Iterable[str]) -> dict:
