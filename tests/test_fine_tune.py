@@ -49,11 +49,13 @@ def test_the_cli_refuses_a_bad_block_before_anything_runs(tmp_path):
 
 def test_the_prefix_is_the_block_below_and_the_setting_defaults_to_off():
     assert RetrainConfig().fine_tuning is None and RetrainConfig().prefix_extraction is None
-    config = RetrainConfig(fine_tune="mixed6", fine_tune_optimizer="adam")
+    config = RetrainConfig(fine_tune="mixed6", fine_tune_optimizer="adam", augment_views=2)
     spec, prefix = config.fine_tuning, config.prefix_extraction
     assert (spec.block, spec.prefix, spec.blocks) == ("mixed6", "mixed5", ("mixed6", "mixed7"))
     assert (spec.learning_rate, spec.describe_optimizer()) == (1e-5, "Adam(learning_rate=1e-05)")
     assert prefix.backbone.layer == "mixed5"
+    # The prefix is cached exactly as --layer is: same root, dtype, batching, shards, views.
+    assert prefix.views == 2
     assert prefix.model_copy(update={"backbone": config.backbone}) == config.extraction
     default = RetrainConfig(fine_tune="mixed7").fine_tuning
     assert default.describe_optimizer() == "SGD(learning_rate=1e-05, momentum=0.9)"
@@ -225,3 +227,23 @@ def test_the_choice_rule_keeps_the_head_on_a_tie_or_without_validation():
     assert _choose(scores(0.4, 0.5))[0] == HEAD_ONLY
     chosen, reason = _choose({})
     assert chosen == HEAD_ONLY and reason.startswith("no validation images")
+
+
+def test_the_nightly_deployment_exposes_fine_tuning_in_its_parameters():
+    from inception_retrain.flows.deployments import (
+        NIGHTLY_RETRAIN,
+        build_deployments,
+        nightly_parameters,
+    )
+
+    (nightly,) = [d for d in build_deployments() if d.name == NIGHTLY_RETRAIN]
+    schema = nightly._parameter_openapi_schema.model_dump()["definitions"]["RetrainConfig"]
+    fields = schema["properties"]
+    assert (
+        fields["fine_tune"]["default"] is None and "unfreeze" in fields["fine_tune"]["description"]
+    )
+    assert fields["fine_tune_optimizer"]["enum"] == ["sgd", "adam"]
+    assert fields["fine_tune_learning_rate"]["default"] == 1e-5
+    parameters = nightly_parameters({"fine_tune": "mixed7", "fine_tune_optimizer": "adam"})
+    config = RetrainConfig.model_validate(parameters["config"])
+    assert config.fine_tuning.describe_optimizer() == "Adam(learning_rate=1e-05)"
