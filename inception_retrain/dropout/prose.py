@@ -221,8 +221,8 @@ def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
         _dense_1024(m),
         _per_epoch(m),
         _inference(m),
-        _backbone_gradients(m),
         _on_this_data(m, entries),
+        _backbone_gradients(m),
     ]
     return [bullet for bullet in bullets if bullet is not None]
 
