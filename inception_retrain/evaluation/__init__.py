@@ -3,7 +3,9 @@
 Owns: metrics (`metrics`), paired statistics over seeds (`statistics`), scoring cached
 features (`scoring`, `predictions`), the evaluate stage and `evaluation.json` (`evaluate`),
 its plots and report (`plots`, `report`, `figures`, the jinja2 templates of every report in
-`reports/`), and the measured effect of augmented views (`augmentation_effect`).
+`reports/`), the measured effect of augmented views (`augmentation_effect`), and the
+choice between the head alone and the fine-tuned model with their paired per-image
+comparison on test (`fine_tuning_effect`, `paired_images`).
 
 May import: plumbing, data, features, training.
 """

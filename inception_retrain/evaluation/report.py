@@ -14,6 +14,11 @@ from pathlib import Path
 
 from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
 from inception_retrain.evaluation.evaluate import FILE_NAME, HEADLINE, read_evaluation
+from inception_retrain.evaluation.fine_tuning_effect import (
+    FINE_TUNED,
+    HEAD_ONLY,
+    FineTuningEffect,
+)
 from inception_retrain.evaluation.plots import TITLES
 from inception_retrain.evaluation.reports import render
 from inception_retrain.plumbing.files import atomic_write
@@ -30,19 +35,39 @@ AUGMENT_TRAINING_COLUMNS = [
     "ece",
     "gap",
 ]
+FINE_TUNE_VALIDATION_COLUMNS = ["model", "images", "log_loss", "accuracy"]
+FINE_TUNE_TEST_COLUMNS = [
+    "per image",
+    "head alone",
+    "fine-tuned",
+    "improvement [95% CI]",
+    "margin",
+    "verdict",
+    "method",
+]
 CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 
 
 def _summary(doc: dict) -> list[tuple[str, str]]:
     backbone = doc["backbone"]
+    tuned = doc["head"].get("fine_tuned")
+    cut = f"InceptionV3 up to {backbone['layer']}, {backbone['image_size']} px"
+    if tuned:
+        cut = (
+            f"InceptionV3 up to {tuned['blocks'][-1]}, {backbone['image_size']} px: frozen "
+            f"up to {tuned['prefix']} (its features cached), {', '.join(tuned['blocks'])} "
+            "fine-tuned"
+        )
+    model = tuned["description"] if tuned else "the head alone, on the frozen backbone"
     return [
         ("run folder", doc["run_dir"]),
         ("test images", str(doc["n_test"])),
         ("classes", ", ".join(doc["class_names"])),
         ("averaging", doc["metrics"]["averaging"]),
         ("backbone weights", backbone["weights_description"]),
-        ("backbone", f"InceptionV3 up to {backbone['layer']}, {backbone['image_size']} px"),
+        ("model", model),
+        ("backbone", cut),
         ("backbone fingerprint", backbone["fingerprint"]),
         ("head fingerprint", doc["head"]["fingerprint"]),
         ("test split fingerprint", doc["test_split_fingerprint"]),
@@ -122,6 +147,56 @@ def _augmentation(section: dict | None) -> dict | None:
     }
 
 
+def _fine_tuning(section: dict | None) -> dict | None:
+    """The evaluation's fine-tuning section for the templates (None without fine-tuning)."""
+    if not section:
+        return None
+    effect = FineTuningEffect.model_validate(section)
+    labels = {HEAD_ONLY: "head alone", FINE_TUNED: "fine-tuned"}
+    validation = [
+        {"model": labels[name], **scores.model_dump()} for name, scores in effect.validation.items()
+    ]
+    tests = []
+    for metric, text in (("accuracy", "correct (accuracy)"), ("log_loss", "log loss")):
+        row = effect.test[metric]
+        interval = "n/a"
+        if row["difference"] is not None:
+            bounds = "[n/a]"
+            if row["low"] is not None:
+                bounds = f"[{row['low']:.4f}, {row['high']:.4f}]"
+            interval = f"{row['difference']:.4f} {bounds}"
+        tests.append(
+            {
+                "per image": text,
+                "head alone": effect.test_means[HEAD_ONLY][metric],
+                "fine-tuned": effect.test_means[FINE_TUNED][metric],
+                "improvement [95% CI]": interval,
+                "margin": f"± {row['margin']:g}",
+                "verdict": row["verdict"],
+                "method": row["method"],
+            }
+        )
+    accuracy = effect.test["accuracy"]
+    summary = [
+        ("fine-tuned", effect.description),
+        ("trained layers", ", ".join(effect.trained_layers)),
+        ("epochs", f"{effect.epochs_run} run, best {effect.best_epoch}"),
+        ("test images", effect.n_test),
+        (
+            "test images right by one model only",
+            f"{accuracy['a_only']} fine-tuned, {accuracy['b_only']} head alone",
+        ),
+    ]
+    return {
+        "chosen": labels[effect.chosen],
+        "reason": effect.reason,
+        "validation": validation,
+        "tests": tests,
+        "summary": summary,
+        "notes": effect.notes,
+    }
+
+
 def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
     """What the evaluation templates are filled with."""
     names = doc["class_names"]
@@ -151,6 +226,9 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "augmentation": _augmentation(doc.get("augmentation")),
         "augment_columns": AUGMENT_COLUMNS,
         "augment_training_columns": AUGMENT_TRAINING_COLUMNS,
+        "fine_tuning": _fine_tuning(doc.get("fine_tuning")),
+        "fine_tune_validation_columns": FINE_TUNE_VALIDATION_COLUMNS,
+        "fine_tune_test_columns": FINE_TUNE_TEST_COLUMNS,
     }
 
 
