@@ -128,7 +128,7 @@ class RetrainConfig(BaseModel):
         description="After the head trains, unfreeze this InceptionV3 block (mixed1 .. "
         "--layer) and every block above it up to --layer, and train them with the head on "
         "features cached at the block below (mixed7: mixed6 features). The model chosen on "
-        "validation (head only or fine-tuned) goes on. Default: off.",
+        "validation (head only or fine-tuned) goes on.",
     )
     fine_tune_optimizer: FineTuneOptimizer = Field(
         "sgd", description="Fine-tuning optimiser: SGD with momentum, or Adam."
