@@ -138,6 +138,8 @@ def evaluate(
             f"{cache.cache_dir}: run extraction first"
         )
     report = M.classification_report(labels, probabilities, class_names)
+    report["intervals"] = M.metric_intervals(labels, probabilities, class_names)
+    report["majority_baseline"] = M.majority_baseline(labels, class_names)
     uri_of = dict(zip(test.content_ids, test.uris, strict=True))
     predictions = predictions_table(probabilities, class_names)
     front = {
@@ -157,6 +159,12 @@ def evaluate(
     notes = list(report["notes"])
     misclassified = _most_confident_errors(predictions.to_pylist())
     history = _history_or_empty(head.history_path)
+    best, run = history.get("best_epoch"), history.get("epochs_run")
+    if best and run and best == run and run == history.get("epochs_requested"):
+        notes.append(
+            f"the best epoch was the last one ({best} of {run}): validation loss was still "
+            "falling, so more --epochs may train a better head"
+        )
     plots = write_plots(
         run_dir, labels, probabilities, class_names, report, history, misclassified, notes
     )
@@ -193,6 +201,9 @@ def evaluate(
             "fingerprint": head.fingerprint,
             "device": head.device,
             "spec": head.training.head.model_dump(mode="json"),
+            "training": head.training.model_dump(mode="json"),
+            "best_epoch": best,
+            "epochs_run": run,
             "fine_tuned": _fine_tuned(head),
         },
         "plots": plots,

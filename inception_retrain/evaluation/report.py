@@ -68,11 +68,85 @@ def _summary(doc: dict) -> list[tuple[str, str]]:
         ("backbone weights", backbone["weights_description"]),
         ("model", model),
         ("backbone", cut),
-        ("backbone fingerprint", backbone["fingerprint"]),
-        ("head fingerprint", doc["head"]["fingerprint"]),
-        ("test split fingerprint", doc["test_split_fingerprint"]),
-        ("manifest fingerprint", doc["manifest"]["fingerprint"]),
     ]
+
+
+def _fingerprints(doc: dict) -> list[tuple[str, str]]:
+    return [
+        ("backbone", doc["backbone"]["fingerprint"]),
+        ("head", doc["head"]["fingerprint"]),
+        ("test split", doc["test_split_fingerprint"]),
+        ("manifest", doc["manifest"]["fingerprint"]),
+    ]
+
+
+def _settings(doc: dict) -> list[tuple[str, object]]:
+    """The head and how it was trained (evaluation.json's `head`; older runs: its spec)."""
+    head = doc["head"]
+    spec = head.get("spec") or {}
+    training = head.get("training") or {}
+    units = spec.get("hidden_units") or ("?", "?")
+    rate, placement = spec.get("dropout_rate"), spec.get("dropout_placement")
+    dropout = "none" if not rate or placement == "none" else f"{rate:g}, {placement}"
+    epochs = "-"
+    if head.get("epochs_run"):
+        epochs = f"{head['epochs_run']} of at most {training.get('epochs', '?')}"
+        epochs += (
+            f", best {head['best_epoch']} (its weights kept)" if head.get("best_epoch") else ""
+        )
+    rows = [
+        ("head", f"Flatten -> Dense({units[0]}) -> Dense({units[1]}) -> output"),
+        ("dropout (rate, placement)", dropout),
+        ("optimiser", f"RMSprop, learning rate {spec.get('learning_rate', '?')}"),
+        ("epochs", epochs),
+        ("batch size", training.get("batch_size", "-")),
+        ("early-stopping patience", training.get("patience", "-")),
+        ("seed", training.get("seed", "-")),
+        ("device", head.get("device", "-")),
+    ]
+    return rows
+
+
+def _metric_rows(doc: dict) -> list[dict]:
+    """Every headline metric with its 95% interval and how that was computed."""
+    intervals = doc["metrics"].get("intervals") or {}
+    rows = []
+    for metric in HEADLINE:
+        bounds = intervals.get(metric)
+        rows.append(
+            {
+                "metric": metric,
+                "value": doc["metrics"][metric],
+                "95% CI": f"[{bounds['low']:.4f}, {bounds['high']:.4f}]" if bounds else "n/a",
+                "method": bounds["method"] if bounds else "",
+            }
+        )
+    return rows
+
+
+def _answer(doc: dict) -> str:
+    """The evaluation in one sentence: accuracy with its interval against the baseline."""
+    metrics = doc["metrics"]
+    accuracy, baseline = metrics["accuracy"], metrics.get("majority_baseline")
+    bounds = (metrics.get("intervals") or {}).get("accuracy")
+    text = f"Test accuracy {accuracy:.3f}"
+    if bounds:
+        text += f" [95% CI {bounds['low']:.3f}, {bounds['high']:.3f}]"
+    text += f" on {doc['n_test']} test images"
+    if baseline and baseline.get("accuracy") is not None:
+        text += (
+            f", against {baseline['accuracy']:.3f} for always answering the majority class "
+            f"({baseline['class']})"
+        )
+        if bounds and bounds["low"] <= baseline["accuracy"]:
+            text += ": the interval reaches the baseline, so this head is not shown to beat it"
+    roc = metrics.get("roc_auc")
+    roc_bounds = (metrics.get("intervals") or {}).get("roc_auc")
+    if roc is not None:
+        text += f"; ROC-AUC {roc:.3f}"
+        if roc_bounds:
+            text += f" [{roc_bounds['low']:.3f}, {roc_bounds['high']:.3f}]"
+    return text + "."
 
 
 def _promotion_rows(record: dict) -> list[tuple[str, object]]:
@@ -209,6 +283,13 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         if doc["backbone"]["random_weights"]
         else "",
         "summary": _summary(doc),
+        "answer": _answer(doc),
+        "settings": _settings(doc),
+        "fingerprints": _fingerprints(doc),
+        "metric_rows": _metric_rows(doc),
+        "baseline": doc["metrics"].get("majority_baseline"),
+        "tensorboard": f"tensorboard --logdir {Path(run_dir) / 'tensorboard'}",
+        "dropout_report": (Path(run_dir) / "dropout_impact.html").is_file(),
         "headline": [{"metric": k, "value": doc["metrics"][k]} for k in HEADLINE],
         "per_class_columns": PER_CLASS_COLUMNS,
         "confusion_columns": ["true \\ predicted", *names],
