@@ -21,9 +21,11 @@ Retry policies, each defined once and named (`RetryPolicy`; a task takes
     augmentation effect).
 
 On a Dask worker: `dask_worker_threads()` is the worker's thread count (None elsewhere), and
-`BoundTensorFlowThreads`, a worker plugin the flows register on every cluster, bounds
-TensorFlow's thread pools in each worker process to that count before any task imports
-TensorFlow, so N one-thread workers on N cores do not oversubscribe them.
+two worker plugins the flows register on every cluster act in each worker process before any
+task imports TensorFlow: `BoundTensorFlowThreads` bounds TensorFlow's thread pools to that
+count, so N one-thread workers on N cores do not oversubscribe them, and `QuietStderr`
+installs the stderr filter the CLI uses (`plumbing.stderr_filter`), so a worker's log shows
+no TensorFlow start-up noise. A plugin reaches the workers that join or restart later too.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 
-from inception_retrain.plumbing import progress
+from inception_retrain.plumbing import progress, stderr_filter
 from inception_retrain.plumbing.errors import DownloadError, PipelineError
 
 CORE_LOGGER = "inception_retrain"
@@ -108,6 +110,16 @@ class BoundTensorFlowThreads(WorkerPlugin):
         from inception_retrain.features.feature_compute import limit_tf_threads
 
         limit_tf_threads(int(worker.state.nthreads))
+
+
+class QuietStderr(WorkerPlugin):
+    """Dask worker plugin: the stderr filter (and TensorFlow's log level 2 unless set),
+    installed when the worker starts, before any task imports TensorFlow."""
+
+    name = "inception-retrain-quiet-stderr"
+
+    def setup(self, worker) -> None:
+        stderr_filter.quiet()
 
 
 @dataclass(frozen=True)
