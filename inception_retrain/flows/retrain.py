@@ -171,7 +171,8 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         stage = "extract"
         extraction = config.extraction
         if address:
-            cache = run_extraction(manifest, extraction, run_dir, address, config.cluster)
+            shards = config.shard_policy
+            cache = run_extraction(manifest, extraction, run_dir, address, config.cluster, shards)
         else:
             cache = _run_stage(
                 extract_task, stage, f"extract-{data_id}", manifest, extraction, run_dir
@@ -221,7 +222,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
 
         stage = "dropout-report"
         spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
-        sweep = run_sweep(spec, address=address)
+        sweep = run_sweep(spec, address=address, shard_policy=config.shard_policy)
         _run_stage(
             dropout_report_task,
             stage,
