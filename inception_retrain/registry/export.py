@@ -16,7 +16,9 @@ probability of `class_names[1]`; a multi-class model (N, K) softmax. Beside it:
                     the backbone's and the training's settings, metrics (`model_card.md.j2`)
 
 Everything is written into a hidden staging folder that is renamed to the version name only
-when complete (`versions.publish_version`), so a version folder is always complete. The
+when complete (`versions.publish_version`), so a version folder is always complete; on a
+full disk the staging folder is removed and the export fails with a one-line
+`DiskFullError` (the champion and every published version stay as they were). The
 backbone is the one that made the cached features (`cache.backbone`).
 
     version = export_model(manifest, cache, head, evaluation, policy, run_dir)
@@ -37,7 +39,8 @@ from inception_retrain.evaluation.reports import render
 from inception_retrain.features.backbone import load_backbone
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.preprocess import preprocessing_layers
-from inception_retrain.plumbing.files import atomic_write
+from inception_retrain.plumbing.errors import DiskFullError
+from inception_retrain.plumbing.files import atomic_write, disk_full_error, is_disk_full
 from inception_retrain.plumbing.schemas import write_document
 from inception_retrain.registry.promotion_policy import PromotionPolicy
 from inception_retrain.registry.versions import ModelVersion, new_staging, publish_version
@@ -117,8 +120,10 @@ def export_model(
         card = model_card(manifest, cache, head, lineage, evaluation.metrics, class_names)
         atomic_write(staging / "model_card.md", card)
         version_dir = publish_version(staging, models)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise disk_full_error(models) from None  # Keras and TF write without us
         raise
     return ModelVersion(
         version=version_dir.name,
