@@ -285,9 +285,14 @@ class S3Lease:
             try:
                 self.store.delete(self.key, if_match=etag)
             except Exception as error:
-                if not (precondition_failed(error) or missing(error)):
-                    raise
-                log.warning("lease %s was no longer ours when released", self.uri)
+                if precondition_failed(error) or missing(error):
+                    log.warning("lease %s was no longer ours when released", self.uri)
+                    return
+                # The store is unreachable: the lease expires by its TTL. Raising here would
+                # hide the error that ended the holder's work (the same outage, usually).
+                log.warning(
+                    "lease %s not released (%s): it expires in %g s", self.uri, error, self.ttl_s
+                )
 
     def __enter__(self) -> S3Lease:
         if self.etag is None:

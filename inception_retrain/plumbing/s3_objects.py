@@ -21,7 +21,9 @@ Semantics:
     compares two machines' clocks. It is None when the store sends no `Date`.
   * s3fs turns S3 errors into Python ones (412 If-None-Match: FileExistsError, other 412:
     OSError(EINVAL), 404: FileNotFoundError) and keeps botocore's ClientError as
-    `__cause__`; `error_code` reads the S3 code from there.
+    `__cause__`; `error_code` reads the S3 code from there. A failed condition and a missing
+    key are raised as they are; any other failure (no network, bad credentials) is a
+    one-line `StorageError`, with the original as its cause.
 """
 
 from __future__ import annotations
@@ -93,6 +95,16 @@ class ObjectStore:
     def __init__(self, fs, bucket: str):
         self.fs, self.bucket = fs, bucket
 
+    def _one_line(self, key: str, call):
+        try:
+            return call()
+        except Exception as error:
+            if precondition_failed(error) or missing(error):
+                raise
+            text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+            raise storage.StorageError(f"cannot use s3://{self.bucket}/{key}: {reason}") from error
+
     @classmethod
     def for_location(cls, uri: str) -> tuple[ObjectStore, str]:
         """(the store of `uri`'s bucket, the key `uri` names)."""
@@ -114,7 +126,7 @@ class ObjectStore:
             return response, body
 
         try:
-            response, body = self._run(get)
+            response, body = self._one_line(key, lambda: self._run(get))
         except Exception as error:
             if missing(error):
                 return None
@@ -129,14 +141,20 @@ class ObjectStore:
         conditions = {"IfNoneMatch": "*"} if if_none_match else {}
         if if_match is not None:
             conditions["IfMatch"] = if_match
-        written = self.fs.call_s3(
-            "put_object", Bucket=self.bucket, Key=key, Body=body, **conditions
+        written = self._one_line(
+            key,
+            lambda: self.fs.call_s3(
+                "put_object", Bucket=self.bucket, Key=key, Body=body, **conditions
+            ),
         )
         return written["ETag"]
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         conditions = {"IfMatch": if_match} if if_match is not None else {}
-        self.fs.call_s3("delete_object", Bucket=self.bucket, Key=key, **conditions)
+        self._one_line(
+            key,
+            lambda: self.fs.call_s3("delete_object", Bucket=self.bucket, Key=key, **conditions),
+        )
 
     def list(self, prefix: str) -> dict[str, tuple[str, float | None]]:
         """key -> (ETag, server age in s) of every object under `prefix`."""
@@ -149,7 +167,7 @@ class ObjectStore:
 
         found, token = {}, None
         while True:
-            response = self._run(lambda token=token: page(token))
+            response = self._one_line(prefix, lambda token=token: self._run(lambda: page(token)))
             headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             for item in response.get("Contents", []):
                 found[item["Key"]] = (item["ETag"], server_age(headers, item["LastModified"]))
