@@ -6,6 +6,9 @@ allows mounting one, else ENOSPC injected at the write layer: tests/full_disk.py
     readable; once space is freed, a rerun computes only the images not yet cached;
   * export onto a full disk fails with one line; no version folder and no staging folder
     are left; the champion stays the champion, complete; once space is freed, export works.
+The "tmpfs" variants fall back to injection where mounting is not allowed. Export, and the
+injected variant of extraction, are marked `faults` (`pytest -m faults`): minutes of
+TensorFlow that the default suite cannot afford.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from inception_retrain.plumbing.files import atomic_write, is_disk_full
 
 MB = 1 << 20
 MODES = pytest.mark.parametrize("prefer_tmpfs", [True, False], ids=["tmpfs", "injected"])
+# The injected variant of a TensorFlow test, and export, take long: `pytest -m faults`.
+SLOW_MODES = pytest.mark.parametrize(
+    "prefer_tmpfs",
+    [True, pytest.param(False, marks=pytest.mark.faults)],
+    ids=["tmpfs", "injected"],
+)
 
 
 def one_line(error: DiskFullError, folder: Path) -> str:
@@ -58,7 +67,7 @@ def ids_in(cache_dir: Path) -> list[str]:
     return found
 
 
-@MODES
+@SLOW_MODES
 def test_extraction_on_a_full_disk_keeps_whole_parts_and_resumes_once_space_is_freed(
     tmp_path, monkeypatch, small_demo_dir, prefer_tmpfs
 ):
@@ -100,6 +109,7 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+@pytest.mark.faults
 def test_export_on_a_full_disk_leaves_no_half_version_and_the_champion_stands(
     tmp_path, monkeypatch, tiny_run, tiny_version
 ):
@@ -135,7 +145,7 @@ def test_export_on_a_full_disk_leaves_no_half_version_and_the_champion_stands(
         one_line(caught.value, models)
         assert list_versions(models) == [champion]
         left = {p.name for p in models.iterdir()} - {".lock"}
-        assert left == {champion, "champion.json"}  # no staging folder, no temporary file
+        assert left == {champion, "champion.json", "champion-history.jsonl"}  # no staging
         assert read_champion(models)[0]["version"] == champion
         assert resolve_model(disk.folder, "champion") == models / champion
         assert is_complete(models / champion)

@@ -113,7 +113,7 @@ def test_a_remote_cache_read_or_written_by_another_process_is_not_pruned(root):
 
 def test_a_dead_jobs_lease_stops_counting_once_its_ttl_has_passed(root):
     (cache_dir,) = make_caches(root, "dddd")
-    reader = start_job("read", cache_dir, ttl=6.0, skew=1.0)
+    reader = start_job("read", cache_dir, ttl=4.0, skew=1.0)
     reader.send_signal(signal.SIGKILL)  # it never releases its lease
     reader.wait()
     assert prune_caches(None, keep_latest=0, root=root) == []  # its lease is still fresh

@@ -29,7 +29,7 @@ from inception_retrain.plumbing.s3_lease import LeaseHeld, LeaseLost, S3Lease
 from inception_retrain.plumbing.s3_objects import ObjectStore
 
 BUCKET = "leases"
-TTL, SKEW = 3.0, 0.5
+TTL, SKEW = 2.0, 0.5
 
 HOLDER = """
 import sys
@@ -120,7 +120,7 @@ def test_a_renewed_lease_holds_across_processes_and_is_free_once_released(uri):
 
 
 def test_the_lease_of_a_killed_holder_is_taken_over_once_its_ttl_passed_on_the_server(uri):
-    ttl, skew = 6.0, 1.0  # renewed every 1.5 s: just after the kill it is well within its TTL
+    ttl, skew = 4.0, 1.0  # renewed every 1 s: just after the kill it is well within its TTL
     holder = start_holder(uri, ttl, skew)
     holder.send_signal(signal.SIGKILL)
     holder.wait()

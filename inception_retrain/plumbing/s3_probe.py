@@ -1,8 +1,9 @@
 """The start-up check of an `s3://` location: one request, short fuses, one line naming the fix.
 
-    >>> probe("s3://features/team-a", "feature cache")   # None, or StorageError (one line)
+    >>> probe("s3://features/team-a", "feature cache")   # None, or the one line of what is wrong
 
-`storage.check_reachable` calls it for every remote location a run names, before any work.
+`storage.check_reachable` calls it for every remote location a run names, before any work,
+and raises its line as a StorageError.
 
 Why a private, short-fused client: s3fs's defaults are made to ride out transient errors, not
 to refuse at once. Two retry layers multiply: botocore's (legacy mode: 5 attempts; in its
@@ -150,11 +151,10 @@ def probe_filesystem():
     return fs
 
 
-def probe(uri: str, what: str = "location") -> None:
-    """List at most one key under `uri`; a one-line StorageError if that fails."""
+def probe(uri: str, what: str = "location") -> str | None:
+    """List at most one key under `uri`; None if that works, else the one line saying why
+    not and what to change."""
     from fsspec.asyn import sync
-
-    from inception_retrain.plumbing.storage import StorageError
 
     bucket, _, prefix = uri.split("://", 1)[-1].partition("/")
     prefix = prefix.strip("/")
@@ -171,4 +171,5 @@ def probe(uri: str, what: str = "location") -> None:
             timeout=DEADLINE_S,
         )
     except Exception as error:
-        raise StorageError(explain(error, uri, _endpoint(fs), what)) from None
+        return explain(error, uri, _endpoint(fs), what)
+    return None

@@ -288,7 +288,8 @@ def check_reachable(value: str | os.PathLike[str], what: str = "location") -> Pa
         return loc
     from inception_retrain.plumbing.s3_probe import probe
 
-    probe(loc, what)
+    if (why := probe(loc, what)) is not None:
+        raise StorageError(why)
     return loc
 
 
