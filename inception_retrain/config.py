@@ -113,6 +113,13 @@ class RetrainConfig(BaseModel):
         le=10,
         description="Runs of a shard on a cluster before a late one fails the run.",
     )
+    shard_retries: int = Field(
+        _SHARDS.retries,
+        ge=0,
+        le=10,
+        description="Retries of a shard on a cluster that raised an unexpected error, "
+        "within its time-out.",
+    )
 
     # --- head and training -------------------------------------------------------------
     head: HeadSpec = Field(default_factory=HeadSpec, description="The trainable head.")
@@ -295,6 +302,7 @@ class RetrainConfig(BaseModel):
             timeout_s=self.shard_timeout_s,
             start_timeout_s=self.shard_start_timeout_s,
             attempts=self.shard_attempts,
+            retries=self.shard_retries,
         )
 
     @property

@@ -51,8 +51,12 @@ def test_the_config_sets_the_shard_policy_and_its_defaults_are_defined_once():
     from inception_retrain.config import RetrainConfig
 
     assert RetrainConfig().shard_policy == ShardPolicy()
-    config = RetrainConfig(shard_timeout_s=30, shard_start_timeout_s=90, shard_attempts=3)
-    assert config.shard_policy == ShardPolicy(timeout_s=30, start_timeout_s=90, attempts=3)
+    config = RetrainConfig(
+        shard_timeout_s=30, shard_start_timeout_s=90, shard_attempts=3, shard_retries=0
+    )
+    assert config.shard_policy == ShardPolicy(
+        timeout_s=30, start_timeout_s=90, attempts=3, retries=0
+    )
     with pytest.raises(ValueError, match="shard_attempts"):
         RetrainConfig(shard_attempts=0)
 

@@ -53,10 +53,12 @@ def extract_shards(
         address,
         plan.images - plan.todo,
     )
+    policy = policy or ShardPolicy()
+    shard_task = extract_shard_task.with_options(retries=policy.retries)
     results = run_shards(
-        lambda shard: extract_shard_task.submit(shard, plan.job),
+        lambda shard: shard_task.submit(shard, plan.job),
         plan.shards,
-        policy or ShardPolicy(),
+        policy,
         name=lambda shard: shard.index,
     )
     return finish_extract_task(plan, results, manifest, run_dir, cluster)

@@ -69,8 +69,9 @@ def predict_shards(
     inputs = find_inputs(paths)
     shards = inputs.shards(max(1, shard_files))
     get_run_logger().info("%d files in %d shards", len(inputs.files), len(shards))
+    shard_task = predict_shard_task.with_options(retries=policy.retries)
     rows = run_shards(
-        lambda indexed: predict_shard_task.submit(model_dir, indexed[1], indexed[0]),
+        lambda indexed: shard_task.submit(model_dir, indexed[1], indexed[0]),
         list(enumerate(shards)),
         policy,
         name=lambda indexed: indexed[0],

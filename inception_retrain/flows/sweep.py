@@ -68,11 +68,13 @@ def dropout_sweep(
         len(missing),
     )
     if address and len(missing) > 1:  # each training a shard, with its time-outs
+        policy = shard_policy or ShardPolicy()
+        cell_task = sweep_cell_task.with_options(retries=policy.retries)
         computed = iter(
             run_shards(
-                lambda cell: sweep_cell_task.submit(spec, cell, store),
+                lambda cell: cell_task.submit(spec, cell, store),
                 missing,
-                shard_policy or ShardPolicy(),
+                policy,
                 name=lambda cell: f"{cell.placement}-{cell.rate:g}-seed{cell.seed}",
                 what="training",
             )

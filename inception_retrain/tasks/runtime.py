@@ -13,9 +13,9 @@ Retry policies, each defined once and named (`RetryPolicy`; a task takes
 `**POLICY.options()`):
   * `DOWNLOAD_RETRIES`: a failed download only (weights, a tfds dataset), twice, after 30 s
     and 120 s, since a network or a mirror often recovers within minutes;
-  * `SHARD_RETRIES`: anything but an expected `PipelineError`, twice, after 5 s and 30 s,
-    for a shard of work on a cluster (a lost worker, a flaky object store); a retry rewrites
-    the same content-named output;
+  * `SHARD_RETRIES`: anything but an expected `PipelineError`, twice (`ShardPolicy.retries`,
+    the config's `shard_retries`), after 5 s and 30 s, for a shard of work on a cluster (a
+    lost worker, a flaky object store); a retry rewrites the same content-named output;
   * `RETRY_ONCE`: anything but an expected `PipelineError`, once, at once, for a long
     stage in the flow's process (training, which resumes from its own checkpoint, and the
     augmentation effect).
@@ -41,6 +41,7 @@ from prefect.logging.handlers import APILogHandler
 
 from inception_retrain.plumbing import progress, stderr_filter
 from inception_retrain.plumbing.errors import DownloadError, PipelineError
+from inception_retrain.plumbing.shard_policy import ShardPolicy
 
 CORE_LOGGER = "inception_retrain"
 
@@ -162,7 +163,7 @@ def retry_unless_expected(task, task_run, state) -> bool:
 
 
 DOWNLOAD_RETRIES = RetryPolicy(2, (30, 120), retry_on_download_error)
-SHARD_RETRIES = RetryPolicy(2, (5, 30), retry_unless_expected)
+SHARD_RETRIES = RetryPolicy(ShardPolicy().retries, (5, 30), retry_unless_expected)
 RETRY_ONCE = RetryPolicy(1, (0,), retry_unless_expected)
 
 
