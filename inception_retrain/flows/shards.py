@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -114,14 +115,14 @@ def recycle_worker(client, address: str) -> str:
     """Free a hung task's thread by replacing its worker's process; says how."""
     info = bounded(client.scheduler_info, PROBE_TIMEOUT_S, "scheduler_info")
     if info["workers"].get(address, {}).get("nanny"):
-        restart = lambda: client.restart_workers([address], timeout=RESTART_TIMEOUT_S)  # noqa: E731
+        restart = partial(client.restart_workers, [address], timeout=RESTART_TIMEOUT_S)
         bounded(restart, RESTART_TIMEOUT_S + PROBE_TIMEOUT_S, "restart_workers")
         return "restarted by its nanny"
     # No nanny: exit from the worker's event loop. The reply never comes (the process is
     # gone), which surfaces as an error or a time-out: expected. Whatever supervises that
     # `dask worker` (systemd, Kubernetes) starts it again; until then the cluster is smaller.
     with contextlib.suppress(Exception):
-        stop = lambda: client.run(_exit_now, workers=[address], on_error="return")  # noqa: E731
+        stop = partial(client.run, _exit_now, workers=[address], on_error="return")
         bounded(stop, PROBE_TIMEOUT_S, "stop worker")
     return "process stopped (no nanny to restart it)"
 
@@ -307,7 +308,7 @@ def run_shards(
                 never_started = flight.started is None
                 address = where.get(future.wrapped_future.key)
                 note("late", item=name(flight.item), attempt=flight.attempt, worker=address)
-                cancel = lambda f=future: client.cancel([f.wrapped_future], force=True)  # noqa: E731
+                cancel = partial(client.cancel, [future.wrapped_future], force=True)
                 bounded(cancel, PROBE_TIMEOUT_S, "cancel")
                 inflight.pop(future)
                 why = (
