@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 _SHARDS = ShardPolicy()  # the defaults, defined once there
 
 
+# When the nightly-retrain deployment runs, unless `serve --cron/--timezone` or a prefect.yaml
+# generated with them says otherwise (flows/deployments.py).
+NIGHTLY_CRON = "0 2 * * *"
+NIGHTLY_TIMEZONE = "UTC"
+
+
 class RetrainConfig(BaseModel):
     """What a retrain run does. Defaults reproduce the seed's setup on the built-in demo data."""
 
@@ -83,13 +89,13 @@ class RetrainConfig(BaseModel):
     feature_cache: str | None = Field(
         None,
         description="Root of the feature cache: a folder, file:// or s3://bucket/prefix "
-        "(credentials from the client's environment). Default: WORKDIR/cache.",
+        "(credentials from the client's environment).",
     )
 
     # --- where the work runs -----------------------------------------------------------
     cluster: Cluster | None = Field(
         None,
-        description="Where extraction, the sweep and prediction run: one process (default), "
+        description="Where extraction, the sweep and prediction run: this process, "
         "'local:N' (a Dask cluster of N worker processes started for the run) or "
         "'tcp://HOST:PORT' (a running Dask scheduler).",
     )

@@ -198,3 +198,24 @@ def test_cli_run_on_all_corrupt_data_fails_with_one_clean_error_and_no_traceback
     run_dir = Path(done.stdout.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path / "work" / "runs"
     assert "no valid images" in (run_dir / "failure.md").read_text()
+
+
+def test_prefect_yaml_is_generated_from_the_one_definition_and_the_schedule_is_settable():
+    """The schedule is written once (config.NIGHTLY_CRON); prefect.yaml is the generator's
+    default output, and `serve` and the generator both take another schedule."""
+    from typer.testing import CliRunner
+
+    from inception_retrain.cli.main import app
+    from inception_retrain.flows.deployments import NIGHTLY_RETRAIN, build_deployments, prefect_yaml
+
+    assert (REPO / "prefect.yaml").read_text() == prefect_yaml()
+    served = {d.name: d for d in build_deployments(cron="30 3 * * 1-5", timezone="Europe/Paris")}
+    (schedule,) = served[NIGHTLY_RETRAIN].schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 3 * * 1-5", "Europe/Paris")
+    written = CliRunner().invoke(app, ["prefect-yaml", "--cron", "30 3 * * 1-5"])
+    assert written.exit_code == 0, written.output
+    deployments = yaml.safe_load(written.output)["deployments"]
+    (nightly,) = [d for d in deployments if d.get("schedules")]
+    assert nightly["schedules"][0]["cron"] == "30 3 * * 1-5"
+    refused = CliRunner().invoke(app, ["prefect-yaml", "--cron", "every night"])
+    assert refused.exit_code == 2 and "--cron" in refused.output

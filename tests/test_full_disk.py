@@ -7,7 +7,7 @@ allows mounting one, else ENOSPC injected at the write layer: tests/full_disk.py
   * export onto a full disk fails with one line; no version folder and no staging folder
     are left; the champion stays the champion, complete; once space is freed, export works.
 The "tmpfs" variants fall back to injection where mounting is not allowed. Export, and the
-injected variant of extraction, are marked `faults` (`pytest -m faults`): minutes of
+injected variant of extraction, are marked `extended` (`make test-extended`): minutes of
 TensorFlow that the default suite cannot afford.
 """
 
@@ -30,10 +30,10 @@ from inception_retrain.plumbing.files import atomic_write, is_disk_full
 
 MB = 1 << 20
 MODES = pytest.mark.parametrize("prefer_tmpfs", [True, False], ids=["tmpfs", "injected"])
-# The injected variant of a TensorFlow test, and export, take long: `pytest -m faults`.
+# The injected variant of a TensorFlow test, and export, take long: `make test-extended`.
 SLOW_MODES = pytest.mark.parametrize(
     "prefer_tmpfs",
-    [True, pytest.param(False, marks=pytest.mark.faults)],
+    [True, pytest.param(False, marks=pytest.mark.extended)],
     ids=["tmpfs", "injected"],
 )
 
@@ -109,7 +109,7 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_export_on_a_full_disk_leaves_no_half_version_and_the_champion_stands(
     tmp_path, monkeypatch, tiny_run, tiny_version
 ):

@@ -5,7 +5,7 @@ are checked in tests/test_scale_out.py (the worker plugin `QuietStderr`).
   * A flow module imported in a flow-run process (PREFECT__FLOW_RUN_ID set, as every
     Prefect worker and `serve` set it) installs the filter; imported anywhere else, it
     changes nothing. Checked with the noise TensorFlow itself writes when it loads.
-  * Marked `faults` (minutes; `pytest -m faults`): batch-predict deployed from prefect.yaml
+  * Marked `extended` (minutes; `make test-extended`): batch-predict deployed from prefect.yaml
     to a process work pool and run by a real `prefect worker`: the run completes and the
     worker's output holds the run's log lines and no noise.
 """
@@ -46,7 +46,7 @@ def tensorflow_env(**updates: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "in_flow_run",
-    [True, pytest.param(False, marks=pytest.mark.faults)],  # the control: TensorFlow's noise
+    [True, pytest.param(False, marks=pytest.mark.extended)],  # the control: TensorFlow's noise
     ids=["flow-run", "elsewhere"],
 )
 def test_a_flow_module_quiets_tensorflow_in_a_flow_run_process_only(in_flow_run):
@@ -67,7 +67,7 @@ def test_a_flow_module_quiets_tensorflow_in_a_flow_run_process_only(in_flow_run)
         assert noise, done.stderr[-3000:]
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_deployment_run_by_a_process_worker_shows_no_tensorflow_noise(
     prefect_server, tiny_run, tiny_version, tmp_path
 ):

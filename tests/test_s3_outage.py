@@ -6,7 +6,7 @@ and after the restart the recording is replayed, which brings the bucket back as
 server left it. So this shows what the product does, not what moto guarantees: the
 extraction writes every part in one request (never a visible partial part), fails with one
 line when the store goes away, and a rerun once it is back computes only the images not yet
-cached, with every image cached exactly once. Marked `faults` (`pytest -m faults`).
+cached, with every image cached exactly once. Marked `extended` (`make test-extended`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def whole_ids(cache_dir: str) -> list[str]:
     return found
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_the_s3_server_stopped_mid_extraction_leaves_no_partial_part_and_a_rerun_resumes(
     tmp_path, small_demo_dir, monkeypatch
 ):

@@ -9,7 +9,7 @@ a cache on s3:// trains the same head as a local one; images, weights and the ca
 need nothing local; an unreachable scheduler or bucket is one line before any work; a shard
 run twice writes one part and a process loads the backbone once; workers bound TensorFlow's
 threads and keep its noise out of their logs; batch prediction in shards gives one process's
-rows. Marked `faults` (not in the default run): a scheduler killed mid-extraction ends the
+rows. Marked `extended` (not in the default run): a scheduler killed mid-extraction ends the
 run in one line, and a rerun computes only the images not yet cached.
 """
 
@@ -542,7 +542,7 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
     shutil.rmtree(tmp_path / "work", ignore_errors=True)
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_killed_scheduler_ends_the_run_in_one_line_and_a_rerun_computes_only_the_rest(
     prefect_server, reference, small_demo_dir, tmp_path
 ):

@@ -11,7 +11,7 @@ TensorFlow op would, and tells the test where before it does. What each shows:
     nothing is late;
   * the scheduler killed: one line at once; the scheduler frozen (SIGSTOP): one line, once
     a shard is late and the bounded probe gets no answer.
-They take minutes, so they are marked `faults` (not in the default run: `pytest -m faults`);
+They take minutes, so they are marked `extended` (not in the default run: `make test-extended`);
 the extraction's own scenarios on a cluster are in tests/test_scale_out.py.
 """
 
@@ -132,7 +132,7 @@ def failure(state) -> str:
     return message
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_hung_shard_is_cancelled_its_worker_restarted_and_the_shard_run_again(
     cluster, prefect_server, tmp_path
 ):
@@ -155,7 +155,7 @@ def test_a_hung_shard_is_cancelled_its_worker_restarted_and_the_shard_run_again(
         time.sleep(0.5)
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_shard_that_always_hangs_fails_the_run_in_one_line(cluster, prefect_server, tmp_path):
     policy = ShardPolicy(timeout_s=10, attempts=2)
     state = run(cluster, prefect_server, policy, tmp_path / "stall", mode="always")
@@ -164,7 +164,7 @@ def test_a_shard_that_always_hangs_fails_the_run_in_one_line(cluster, prefect_se
     assert len(events("late")) == 2
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_worker_killed_mid_shard_loses_nothing(cluster, prefect_server, tmp_path):
     stall = tmp_path / "stall"
     when_stalled(stall, lambda pid: os.kill(pid, signal.SIGKILL))
@@ -174,7 +174,7 @@ def test_a_worker_killed_mid_shard_loses_nothing(cluster, prefect_server, tmp_pa
     assert not events("late") and not events("worker replaced")
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_killed_scheduler_fails_the_run_at_once_in_one_line(cluster, prefect_server, tmp_path):
     stall = tmp_path / "stall"
     when_stalled(stall, lambda pid: cluster.signal("scheduler", signal.SIGKILL))
@@ -187,7 +187,7 @@ def test_a_killed_scheduler_fails_the_run_at_once_in_one_line(cluster, prefect_s
     assert not events("late")  # noticed at once, not at a time-out
 
 
-@pytest.mark.faults
+@pytest.mark.extended
 def test_a_frozen_scheduler_fails_the_run_in_one_line(
     cluster, prefect_server, tmp_path, monkeypatch
 ):

@@ -228,7 +228,7 @@ def test_models_prune_command_keeps_the_champion_and_the_newest(tmp_path):
 
     listed = cli("models", "ls", "--workdir", str(tmp_path / "work"), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[1].split() == [names[0], "1.0", "yes"]
+    assert listed.stdout.splitlines()[1].split() == [names[0], "yes", "-", "-", "-", "-", "1.0"]
 
     dry = cli("models", "prune", "--keep", "2", "--dry-run", "--workdir", "work", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr

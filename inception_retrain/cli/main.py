@@ -26,20 +26,20 @@ from inception_retrain.cli.options import (
     OPTION_FIELDS,
     UsageError,
     config_from_options,
-    field_help,
-    option_name,
+    config_option,
+    given_options,
     split_list,
     with_config_options,
 )
 from inception_retrain.cli.workdir_commands import cache_app, models_app, runs_app
-from inception_retrain.config import RetrainConfig
+from inception_retrain.config import NIGHTLY_CRON, NIGHTLY_TIMEZONE, RetrainConfig
 from inception_retrain.plumbing import stderr_filter
 from inception_retrain.plumbing.errors import BusyError, PipelineError
 
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     no_args_is_help=True,
     help="Retrain a Dense/Dropout head on a frozen InceptionV3 and measure what Dropout does.",
 )
@@ -47,6 +47,27 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another run holds the workdir; try again later
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from inception_retrain import __version__
+
+        typer.echo(f"inception-retrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Retrain a Dense/Dropout head on a frozen InceptionV3 and measure what Dropout does."""
 
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:
@@ -72,7 +93,7 @@ NO_WAIT = inspect.Parameter(
 
 @app.command("run")
 @functools.partial(with_config_options, extra=(NO_WAIT,))
-def run_command(no_wait: bool = False, **options: str | None) -> None:
+def run_command(ctx: typer.Context, no_wait: bool = False, **options) -> None:
     """Run the retrain flow once (embedded Prefect, no server needed); prints the run folder.
 
     Inputs are checked first (nothing is written if they cannot work). One run per workdir:
@@ -82,7 +103,7 @@ def run_command(no_wait: bool = False, **options: str | None) -> None:
     from inception_retrain.runs import preflight, workdir
 
     try:
-        config = config_from_options(options)
+        config = config_from_options(given_options(ctx, options))
         # before Prefect or TensorFlow is imported
         preflight.check_run_inputs(
             config.ingest, config.backbone, config.cache_root, config.cluster
@@ -143,15 +164,23 @@ def predict_command(
 
     PATHS may be folders, files or s3://bucket/prefix URIs."""
     quiet_tensorflow()
-    stderr_filter.install()
     from inception_retrain.plumbing.cluster_spec import parse_cluster
-    from inception_retrain.registry.predict import predict_files
     from inception_retrain.registry.versions import resolve_model
 
     inputs = [p if "://" in p else Path(p) for p in paths]
+    try:  # before Prefect or TensorFlow is imported: a refusal takes well under a second
+        spec = parse_cluster(cluster) if cluster else None
+        model_dir = resolve_model(workdir, model)
+        if all(isinstance(p, Path) and not p.exists() for p in inputs):
+            # a missing file among others is an error row of the output; only nothing is fatal
+            raise UsageError(f"no image files found in {', '.join(map(str, paths))}")
+    except (UsageError, PipelineError) as error:
+        fail(str(error))
+    stderr_filter.install()
+    from inception_retrain.registry.predict import predict_files
+
     try:
-        if cluster:
-            spec = parse_cluster(cluster)  # a bad value is a usage error, before Prefect starts
+        if spec is not None:
             from inception_retrain.flows.predict import batch_predict
 
             state = batch_predict(
@@ -167,24 +196,53 @@ def predict_command(
                 fail(state.message or "batch prediction failed", code=1)
             summary = state.result()
         else:
-            summary = predict_files(resolve_model(workdir, model), inputs, output)
+            summary = predict_files(model_dir, inputs, output)
     except PipelineError as error:
         fail(str(error))
     typer.echo(f"wrote {summary['n_files']} predictions ({summary['n_failed']} failed) to {output}")
 
 
+CRON = inspect.Parameter(
+    "cron",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        NIGHTLY_CRON,
+        "--cron",
+        metavar="CRON",
+        help="nightly-retrain's schedule, as a cron expression.",
+        rich_help_panel="Schedule",
+    ),
+    annotation=str,
+)
+TIMEZONE = inspect.Parameter(
+    "timezone",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        NIGHTLY_TIMEZONE,
+        "--timezone",
+        metavar="TZ",
+        help="The schedule's time zone (IANA name).",
+        rich_help_panel="Schedule",
+    ),
+    annotation=str,
+)
+
+
 @app.command("serve")
-@with_config_options
-def serve_command(**options: str | None) -> None:
+@functools.partial(with_config_options, extra=(CRON, TIMEZONE))
+def serve_command(
+    ctx: typer.Context, cron: str = NIGHTLY_CRON, timezone: str = NIGHTLY_TIMEZONE, **options
+) -> None:
     """Serve the deployments (nightly-retrain on its cron, dropout-sweep, batch-predict) here.
 
     No work pool or worker: runs start here as their own processes. Options override
-    nightly-retrain's default parameters (see flows/deployments.py and prefect.yaml).
+    nightly-retrain's default parameters and schedule (flows/deployments.py).
     """
     quiet_tensorflow()
-    overrides = {name: raw for name, raw in options.items() if raw is not None}
+    overrides = given_options(ctx, options)
     try:
         config = config_from_options(overrides)
+        check_schedule(cron, timezone)
     except UsageError as error:
         fail(str(error))
     stderr_filter.install()  # the served flow runs' processes inherit it
@@ -199,7 +257,40 @@ def serve_command(**options: str | None) -> None:
         )
     from inception_retrain.flows.deployments import serve_deployments
 
-    serve_deployments(deployment_overrides(config, overrides))
+    serve_deployments(deployment_overrides(config, overrides), cron, timezone)
+
+
+@app.command("prefect-yaml")
+def prefect_yaml_command(
+    cron: str = typer.Option(
+        NIGHTLY_CRON, "--cron", metavar="CRON", help="nightly-retrain's schedule."
+    ),
+    timezone: str = typer.Option(
+        NIGHTLY_TIMEZONE, "--timezone", metavar="TZ", help="The schedule's time zone."
+    ),
+) -> None:
+    """Print prefect.yaml for `prefect deploy`: the deployments `serve` serves."""
+    from inception_retrain.flows.deployments import prefect_yaml
+
+    try:
+        check_schedule(cron, timezone)
+    except UsageError as error:
+        fail(str(error))
+    typer.echo(prefect_yaml(cron, timezone), nl=False)
+
+
+def check_schedule(cron: str, timezone: str) -> None:
+    """A one-line UsageError for a cron expression or time zone Prefect would refuse (Prefect's
+    own schedule model judges them)."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "--cron" if first["loc"][0] == "cron" else "--timezone"
+        raise UsageError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def deployment_overrides(config: RetrainConfig, options: typing.Iterable[str]) -> dict:
@@ -211,11 +302,6 @@ def deployment_overrides(config: RetrainConfig, options: typing.Iterable[str]) -
 
 # The sweep settings `dropout-report` can override: every RetrainConfig field named sweep_*.
 SWEEP_FIELDS = [name for name in RetrainConfig.model_fields if name.startswith("sweep_")]
-
-
-def _run_default_help(name: str) -> str:
-    """The field's help with "default: the run's" in place of the config default."""
-    return field_help(name).rsplit("default:", 1)[0] + "default: the run's]"
 
 
 def _sweep_options(command):
@@ -235,30 +321,25 @@ def _sweep_options(command):
             ),
             annotation=int,
         ),
-    ] + [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, option_name(name), help=_run_default_help(name)),
-            annotation=str | None,
-        )
-        for name in SWEEP_FIELDS
-    ]
+    ] + [config_option(name, default_text="the run's") for name in SWEEP_FIELDS]
     command.__signature__ = inspect.Signature(params)
     return command
 
 
 @app.command("dropout-report")
 @_sweep_options
-def dropout_report_command(run: Path, sweep_workers: int = 1, **options: str | None) -> None:
+def dropout_report_command(run: Path, sweep_workers: int = 1, **options) -> None:
     """Rebuild dropout_impact.{json,md,html} of an existing run; prints the JSON's path."""
     quiet_tensorflow()
-    from inception_retrain.flows.dropout_report import rebuild_dropout_report
-    from inception_retrain.runs.finished_run import missing_artifacts
+    from inception_retrain.runs.run_folder import check_finished
 
-    if missing := missing_artifacts(run):
-        fail(f"{run} lacks {', '.join(missing)}: not a finished run folder")
+    try:  # before Prefect or TensorFlow is imported: a refusal takes well under a second
+        check_finished(run)
+    except PipelineError as error:
+        fail(str(error))
     stderr_filter.install()
+    from inception_retrain.flows.dropout_report import rebuild_dropout_report
+
     overrides = {}
     for name, raw in options.items():
         if raw is None:

@@ -1,30 +1,39 @@
-"""`inception-retrain runs|models|cache ...`: what a workdir holds, listed and pruned.
+"""`inception-retrain runs|models|cache ...`: what a workdir holds, listed, compared, pruned.
 
-    inception-retrain runs ls [--workdir W]              runs with status, data and promotion
-    inception-retrain models ls [--workdir W]            versions, sizes, the champion
+    inception-retrain runs ls [--workdir W] [--json]     runs: status, start, data, test score,
+                                                         dropout, model, report
+    inception-retrain runs show RUN [--json]             one run's settings, metrics, outcome
+    inception-retrain runs compare RUN RUN [--json]      two runs side by side
+    inception-retrain models ls [--workdir W] [--json]   versions: champion, score, date, run
     inception-retrain models prune --keep N [--dry-run]  keep the champion and the newest N
-    inception-retrain cache ls [--workdir W]             feature caches, their views, sizes, use
+    inception-retrain cache ls [--workdir W] [--json]    feature caches, their views, sizes, use
     inception-retrain cache prune [--keep-latest N]      caches, old view policies, and the
                                                          sweep results of removed caches
     ... cache ls|prune --feature-cache s3://bucket/p     the same for another cache root, a
                                                          folder or an object-store prefix
 
-The core does the work (`workdir.list_runs`, `registry.prune_versions`,
-`feature_cache.prune_caches`, `view_cache.prune_views`, `dropout.sweep_folders.prune_sweeps`);
-these commands import it
-when they run, so `inception-retrain --help` stays fast.
+RUN is a run folder, a run id or a unique prefix of one. Every time is shown as
+"YYYY-MM-DD HH:MM UTC"; `--json` prints the rows as JSON (times in ISO 8601), for scripts.
+The core does the work (`runs.run_listing`, `registry.versions`, `features.feature_cache`,
+`features.view_cache`, `dropout.sweep_folders`); these commands import it when they run, so
+`inception-retrain --help` stays fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+from datetime import datetime
 from pathlib import Path
 
 import typer
 
-runs_app = typer.Typer(no_args_is_help=True, help="List the runs of a workdir.")
+runs_app = typer.Typer(no_args_is_help=True, help="List, show and compare the runs of a workdir.")
 models_app = typer.Typer(no_args_is_help=True, help="List and prune model versions.")
 cache_app = typer.Typer(no_args_is_help=True, help="List and prune feature caches.")
+
+WORKDIR = typer.Option(Path("workdir"), help="The workdir (holds runs/, models/, cache/).")
+AS_JSON = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -39,62 +48,185 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     )
 
 
-def _model(promotion: dict | None) -> str:
-    if not promotion:
+def when(iso: str | None) -> str:
+    """An ISO 8601 time as every listing shows it: "2026-12-06 21:41 UTC" ("-" if none)."""
+    if not iso:
         return "-"
-    return f"{promotion.get('version') or 'not published'} ({promotion.get('decision', '?')})"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def echo_json(value) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _score(row: dict) -> str:
+    return "-" if row["score"] is None else f"{row['metric']} {row['score']:.4f}"
+
+
+def _model(row: dict) -> str:
+    if not row["decision"]:
+        return "-"
+    return f"{row['version'] or 'not published'} ({row['decision']})"
 
 
 @runs_app.command("ls")
-def runs_ls_command(
-    workdir: Path = typer.Option(Path("workdir"), help="Holds runs/."),
-) -> None:
-    """List runs: status (running, completed, failed, killed), start, data, images, model.
+def runs_ls_command(workdir: Path = WORKDIR, as_json: bool = AS_JSON) -> None:
+    """List runs, oldest first: status (running, completed, failed, killed), start, images,
+    the test score that decides promotion, the head's dropout, the model, the report.
 
     A run that says running but whose process is gone is marked killed here.
     """
-    from inception_retrain.runs.workdir import list_runs
+    from inception_retrain.runs.run_listing import list_runs
 
     runs = list_runs(workdir)
+    if as_json:
+        echo_json([{k: v for k, v in r.items() if k != "settings"} for r in runs])
+        return
     if not runs:
         typer.echo(f"no runs under {workdir / 'runs'}")
         return
-    header = ("run", "status", "started", "data", "images", "model", "message")
+    header = ("run", "status", "started", "images", "test score", "dropout", "model", "report")
     rows = [
         (
             r["run"],
             r["state"],
-            r["started"].replace("T", " ").removesuffix("+00:00") or "-",
-            r["data"],
-            "-" if r["images"] is None else f"{r['images']} ok, {r['skipped']} skipped",
-            _model(r["promotion"]),
-            r["message"] or "",
+            when(r["started"]),
+            "-" if r["images"] is None else str(r["images"]),
+            _score(r),
+            r["dropout"],
+            _model(r),
+            r["reports"][0] if r["reports"] else (r["message"] or "-"),
         )
         for r in runs
     ]
     typer.echo(table(header, rows))
 
 
-@models_app.command("ls")
-def models_ls_command(
-    workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
+def _run(workdir: Path, name: str) -> Path:
+    from inception_retrain.plumbing.errors import PipelineError
+    from inception_retrain.runs.run_listing import find_run
+
+    try:
+        return find_run(workdir, name)
+    except PipelineError as error:
+        fail(str(error))
+
+
+def _value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ",".join(_value(v) for v in value)
+    return str(value)
+
+
+@runs_app.command("show")
+def runs_show_command(
+    run: str = typer.Argument(..., help="A run folder, run id or unique id prefix."),
+    workdir: Path = WORKDIR,
+    as_json: bool = AS_JSON,
 ) -> None:
-    """List model versions, oldest first, with their size; the champion is marked."""
+    """Show one run: its outcome, its test metrics, its reports and every setting."""
+    from inception_retrain.runs.run_listing import flat_settings, run_summary
+
+    summary = run_summary(_run(workdir, run))
+    if as_json:
+        echo_json(summary)
+        return
+    outcome = [
+        ("run", summary["run"]),
+        ("status", summary["state"] + (f": {summary['message']}" if summary["message"] else "")),
+        ("started", when(summary["started"])),
+        ("updated", when(summary["updated"])),
+        ("data", f"{summary['data']} ({_value(summary['images'])} images)"),
+        ("dropout", summary["dropout"]),
+        ("test score", _score(summary)),
+        ("model", _model(summary)),
+        *[("report", path) for path in summary["reports"]],
+    ]
+    typer.echo(table(("", ""), outcome).split("\n", 1)[1])
+    if summary["metrics"]:
+        typer.echo("\ntest metrics")
+        rows = [(k, _value(v)) for k, v in summary["metrics"].items() if "fingerprint" not in k]
+        typer.echo(table(("metric", "value"), rows))
+    typer.echo("\nsettings")
+    rows = [(k, _value(v)) for k, v in flat_settings(summary["settings"]).items()]
+    typer.echo(table(("setting", "value"), rows))
+
+
+@runs_app.command("compare")
+def runs_compare_command(
+    first: str = typer.Argument(..., help="A run folder, run id or unique id prefix."),
+    second: str = typer.Argument(..., help="Another one."),
+    workdir: Path = WORKDIR,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Compare two runs side by side: outcome, test metrics, and the settings that differ."""
+    from inception_retrain.runs.run_listing import compare_runs
+
+    compared = compare_runs(_run(workdir, first), _run(workdir, second))
+    if as_json:
+        echo_json(compared)
+        return
+    a, b = compared["runs"]
+    rows = [(key, _value(compared[key][0]), _value(compared[key][1])) for key in OUTCOME]
+    rows[1] = ("started", when(compared["started"][0]), when(compared["started"][1]))
+    typer.echo(table(("", a, b), rows))
+    metrics = [
+        (key, _value(x), _value(y))
+        for key, (x, y) in compared["metrics"].items()
+        if "fingerprint" not in key
+    ]
+    if metrics:
+        typer.echo("\n" + table(("test metric", a, b), metrics))
+    settings = [(key, _value(x), _value(y)) for key, (x, y) in compared["settings"].items()]
+    typer.echo("\n" + (table(("setting", a, b), settings) if settings else "same settings"))
+
+
+OUTCOME = ("state", "started", "images", "dropout", "metric", "score", "decision")
+
+
+@models_app.command("ls")
+def models_ls_command(workdir: Path = WORKDIR, as_json: bool = AS_JSON) -> None:
+    """List model versions, oldest first: champion, test scores, export time, source run."""
     from inception_retrain.plumbing.errors import PipelineError
     from inception_retrain.registry.versions import list_version_info, models_dir
 
     try:
         versions = list_version_info(models_dir(workdir))
     except PipelineError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error))
+    if as_json:
+        echo_json(versions)
+        return
     if not versions:
         typer.echo(f"no model versions under {models_dir(workdir)}")
         return
     rows = [
-        (v["version"], f"{v['bytes'] / 1e6:.1f}", "yes" if v["champion"] else "-") for v in versions
+        (
+            v["version"],
+            "yes" if v["champion"] else "-",
+            _value(v["metrics"].get("roc_auc")),
+            _value(v["metrics"].get("accuracy")),
+            when(v["created"]),
+            v["run"] or "-",
+            f"{v['bytes'] / 1e6:.1f}",
+        )
+        for v in versions
     ]
-    typer.echo(table(("version", "MB", "champion"), rows))
+    header = ("version", "champion", "roc_auc", "accuracy", "exported", "run", "MB")
+    typer.echo(table(header, rows))
 
 
 @models_app.command("prune")
@@ -110,8 +242,7 @@ def models_prune_command(
     try:
         removed = prune_versions(models_dir(workdir), keep=keep, dry_run=dry_run)
     except PipelineError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error))
     verb = "would remove" if dry_run else "removed"
     for version in removed:
         typer.echo(f"{verb} {version['version']} ({version['bytes'] / 1e6:.1f} MB)")
@@ -155,7 +286,8 @@ def _one_line():
 
 @cache_app.command("ls")
 def cache_ls_command(
-    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+    workdir: Path = WORKDIR,
+    as_json: bool = AS_JSON,
     feature_cache: str | None = typer.Option(None, "--feature-cache", help=FEATURE_CACHE_HELP),
 ) -> None:
     """List feature caches: fingerprint, images, augmented views, size, dtype, last used,
@@ -170,6 +302,9 @@ def cache_ls_command(
             policies, rows, size = view_totals(cache["path"])
             cache.update(views=f"{rows} ({policies} policies)" if policies else "-")
             cache["bytes"] += size
+    if as_json:
+        echo_json(caches)
+        return
     if not caches:
         typer.echo(f"no feature caches under {root}")
         return
@@ -195,7 +330,7 @@ def format_cache_table(caches: list[dict]) -> str:
             c.get("views", "-"),
             f"{c['bytes'] / 1e6:.1f}",
             c["dtype"],
-            c["last_used"] or "-",
+            when(c["last_used"]),
             "yes" if c["in_use"] else "-",
             f"{c['layer']}@{c['image_size']}px",
             c["weights_description"],
@@ -226,12 +361,15 @@ def cache_prune_command(
     from inception_retrain.features.view_cache import prune_views
 
     root = _cache_root(workdir, feature_cache)
-    removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run, root=root)
+    with _one_line():
+        removed = prune_caches(
+            workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run, root=root
+        )
     verb = "would remove" if dry_run else "removed"
     for cache in removed:
         typer.echo(
             f"{verb} {cache['fingerprint']} ({cache['images']} images, "
-            f"{cache['bytes'] / 1e6:.1f} MB, last used {cache['last_used'] or '-'})"
+            f"{cache['bytes'] / 1e6:.1f} MB, last used {when(cache['last_used'])})"
         )
     total = sum(c["bytes"] for c in removed) / 1e6
     typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
@@ -242,7 +380,7 @@ def cache_prune_command(
         typer.echo(
             f"{verb} views of policy {view['fingerprint']} in cache {view['cache']} "
             f"({view['rows']} rows, {view['bytes'] / 1e6:.1f} MB, last used "
-            f"{view['last_used'] or '-'})"
+            f"{when(view['last_used'])})"
         )
     if views:
         total = sum(v["bytes"] for v in views) / 1e6

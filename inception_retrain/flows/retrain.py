@@ -219,6 +219,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             augmentation,
         )
         evaluated = True
+        run_folder.write_status(run_dir, "running", metrics=evaluation.metrics)
 
         stage = "dropout-report"
         spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
@@ -289,7 +290,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         return Failed(message=message)
     finally:
         cluster.close()
-    outcome = {"decision": promotion["decision"], "version": promotion["version"]}
+    outcome = {key: promotion[key] for key in ("decision", "version", "metric", "score")}
     run_folder.write_status(run_dir, "completed", promotion=outcome)
     return str(run_dir)
 

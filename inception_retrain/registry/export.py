@@ -43,11 +43,17 @@ from inception_retrain.plumbing.errors import DiskFullError
 from inception_retrain.plumbing.files import atomic_write, disk_full_error, is_disk_full
 from inception_retrain.plumbing.schemas import write_document
 from inception_retrain.registry.promotion_policy import PromotionPolicy
-from inception_retrain.registry.versions import ModelVersion, new_staging, publish_version
+from inception_retrain.registry.versions import (
+    METRICS_FILE,
+    METRICS_KIND,
+    METRICS_VERSION,
+    ModelVersion,
+    new_staging,
+    publish_version,
+)
 from inception_retrain.training.head import TrainedHead, load_head
 
 LABELS_KIND, LABELS_VERSION = "model-labels", 1
-METRICS_KIND, METRICS_VERSION = "model-metrics", 1
 
 
 def build_inference_model(head_path: Path, weights: str, layer: str, image_size: int):
@@ -116,7 +122,7 @@ def export_model(
             "per_class": evaluation_document["metrics"]["per_class"],
             "lineage": lineage,
         }
-        write_document(staging / "metrics.json", METRICS_KIND, METRICS_VERSION, metrics)
+        write_document(staging / METRICS_FILE, METRICS_KIND, METRICS_VERSION, metrics)
         card = model_card(manifest, cache, head, lineage, evaluation.metrics, class_names)
         atomic_write(staging / "model_card.md", card)
         version_dir = publish_version(staging, models)

@@ -49,6 +49,8 @@ from inception_retrain.plumbing.schemas import read_document, stamp, write_docum
 
 CHAMPION_KIND, CHAMPION_VERSION, CHAMPION_FILE = "champion", 1, "champion.json"
 HISTORY_FILE = "champion-history.jsonl"  # every pointer written, one JSON document a line
+# A version's metrics.json (written by `export`): its test metrics and lineage.
+METRICS_KIND, METRICS_VERSION, METRICS_FILE = "model-metrics", 1, "metrics.json"
 REQUIRED_FILES = ("model.keras", "labels.json", "metrics.json", "model_card.md")
 VERSION_PATTERN = re.compile(r"^v(\d+)-")
 STAGING_PREFIX = ".staging-"
@@ -173,17 +175,31 @@ def _pointer_version(models: Path) -> str | None:
 
 
 def list_version_info(models: Path) -> list[dict]:
-    """[{version, path, bytes, champion}] of the visible versions, oldest first."""
+    """[{version, path, bytes, champion, created, run, metrics}] of the visible versions,
+    oldest first: `metrics` are the test metrics, `created` and `run` the export's time and
+    source run (from its metrics.json; empty if that is unreadable)."""
     champion = _pointer_version(models)
-    return [
-        {
-            "version": name,
-            "path": Path(models) / name,
-            "bytes": _size(Path(models) / name),
-            "champion": name == champion,
-        }
-        for name in list_versions(models)
-    ]
+    rows = []
+    for name in list_versions(models):
+        try:
+            recorded = read_document(
+                Path(models) / name / METRICS_FILE, METRICS_KIND, METRICS_VERSION
+            )
+        except DataError:
+            recorded = {}
+        lineage = recorded.get("lineage") or {}
+        rows.append(
+            {
+                "version": name,
+                "path": Path(models) / name,
+                "bytes": _size(Path(models) / name),
+                "champion": name == champion,
+                "created": lineage.get("created", ""),
+                "run": Path(lineage["run_dir"]).name if lineage.get("run_dir") else "",
+                "metrics": recorded.get("metrics") or {},
+            }
+        )
+    return rows
 
 
 def prune_versions(models: Path, keep: int, dry_run: bool = False) -> list[dict]:

@@ -27,8 +27,6 @@ from inception_retrain.runs import run_folder
 from inception_retrain.training.head import TrainedHead, head_fingerprint, load_head
 from inception_retrain.training.train import HISTORY_FILE, read_history, recorded_training
 
-NEEDED = (run_folder.CONFIG_FILE, MANIFEST_FILE, "extract.json", "head.keras", HISTORY_FILE)
-
 
 class NotAFinishedRun(PipelineError):
     """The folder lacks what re-running a stage needs."""
@@ -43,16 +41,9 @@ class FinishedRun:
     head: TrainedHead
 
 
-def missing_artifacts(run_dir: Path) -> list[str]:
-    """The files of `NEEDED` that `run_dir` lacks."""
-    return [name for name in NEEDED if not (Path(run_dir) / name).is_file()]
-
-
 def open_finished_run(run_dir: Path) -> FinishedRun:
     """The artifacts of the run in `run_dir`."""
-    run_dir = Path(run_dir)
-    if missing := missing_artifacts(run_dir):
-        raise NotAFinishedRun(f"{run_dir} lacks {', '.join(missing)}: not a finished run folder")
+    run_dir = run_folder.check_finished(run_dir)
     settings, _ = run_folder.read_config(run_dir)
     try:
         counts = read_document(run_dir / COUNTS_FILE, COUNTS_KIND, COUNTS_VERSION)

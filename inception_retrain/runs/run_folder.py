@@ -6,7 +6,8 @@ say what a run is and where it stands; each stage owns the files it writes there
 
     config.json     the run's settings (its RetrainConfig, as JSON) and its Prefect flow run id
     status.json     running | completed | failed | killed, with the message, pid, times and,
-                    once decided, the promotion (decision, version)
+                    once known, the test metrics (headline) and the promotion (decision,
+                    version, metric, score): what `runs ls` shows without opening more
     failure.json    why a failed or killed run ended (and failure.md, for people)
     .running.lock   held (flock) by the run's process while it runs (`running`)
 
@@ -43,6 +44,9 @@ FAILURE_KIND, FAILURE_VERSION, FAILURE_FILE = "run-failure", 1, "failure.json"
 STATES = ("running", "completed", "failed", "killed")
 ALIVE_LOCK = ".running.lock"
 KILLED_MESSAGE = "its process ended without recording an outcome (killed, or the machine stopped)"
+# What a finished run holds for a stage to run again (each owned by its stage's module:
+# runs/finished_run.py reads them; tests/test_dropout_report.py checks the names agree).
+FINISHED_FILES = (CONFIG_FILE, "manifest.parquet", "extract.json", "head.keras", "history.json")
 
 
 def runs_dir(workdir: str | os.PathLike[str]) -> Path:
@@ -67,6 +71,20 @@ def write_config(run_dir: Path, settings: dict, flow_run_id: str | None) -> Path
     return write_document(Path(run_dir) / CONFIG_FILE, CONFIG_KIND, CONFIG_VERSION, payload)
 
 
+def check_finished(run_dir: Path) -> Path:
+    """`run_dir` if it is a finished run's folder, else a one-line DataError saying why (it
+    does not exist, is not a folder, or lacks some of `FINISHED_FILES`). Reads nothing."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise DataError(f"run folder {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir} is not a folder (give a run folder, WORKDIR/runs/<id>/)")
+    missing = [name for name in FINISHED_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise DataError(f"{run_dir} lacks {', '.join(missing)}: not a finished run folder")
+    return run_dir
+
+
 def read_config(run_dir: Path) -> tuple[dict, str | None]:
     """(the run's config as recorded, its flow run id)."""
     document = read_document(Path(run_dir) / CONFIG_FILE, CONFIG_KIND, CONFIG_VERSION)
@@ -86,9 +104,14 @@ def is_alive(run_dir: Path) -> bool:
 
 
 def write_status(
-    run_dir: Path, state: str, message: str = "", promotion: dict | None = None
+    run_dir: Path,
+    state: str,
+    message: str = "",
+    promotion: dict | None = None,
+    metrics: dict | None = None,
 ) -> Path:
-    """Record where the run stands (`state` is one of STATES), as this process."""
+    """Record where the run stands (`state` is one of STATES), as this process; `promotion`
+    and `metrics`, once given, are kept by later writes."""
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     path = Path(run_dir) / STATUS_FILE
@@ -101,8 +124,9 @@ def write_status(
         "started": previous.get("started") or _now(),
         "updated": _now(),
     }
-    if promotion is not None or "promotion" in previous:
-        status["promotion"] = promotion if promotion is not None else previous["promotion"]
+    for key, value in (("promotion", promotion), ("metrics", metrics)):
+        if value is not None or key in previous:
+            status[key] = value if value is not None else previous[key]
     return write_document(path, STATUS_KIND, STATUS_VERSION, status)
 
 

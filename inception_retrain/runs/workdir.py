@@ -190,38 +190,3 @@ def recover(workdir: str | os.PathLike[str]) -> list[tuple[Path, int]]:
 
 
 # --- listing -------------------------------------------------------------------------------------
-
-
-def list_runs(workdir: str | os.PathLike[str]) -> list[dict]:
-    """One row per run folder, oldest first: {run, path, state, started, data, images,
-    skipped, promotion, message}. A run found dead is marked killed on the way
-    (`run_folder.run_state`)."""
-    from inception_retrain.data.ingest import COUNTS_FILE, COUNTS_KIND, COUNTS_VERSION
-    from inception_retrain.plumbing.errors import DataError
-    from inception_retrain.plumbing.schemas import read_document
-
-    rows = []
-    for run_dir in run_folder.list_run_dirs(workdir):
-        status = run_folder.run_state(run_dir) or {}
-        try:
-            data = run_folder.read_config(run_dir)[0].get("data", "?")
-        except (DataError, KeyError):
-            data = "?"
-        try:
-            counts = read_document(run_dir / COUNTS_FILE, COUNTS_KIND, COUNTS_VERSION)
-        except DataError:
-            counts = {}
-        rows.append(
-            {
-                "run": run_dir.name,
-                "path": run_dir,
-                "state": status.get("state", "unknown"),
-                "started": status.get("started", ""),
-                "data": data,
-                "images": counts.get("ok"),
-                "skipped": counts.get("skipped"),
-                "promotion": status.get("promotion"),
-                "message": status.get("message", ""),
-            }
-        )
-    return rows
