@@ -37,6 +37,7 @@ from inception_retrain.features.weights import WeightsSource, parse_weights
 from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.cluster_spec import Cluster
 from inception_retrain.plumbing.errors import ConfigError
+from inception_retrain.plumbing.shard_policy import ShardPolicy
 from inception_retrain.registry.promotion_policy import PromotionMetric, PromotionPolicy
 from inception_retrain.training.fine_tune_spec import FineTuneOptimizer, FineTuneSpec
 from inception_retrain.training.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
@@ -44,6 +45,8 @@ from inception_retrain.training.training_spec import TrainingSpec
 
 if TYPE_CHECKING:
     from inception_retrain.dropout.sweep import SweepSpec
+
+_SHARDS = ShardPolicy()  # the defaults, defined once there
 
 
 # When the nightly-retrain deployment runs, unless `serve --cron/--timezone` or a prefect.yaml
@@ -106,6 +109,30 @@ class RetrainConfig(BaseModel):
     )
     shard_rows: int = Field(
         256, ge=1, le=100_000, description="Manifest rows per extraction shard on a cluster."
+    )
+    shard_timeout_s: float = Field(
+        _SHARDS.timeout_s,
+        gt=0,
+        description="Seconds a shard on a cluster may run once a worker started it; a late "
+        "one is cancelled, its worker replaced and the shard run again.",
+    )
+    shard_start_timeout_s: float = Field(
+        _SHARDS.start_timeout_s,
+        gt=0,
+        description="Seconds a shard on a cluster may wait for a worker to start it.",
+    )
+    shard_attempts: int = Field(
+        _SHARDS.attempts,
+        ge=1,
+        le=10,
+        description="Runs of a shard on a cluster before a late one fails the run.",
+    )
+    shard_retries: int = Field(
+        _SHARDS.retries,
+        ge=0,
+        le=10,
+        description="Retries of a shard on a cluster that raised an unexpected error, "
+        "within its time-out.",
     )
 
     # --- head and training -------------------------------------------------------------
@@ -326,6 +353,15 @@ class RetrainConfig(BaseModel):
             shard_rows=self.shard_rows,
             views=self.augment_views,
             augment=self.augment,
+        )
+
+    @property
+    def shard_policy(self) -> ShardPolicy:
+        return ShardPolicy(
+            timeout_s=self.shard_timeout_s,
+            start_timeout_s=self.shard_start_timeout_s,
+            attempts=self.shard_attempts,
+            retries=self.shard_retries,
         )
 
     @property

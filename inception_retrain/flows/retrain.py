@@ -266,7 +266,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
 
         stage = "dropout-report"
         spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
-        sweep = run_sweep(spec, address=address)
+        sweep = run_sweep(spec, address=address, shard_policy=config.shard_policy)
         _run_stage(
             dropout_report_task,
             stage,
@@ -342,7 +342,8 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
 def _extract(spec, manifest, run_dir: Path, address, config: RetrainConfig, stage, name):
     """One extraction stage (on the cluster at `address`, or here) and its log line."""
     if address:
-        cache = run_extraction(manifest, spec, run_dir, address, config.cluster)
+        shards = config.shard_policy
+        cache = run_extraction(manifest, spec, run_dir, address, config.cluster, shards)
     else:
         cache = _run_stage(extract_task, stage, f"{stage}-{name}", manifest, spec, run_dir)
     layer = spec.backbone.layer

@@ -17,7 +17,9 @@ probability of `class_names[1]`; a multi-class model (N, K) softmax. Beside it:
                     for a fine-tuned model, which layers were trained and with which optimiser
 
 Everything is written into a hidden staging folder that is renamed to the version name only
-when complete (`versions.publish_version`), so a version folder is always complete. The
+when complete (`versions.publish_version`), so a version folder is always complete; on a
+full disk the staging folder is removed and the export fails with a one-line
+`DiskFullError` (the champion and every published version stay as they were). The
 backbone is the one that made the cached features (`cache.backbone`). A fine-tuned model
 (`training.fine_tune.FineTunedModel`, exported with its prefix cache) starts at the prefix,
 so the exported model is the frozen prefix, then the fine-tuned block(s) and the head: the
@@ -41,7 +43,8 @@ from inception_retrain.evaluation.reports import render
 from inception_retrain.features.backbone import load_backbone
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.preprocess import preprocessing_layers
-from inception_retrain.plumbing.files import atomic_write
+from inception_retrain.plumbing.errors import DiskFullError
+from inception_retrain.plumbing.files import atomic_write, disk_full_error, is_disk_full
 from inception_retrain.plumbing.schemas import write_document
 from inception_retrain.registry.promotion_policy import PromotionPolicy
 from inception_retrain.registry.versions import (
@@ -129,8 +132,10 @@ def export_model(
         card = model_card(manifest, cache, head, lineage, evaluation.metrics, class_names)
         atomic_write(staging / "model_card.md", card)
         version_dir = publish_version(staging, models)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise disk_full_error(models) from None  # Keras and TF write without us
         raise
     return ModelVersion(
         version=version_dir.name,
