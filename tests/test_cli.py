@@ -51,6 +51,40 @@ def test_every_option_shows_its_type_limits_choices_and_a_truthful_default():
         assert option_name(name) in text, name
 
 
+COMMANDS = [
+    ["run"],
+    ["serve"],
+    ["demo-data"],
+    ["predict"],
+    ["dropout-report"],
+    ["prefect-yaml"],
+    ["cache", "ls"],
+    ["cache", "prune"],
+    ["runs", "ls"],
+    ["runs", "show"],
+    ["runs", "compare"],
+    ["models", "ls"],
+    ["models", "prune"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_no_option_of_any_command_shows_a_bare_python_type(command):
+    # Typer's fallback shows "<str>", "<bool>", "<path>"; every option says what it takes
+    # (or, for a switch, nothing). Typer's own --help is left as typer draws it.
+    options = [
+        line
+        for line in help_text(*command).splitlines()
+        if re.match(r"^│ +(\* +)?--", line) and "--help" not in line
+    ]
+    assert options, command
+    assert not [
+        line
+        for line in options
+        if re.search(r"<(str|bool|path|int|float|list\[str\])( range)?>", line)
+    ]
+
+
 def test_options_sit_in_panels_by_subject():
     text = help_text("run")
     assert not [name for name in OPTION_FIELDS if panel_of(name) == OTHER_PANEL]
