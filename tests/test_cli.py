@@ -169,12 +169,47 @@ def test_refusals_happen_before_tensorflow_is_imported(tmp_path):
         ["predict", "--workdir", str(tmp_path), str(tmp_path / "x.jpg")],
         ["runs", "ls", "--workdir", str(tmp_path)],
         ["models", "ls", "--workdir", str(tmp_path)],
+        ["serve", "--cron", "not a cron", "--workdir", str(tmp_path)],
+        ["prefect-yaml", "--timezone", "Mars/Olympus"],
     ]
     for arguments in calls:
         done = subprocess.run(
             [sys.executable, "-c", probe, *arguments], capture_output=True, text=True, timeout=120
         )
         assert done.stdout.strip().splitlines()[-1] == "[]", (arguments, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"),
+    [
+        ("0 2 * * *", "UTC"),
+        ("*/15 1-5 * * mon-fri", "Europe/Paris"),
+        ("0 2 * *", "UTC"),
+        ("61 2 * * *", "UTC"),
+        ("H 2 * * *", "UTC"),
+        ("R 2 * * *", "UTC"),
+        ("0 2 * * *", "Mars/Olympus"),
+        ("@daily", "America/New_York"),
+    ],
+)
+def test_the_quick_schedule_check_agrees_with_prefects_cron_schedule(cron, timezone):
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    from inception_retrain.cli.main import check_schedule
+    from inception_retrain.cli.options import UsageError
+
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+        prefect_accepts = True
+    except ValidationError:
+        prefect_accepts = False
+    try:
+        check_schedule(cron, timezone)
+        ours_accepts = True
+    except UsageError:
+        ours_accepts = False
+    assert ours_accepts == prefect_accepts
 
 
 # --- listings --------------------------------------------------------------------------------
