@@ -315,3 +315,11 @@ def test_runs_show_and_compare_put_settings_and_metrics_side_by_side(workdir):
     assert "batch_size" not in text  # equal settings are left out
     ambiguous = runner.invoke(app, ["runs", "show", "2026120", "--workdir", str(workdir)])
     assert ambiguous.exit_code == 2 and "names 2 runs" in ambiguous.output
+
+
+def test_every_listing_time_is_utc_in_one_format():
+    from inception_retrain.cli.workdir_commands import when
+
+    assert when("2026-12-06T22:04:31+01:00") == "2026-12-06 21:04 UTC"  # converted, not relabelled
+    assert when("2026-12-06T21:04:31+00:00") == "2026-12-06 21:04 UTC"
+    assert when(None) == "-"
