@@ -22,9 +22,17 @@ from inception_retrain.evaluation.fine_tuning_effect import (
 from inception_retrain.evaluation.plots import TITLES
 from inception_retrain.evaluation.reports import render
 from inception_retrain.plumbing.files import atomic_write
+from inception_retrain.training.head_spec import dropout_in_words
 
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
-AUGMENT_COLUMNS = ["claim", "reference", "compared", "improvement [95% CI]", "d_z", "verdict"]
+AUGMENT_COLUMNS = [
+    "claim",
+    "reference",
+    "compared",
+    "improvement [95% CI]",
+    "effect size",
+    "verdict",
+]
 AUGMENT_TRAINING_COLUMNS = [
     "seed",
     "dropout",
@@ -45,7 +53,14 @@ FINE_TUNE_TEST_COLUMNS = [
     "verdict",
     "method",
 ]
-CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
+CALIBRATION_COLUMNS = ["bin", "count", "mean confidence", "accuracy"]
+METRIC_NAMES = {
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "log_loss": "log loss",
+    "ece": "calibration error (ECE)",
+}
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 
 
@@ -86,8 +101,9 @@ def _settings(doc: dict) -> list[tuple[str, object]]:
     spec = head.get("spec") or {}
     training = head.get("training") or {}
     units = spec.get("hidden_units") or ("?", "?")
-    rate, placement = spec.get("dropout_rate"), spec.get("dropout_placement")
-    dropout = "none" if not rate or placement == "none" else f"{rate:g}, {placement}"
+    dropout = dropout_in_words(
+        spec.get("dropout_rate"), spec.get("dropout_placement"), spec.get("hidden_units")
+    )
     epochs = "-"
     if head.get("epochs_run"):
         epochs = f"{head['epochs_run']} of at most {training.get('epochs', '?')}"
@@ -96,7 +112,7 @@ def _settings(doc: dict) -> list[tuple[str, object]]:
         )
     rows = [
         ("head", f"Flatten -> Dense({units[0]}) -> Dense({units[1]}) -> output"),
-        ("dropout (rate, placement)", dropout),
+        ("dropout", dropout),
         ("optimiser", f"RMSprop, learning rate {spec.get('learning_rate', '?')}"),
         ("epochs", epochs),
         ("batch size", training.get("batch_size", "-")),
@@ -115,7 +131,7 @@ def _metric_rows(doc: dict) -> list[dict]:
         bounds = intervals.get(metric)
         rows.append(
             {
-                "metric": metric,
+                "metric": METRIC_NAMES.get(metric, metric),
                 "value": doc["metrics"][metric],
                 "95% CI": f"[{bounds['low']:.4f}, {bounds['high']:.4f}]" if bounds else "n/a",
                 "method": bounds["method"] if bounds else "",
@@ -153,7 +169,7 @@ def _promotion_rows(record: dict) -> list[tuple[str, object]]:
     return [
         ("decision", record["decision"]),
         ("version", record.get("version") or "not published"),
-        ("metric", record["metric"]),
+        ("metric", METRIC_NAMES.get(record["metric"], record["metric"])),
         ("new model score", record["score"]),
         ("champion", record["previous_champion"] or "none"),
         ("champion score", record["champion_score"]),
@@ -170,7 +186,7 @@ def _effect_rows(effects) -> list[dict]:
             "reference": f"{m.reference_label}: {m.mean_reference:.4f}",
             "compared": f"{m.compared_label}: {m.mean_compared:.4f}",
             "improvement [95% CI]": m.interval.text(4),
-            "d_z": m.effect_size,
+            "effect size": m.effect_size,
             "verdict": m.verdict,
         }
         for m in effects
@@ -290,13 +306,19 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "baseline": doc["metrics"].get("majority_baseline"),
         "tensorboard": f"tensorboard --logdir {Path(run_dir) / 'tensorboard'}",
         "dropout_report": (Path(run_dir) / "dropout_impact.html").is_file(),
-        "headline": [{"metric": k, "value": doc["metrics"][k]} for k in HEADLINE],
+        "headline": [
+            {"metric": METRIC_NAMES.get(k, k), "value": doc["metrics"][k]} for k in HEADLINE
+        ],
         "per_class_columns": PER_CLASS_COLUMNS,
         "confusion_columns": ["true \\ predicted", *names],
         "confusion": [[names[i], *row] for i, row in enumerate(matrix)],
         "calibration_columns": CALIBRATION_COLUMNS,
         "calibration": [
-            {"bin": f"[{b['lower']:.1f}, {b['upper']:.1f})", **b}
+            {
+                "bin": f"[{b['lower']:.1f}, {b['upper']:.1f})",
+                "mean confidence": b["mean_confidence"],
+                **b,
+            }
             for b in doc["metrics"]["calibration"]["bins"]
             if b["count"]
         ],

@@ -22,22 +22,19 @@ from inception_retrain.data.ingest import COUNTS_FILE, COUNTS_KIND, COUNTS_VERSI
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.schemas import read_document
 from inception_retrain.runs import run_folder
+from inception_retrain.training.head_spec import dropout_in_words
 
 REPORTS = ("evaluation.html", "dropout_impact.html")
-PLACEMENT_WORDS = {
-    "after_dense2": "after Dense({second})",
-    "after_both": "after both Dense layers",
-}
 
 
 def dropout_setting(settings: dict) -> str:
     """The head's dropout in words: "Dropout(0.2) after Dense(1024)", or "no dropout"."""
     head = settings.get("head") or {}
-    rate, placement = head.get("dropout_rate", 0.2), head.get("dropout_placement", "after_dense2")
-    if not rate or placement == "none":
-        return "no dropout"
-    second = (head.get("hidden_units") or (512, 1024))[1]
-    return f"Dropout({rate:g}) " + PLACEMENT_WORDS[placement].format(second=second)
+    return dropout_in_words(
+        head.get("dropout_rate", 0.2),
+        head.get("dropout_placement", "after_dense2"),
+        head.get("hidden_units"),
+    )
 
 
 def run_summary(run_dir: Path) -> dict:

@@ -23,6 +23,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DropoutPlacement = Literal["after_dense2", "after_both", "none"]
 PLACEMENTS: tuple[DropoutPlacement, ...] = ("after_dense2", "after_both", "none")
+PLACEMENT_WORDS = {"after_dense2": "after Dense({second})", "after_both": "after both Dense layers"}
+
+
+def dropout_in_words(rate: float | None, placement: str | None, hidden_units=(512, 1024)) -> str:
+    """A head's dropout as a reader says it, from a spec's plain fields (a stored report's).
+
+    >>> dropout_in_words(0.2, "after_dense2")
+    'Dropout(0.2) after Dense(1024)'
+    >>> dropout_in_words(0.5, "none")
+    'no dropout'
+    """
+    if not rate or placement == "none" or placement not in PLACEMENT_WORDS:
+        return "no dropout"
+    second = (hidden_units or (512, 1024))[1]
+    return f"Dropout({rate:g}) " + PLACEMENT_WORDS[placement].format(second=second)
 
 
 class HeadSpec(BaseModel):
