@@ -1,6 +1,10 @@
-"""The retrain flow: ingest -> extract -> train -> [augmentation effect] -> evaluate ->
-dropout sweep and report -> promotion (export only what is promoted) -> evaluation report.
-The augmentation effect runs only with --augment-views > 0; the evaluation embeds it.
+"""The retrain flow: ingest -> [validate data] -> extract -> [data drift, data report] ->
+train -> [augmentation effect] -> evaluate -> slices -> dropout sweep and report ->
+promotion (export only what is promoted) -> evaluation report.
+The augmentation effect runs only with --augment-views > 0; the evaluation embeds it. The
+data checks run unless --no-data-checks: the contract right after ingest, drift once the
+features are cached; a blocking finding stops the run there, before training, with its one
+line ("data-checks failed: blocked: ...") and data_report.html in the run folder.
 
 The flow only wires stages (`inception_retrain.tasks`); stages hand each other small typed
 artifacts (paths plus fingerprints), so Prefect never hashes or pickles a model or an array,
@@ -12,8 +16,10 @@ Orchestration, decided here:
     each flow run is its own `python -m prefect.engine` process. The dropout sweep is a
     subflow (flows/sweep.py) with its own task runner.
   * Task-run names say what ran on what: `ingest-<source>`, `extract-<manifest[:8]>`,
+    `validate-data-<manifest[:8]>`, `data-drift-<manifest[:8]>`,
+    `data-report-<manifest[:8]>`,
     `train-<placement>-<rate>-<manifest[:8]>`, `augmentation-effect-<head[:8]>`,
-    `evaluate-<head[:8]>`, `dropout-report-<head[:8]>`,
+    `evaluate-<head[:8]>`, `slices-<head[:8]>`, `dropout-report-<head[:8]>`,
     `decide-promotion-<head[:8]>`, `export-<head[:8]>`, `promote-<head[:8]>`, `report-<head[:8]>`.
   * Retries and timeouts are the stages' own (tasks/); the others get `STAGE_TIMEOUTS_S`, so
     a hung stage fails.
@@ -49,14 +55,20 @@ from prefect.states import Failed
 from prefect.utilities.annotations import BaseAnnotation, opaque, quote
 
 from inception_retrain.config import RetrainConfig
+from inception_retrain.data.contract_spec import DataCheckSpec
 from inception_retrain.data.demo_data import DEMO_SOURCE
 from inception_retrain.data.ingest import require_test_images
+from inception_retrain.data.manifest import Manifest
+from inception_retrain.evaluation.data_report import DataChecksBlocked
 from inception_retrain.flows.cluster import dask_cluster
 from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.plumbing.errors import PipelineError
 from inception_retrain.runs import preflight, run_folder, workdir
+from inception_retrain.runs.data_reference import find_reference
 from inception_retrain.tasks.augmentation_effect import augmentation_effect_task
+from inception_retrain.tasks.data_drift import data_drift_task
+from inception_retrain.tasks.data_report import data_report_task
 from inception_retrain.tasks.dropout_report import dropout_report_task
 from inception_retrain.tasks.evaluate import evaluate_task
 from inception_retrain.tasks.export import export_task
@@ -65,7 +77,9 @@ from inception_retrain.tasks.ingest import ingest_task
 from inception_retrain.tasks.promote import decide_promotion_task, promote_task
 from inception_retrain.tasks.report import report_task
 from inception_retrain.tasks.runtime import hide_expected_tracebacks
+from inception_retrain.tasks.slices import slices_task
 from inception_retrain.tasks.train import train_task
+from inception_retrain.tasks.validate_data import validate_data_task
 
 hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve subprocesses)
 
@@ -73,6 +87,10 @@ hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve s
 # so only a hung stage reaches them.
 STAGE_TIMEOUTS_S = {
     "ingest": 6 * 3600,
+    "validate-data": 1800,
+    "data-drift": 1800,
+    "data-report": 1800,
+    "slices": 1800,
     "augmentation-effect": 6 * 3600,
     "evaluate": 2 * 3600,
     "dropout-report": 6 * 3600,
@@ -109,6 +127,25 @@ def _run_stage(stage_task, stage: str, run_name: str, *args):
 def _one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def _decide_data_checks(
+    manifest: Manifest, validation, drift, spec: DataCheckSpec, run_dir: Path
+) -> None:
+    """The data report, its outcome in status.json, and the end of the run if it blocks."""
+    report = _run_stage(
+        data_report_task,
+        "data-report",
+        f"data-report-{manifest.fingerprint[:8]}",
+        manifest,
+        validation,
+        drift,
+        spec,
+        run_dir,
+    )
+    run_folder.write_status(run_dir, "running", data_checks=report.summary)
+    if report.blocked:
+        raise DataChecksBlocked(f"blocked: {report.reason}")
 
 
 def record_failure(flow, flow_run, state) -> None:
@@ -168,6 +205,24 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         require_test_images(manifest)
         data_id = manifest.fingerprint[:8]
 
+        validation, checks = None, config.data_check_spec if config.data_checks else None
+        if checks is not None:
+            stage = "validate-data"
+            reference = find_reference(config.workdir, run_dir)
+            validation = _run_stage(
+                validate_data_task,
+                stage,
+                f"{stage}-{data_id}",
+                manifest,
+                reference,
+                checks,
+                run_dir,
+            )
+            run_folder.write_status(run_dir, "running", data_checks=validation.summary())
+            if validation.blocked:
+                stage = "data-checks"
+                _decide_data_checks(manifest, validation, None, checks, run_dir)
+
         stage = "extract"
         extraction = config.extraction
         if address:
@@ -180,6 +235,21 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         if cache.views is not None:
             views = cache.views
             logger.info("views: %d computed, %d reused from cache", views.computed, views.reused)
+
+        if validation is not None:
+            stage = "data-drift"
+            drift = _run_stage(
+                data_drift_task,
+                stage,
+                f"{stage}-{data_id}",
+                manifest,
+                cache,
+                validation,
+                checks,
+                run_dir,
+            )
+            stage = "data-checks"
+            _decide_data_checks(manifest, validation, drift, checks, run_dir)
 
         stage = "train"
         head_name = f"{config.head.dropout_placement}-{config.head.dropout_rate:g}"
@@ -219,6 +289,10 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         )
         evaluated = True
         run_folder.write_status(run_dir, "running", metrics=evaluation.metrics)
+        stage = "slices"
+        sliced = _run_stage(
+            slices_task, stage, f"{stage}-{head_id}", manifest, evaluation, config.slicing, run_dir
+        )
 
         stage = "dropout-report"
         spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
@@ -243,6 +317,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             f"decide-promotion-{head_id}",
             evaluation,
             config.promotion,
+            sliced,
         )
         version = None
         if decision.promoted or config.publish_models == "all":
