@@ -1,13 +1,14 @@
 """Sliced evaluation and the promotion gate by slice, on real images, features and heads.
 
 The known answer (issue 22, item 5): a train/validation/test folder with two source folders
-per class, `camA` (classes told apart by colour) and `camB` (told apart by exposure: a
-random-weights backbone separates both in a few epochs at 75 px). The champion is trained on
-it as it is. Then camB's training images are replaced by new ones relabelled at random (half
-of each look to each class) while every test image keeps its label, and a new head is
-trained: its overall ROC-AUC stays within the (generous, for this test) tolerance of the
-champion's, so only the slices can refuse it, and the gate refuses it, naming
-`source=camB` and not `source=camA`.
+per class, `camA` (classes told apart by colour: warm blobs, cool stripes) and `camB` (told
+apart by exposure, the other way round from what camA's colours would suggest: bright blobs,
+dark stripes); a random-weights backbone separates both in a few epochs at 75 px. The
+champion is trained on it as it is. Then camB's training images are replaced by new ones
+relabelled at random (half of each look to each class) while every test image keeps its
+label, and a new head is trained. The overall rule is opened (`--promotion-tolerance 1`:
+camB is half of this small test split, so the overall score drops too) so that only the
+slices decide, and the gate refuses the model, naming `source=camB`, not `source=camA`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from data_check_images import write_images
 
 LOOKS = {
     "camA": {"blobs": "warm", "stripes": "cool"},
-    "camB": {"blobs": "dark", "stripes": "bright"},
+    "camB": {"blobs": "bright", "stripes": "dark"},
 }
 SPLITS = {"train": range(0, 40), "validation": range(200, 210), "test": range(300, 315)}
 
@@ -53,7 +54,7 @@ def _config(data: Path, work: Path, **overrides):
         image_size=75,
         feature_dtype="float32",
         head=HeadSpec(hidden_units=(64, 64), learning_rate=3e-4),
-        epochs=50,
+        epochs=30,
         batch_size=16,
         patience=0,
         **overrides,
@@ -94,7 +95,7 @@ def champion_and_broken(tmp_path_factory):
     good = root / "good"
     write_layout(good)
     user = root / "user.csv"
-    config = _config(good, work, promotion_tolerance=0.15)
+    config = _config(good, work, promotion_tolerance=1.0)
     champion = _run(config)
     decision = decide_promotion(champion.evaluation, config.promotion, champion.sliced)
     version = export_model(
@@ -116,7 +117,7 @@ def champion_and_broken(tmp_path_factory):
         writer.writerow(["content_id", "slice"])
         writer.writerows([(cid, "first-half") for cid in ids[: len(ids) // 2]])
         writer.writerow(["not-a-test-image", "first-half"])
-    config = _config(broken, work, promotion_tolerance=0.15, slices_csv=user)
+    config = _config(broken, work, promotion_tolerance=1.0, slices_csv=user)
     challenger = _run(config)
     refusal = decide_promotion(challenger.evaluation, config.promotion, challenger.sliced)
     return SimpleNamespace(
@@ -128,7 +129,7 @@ def test_a_slice_broken_on_purpose_refuses_the_promotion_naming_it(champion_and_
     refusal = champion_and_broken.refusal
     rows = {row["slice"]: row for row in refusal.slices}
     assert refusal.champion_score_source == "recorded on the same test split"
-    assert refusal.score >= refusal.champion_score - 0.15  # the overall rule would promote
+    assert refusal.champion_score is not None  # compared: the overall rule passes (tolerance 1)
     assert not refusal.promoted
     assert "source=camB" in refusal.refused_slices and "source=camA" not in refusal.refused_slices
     assert refusal.reason.startswith("slice ") and "slice source=camB lost " in refusal.reason
