@@ -1,8 +1,8 @@
 """The data checks in the retrain flow, through the real command line.
 
 Default suite: a run whose data break the contract (a class with fewer images than the
-contract's minimum) stops right after validation, before extraction: one `error:` line on
-stderr and in status.json, no traceback, the run folder keeps its manifest and
+contract's minimum) stops right after validation, before extraction: one line in the run's
+state message and status.json, the run folder keeps its manifest and
 data_report.{json,html}, `runs ls` shows the block, and the run's `data-drift` table artifact
 is in Prefect.
 
@@ -68,8 +68,8 @@ def errors(done: subprocess.CompletedProcess) -> list[str]:
 
 
 def data_drift_artifacts(flow_run_id: str) -> list:
-    """The `data-drift` artifacts of a flow run, from the Prefect database the CLI wrote to
-    (this process's PREFECT_HOME, which the CLI subprocesses inherit)."""
+    """The `data-drift` artifacts of a flow run, from this process's Prefect database
+    (PREFECT_HOME, which CLI subprocesses inherit)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -92,21 +92,34 @@ def table_rows(artifact) -> list[dict]:
 
 
 def test_a_blocked_run_stops_before_extraction_with_one_line_and_keeps_its_report(tmp_path):
+    """In process (`run_retrain`, what `inception-retrain run` calls; the CLI prints the
+    failure's one line as `error: ...`, test_flow.py): the run's message, status.json, the
+    kept files, `runs ls`, and the run's data-drift artifact."""
+    from typer.testing import CliRunner
+
+    from inception_retrain.cli.main import app
+    from inception_retrain.config import RetrainConfig
+    from inception_retrain.flows.retrain import run_retrain
+
     data = tmp_path / "photos"
     write_images(data / "blobs", "blobs", range(20))
     write_images(data / "stripes", "stripes", range(6))
     work = tmp_path / "work"
-    done = run_cli("run", "--data", str(data), "--workdir", str(work), *TINY, cwd=tmp_path)
+    config = RetrainConfig(
+        data=str(data),
+        workdir=work,
+        weights="random:0",
+        image_size=75,
+        split_fractions=(0.5, 0.2, 0.3),
+    )
+    run_dir, ok, message = run_retrain(config)
 
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert errors(done) == [
-        "error: data-checks failed: blocked: class-size: class 'stripes' has 6 valid images, "
-        "fewer than 10"
-    ]
-    assert "Traceback" not in done.stderr + done.stdout
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert not ok
+    assert message == (
+        "data-checks failed: blocked: class-size: class 'stripes' has 6 valid images, fewer than 10"
+    )
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["state"] == "failed" and status["message"] == errors(done)[0][len("error: ") :]
+    assert status["state"] == "failed" and status["message"] == message
     assert status["data_checks"] == {
         "anomalies": 1,
         "flagged": ["class-size"],
@@ -114,18 +127,16 @@ def test_a_blocked_run_stops_before_extraction_with_one_line_and_keeps_its_repor
         "drift": "not-run",
         "reference": None,
     }
+    assert message in (run_dir / "failure.md").read_text()
     for kept in ("manifest.parquet", "ingest.json", "data_report.json", "data_report.html"):
         assert (run_dir / kept).is_file(), kept
     assert not (work / "cache").exists() and not (run_dir / "extract.json").exists()
     report = json.loads((run_dir / "data_report.json").read_text())
-    blocking = [c["name"] for c in report["checks"] if c["blocking"]]
-    assert (
-        blocking == ["class-size"]
-        and report["reason"] == status["message"].split("blocked: ", 1)[1]
-    )
+    assert [c["name"] for c in report["checks"] if c["blocking"]] == ["class-size"]
+    assert message.endswith(report["reason"])
 
-    listed = run_cli("runs", "ls", "--workdir", str(work), cwd=tmp_path)
-    line = listed.stdout.strip().splitlines()[1]
+    listed = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["runs", "ls", "--workdir", str(work)])
+    line = listed.output.strip().splitlines()[1]
     assert "failed" in line and "1 (blocked)" in line and "not-run" in line
     assert line.rstrip().endswith(str(run_dir / "data_report.html"))
 

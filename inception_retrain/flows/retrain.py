@@ -15,9 +15,8 @@ Orchestration, decided here:
     not fork-safe and a Keras model must not be shared across threads. Served or deployed,
     each flow run is its own `python -m prefect.engine` process. The dropout sweep is a
     subflow (flows/sweep.py) with its own task runner.
-  * Task-run names say what ran on what: `ingest-<source>`, `extract-<manifest[:8]>`,
-    `validate-data-<manifest[:8]>`, `data-drift-<manifest[:8]>`,
-    `data-report-<manifest[:8]>`,
+  * Task-run names say what ran on what: `ingest-<source>`, `validate-data-<manifest[:8]>`,
+    `extract-<manifest[:8]>`, `data-drift-<manifest[:8]>`, `data-report-<manifest[:8]>`,
     `train-<placement>-<rate>-<manifest[:8]>`, `augmentation-effect-<head[:8]>`,
     `evaluate-<head[:8]>`, `slices-<head[:8]>`, `dropout-report-<head[:8]>`,
     `decide-promotion-<head[:8]>`, `export-<head[:8]>`, `promote-<head[:8]>`, `report-<head[:8]>`.
@@ -55,11 +54,13 @@ from prefect.states import Failed
 from prefect.utilities.annotations import BaseAnnotation, opaque, quote
 
 from inception_retrain.config import RetrainConfig
+from inception_retrain.data.contract import DataValidation
 from inception_retrain.data.contract_spec import DataCheckSpec
 from inception_retrain.data.demo_data import DEMO_SOURCE
 from inception_retrain.data.ingest import require_test_images
 from inception_retrain.data.manifest import Manifest
 from inception_retrain.evaluation.data_report import DataChecksBlocked
+from inception_retrain.evaluation.drift import DriftResult
 from inception_retrain.flows.cluster import dask_cluster
 from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
@@ -130,7 +131,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def _decide_data_checks(
-    manifest: Manifest, validation, drift, spec: DataCheckSpec, run_dir: Path
+    manifest: Manifest,
+    validation: DataValidation,
+    drift: DriftResult | None,
+    spec: DataCheckSpec,
+    run_dir: Path,
 ) -> None:
     """The data report, its outcome in status.json, and the end of the run if it blocks."""
     report = _run_stage(
@@ -205,7 +210,8 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         require_test_images(manifest)
         data_id = manifest.fingerprint[:8]
 
-        validation, checks = None, config.data_check_spec if config.data_checks else None
+        checks = config.data_check_spec if config.data_checks else None
+        validation = None
         if checks is not None:
             stage = "validate-data"
             reference = find_reference(config.workdir, run_dir)
