@@ -59,6 +59,12 @@ def test_report_answers_first_in_the_questions_terms_with_every_finding(reported
     f5 = findings(document)[("F5", "effect")]
     if f5["verdict"] not in ("supported", "refuted"):  # sweep numbers only when conclusive
         assert "cannot tell" in answers[5] and not re.search(r"\d\.\d", answers[5])
+    # Without fine-tuning, C6's backbone line says no backbone layer can change (its flip).
+    assert questions[6] == "With fine-tuning (mixed7 unfrozen), the backbone's gradients too?"
+    assert answers[6].startswith("Not here: the backbone is frozen") and "0 trainable" in answers[6]
+    c6 = [f for c in document["claims"] if c["id"] == "C6" for f in c["findings"]]
+    assert [f["verdict"] for f in c6] == ["clarified", "clarified"]
+    assert c6[1]["numbers"]["backbone_trainable_layers"] == 0
 
     html = (run_dir / "dropout_impact.html").read_text()
     # the title, the random-weights banner (the tiny run has random weights), the answer

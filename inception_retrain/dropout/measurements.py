@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from inception_retrain.dropout.backbone_reach import BackboneReach
 from inception_retrain.dropout.backward import Backward
 from inception_retrain.dropout.direct import ActivationOrder, NoiseShapes
 from inception_retrain.dropout.forward import FitMasks, Forward
@@ -47,6 +48,7 @@ class RunContext:
     mc_split: str
     backbone_dropout_layers: int
     equivalence_margin: float
+    fine_tuned: str = ""  # what fine-tuning trained, when the run's model is fine-tuned
 
     def dense(self, name: str) -> str:
         """'Dense(512)' for hidden_1, 'Dense(1024)' for hidden_2, else the name."""
@@ -69,6 +71,7 @@ class Measurements:
     activation_order: ActivationOrder  # direct.py, C2
     noise_shapes: NoiseShapes  # direct.py, C7
     sweep: SweepSummary  # sweep.py via flows.sweep, F5 / C1 / C4
+    backbone_reach: BackboneReach | None = None  # backbone_reach.py, C6 in the backbone
 
 
 def as_json(value):

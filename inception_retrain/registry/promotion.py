@@ -7,9 +7,11 @@ champion's score minus the policy's tolerance (`PromotionPolicy`: its metric, hi
 better; `neg_log_loss` is minus the log loss), and, given the run's sliced evaluation, no
 slice loses more than the policy's `max_slice_drop` accuracy against the champion, paired on
 the same test images (`slice_gate`; a refusal names the slice). The first model becomes
-champion. Scores are compared on the SAME test split: if the champion was scored on another
-one (its metrics.json records `test_split_fingerprint`), its model.keras is re-scored on the
-current test images (`champion_predictions`).
+champion if its score is defined; a damaged champion pointer is recovered or refused, never
+taken for "no champion yet" (`champion_gate`). Scores are compared on the SAME test split:
+if the champion was scored on another one (its metrics.json records
+`test_split_fingerprint`), its model.keras is re-scored on the current test images
+(`champion_predictions`).
 
 Two steps, so the flow can publish a version only when it will be promoted:
   1. `decide_promotion(evaluation, policy, sliced)` reads the registry and decides (writes
@@ -40,6 +42,7 @@ from inception_retrain.plumbing.errors import DataError, PipelineError
 from inception_retrain.plumbing.files import read_json
 from inception_retrain.plumbing.schemas import read_document, write_document
 from inception_retrain.registry import versions
+from inception_retrain.registry.champion_gate import current_champion, first_champion
 from inception_retrain.registry.champion_predictions import champion_test_predictions
 from inception_retrain.registry.promotion_policy import PromotionPolicy
 from inception_retrain.registry.slice_gate import check_slices
@@ -132,7 +135,7 @@ def _decide_against(
     old_score, how, gated = None, "", {}
     models = policy.models_dir
     if champion is None:
-        promoted, reason = True, f"first champion ({why})"
+        promoted, reason = first_champion(new_score, why)
     elif same_model(models / champion["version"], evaluation):  # publishing it again: a copy
         promoted = False
         reason = f"the same model as the champion {champion['version']} (equal fingerprints)"
@@ -168,7 +171,7 @@ def decide_promotion(
 ) -> PromotionDecision:
     """Compare the run's model with the current champion (reads the registry only); with
     `sliced`, slice by slice too."""
-    champion, why = versions.read_champion(policy.models_dir)
+    champion, why = current_champion(policy.models_dir)  # a damaged pointer: recovered or refused
     return _decide_against(champion, why, evaluation, policy, sliced)
 
 
@@ -185,7 +188,7 @@ def record_promotion(
     if version is not None and not versions.is_complete(version.path):
         raise PipelineError(f"model version folder {version.path} is incomplete")
     with versions.registry_lock(models):
-        champion, why = versions.read_champion(models)
+        champion, why = current_champion(models, repair=True)
         if (champion or {}).get("version") != decision.previous_champion:
             decision = _decide_against(  # the champion changed meanwhile
                 champion, why, evaluation, policy, decision.sliced

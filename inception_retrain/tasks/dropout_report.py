@@ -14,6 +14,7 @@ from inception_retrain.dropout.measure import dropout_report
 from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.tasks.ui import publish_dropout_impact
+from inception_retrain.training.fine_tune import FineTunedModel
 from inception_retrain.training.head import TrainedHead
 
 
@@ -26,6 +27,7 @@ def dropout_report_task(
     run_dir: Path,
     equivalence_margin: float,
     mc_passes: int,
+    fine_tuned: FineTunedModel | None = None,
 ) -> Path:
     path = dropout_report(
         manifest,
@@ -35,6 +37,7 @@ def dropout_report_task(
         run_dir,
         equivalence_margin=equivalence_margin,
         mc_passes=mc_passes,
+        fine_tuned=fine_tuned,
     )
     publish_dropout_impact(run_dir)
     return path

@@ -3,7 +3,9 @@
 Owns: the head's spec and model (`head_spec`, `head`, `fused_rmsprop`), the training data
 read from the cache (`training_data`), the one training loop (`fit`, `early_stopping`,
 `checkpoint`, `device`), the training stage and its spec (`train`, `training_spec`) and the
-compiled head reused by many short trainings in one process (`reusable_head`).
+compiled head reused by many short trainings in one process (`reusable_head`), and
+fine-tuning: the top block(s) trained with the head on a cached prefix (`fine_tune`,
+`fine_tune_spec`).
 
 May import: plumbing, data, features.
 """
