@@ -38,6 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect's ephemeral server gets 20 s to start by default: too little on a busy machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from common import finish, machine  # noqa: E402
 
@@ -106,12 +108,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-data-checks-"))
+    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))  # before Prefect loads
+
     from inception_retrain.config import RetrainConfig
     from inception_retrain.data.demo_data import write_demo_data
     from inception_retrain.flows.retrain import run_retrain
 
-    root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-data-checks-"))
-    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
     demo = root / "demo"
     write_demo_data(demo, per_class=args.per_class)
     results = {"machine": machine(), "per_class": args.per_class, "growth": args.growth}

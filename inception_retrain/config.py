@@ -31,7 +31,11 @@ from inception_retrain.data.contract_spec import DataCheckSpec, DataContract
 from inception_retrain.data.demo_data import DEMO_FOLDER, DEMO_SOURCE
 from inception_retrain.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
 from inception_retrain.data.ingest_spec import IngestSpec
-from inception_retrain.evaluation.slice_spec import SliceSpec
+from inception_retrain.evaluation.slice_spec import (
+    SliceSpec,
+    check_slices_header,
+    increasing_edges,
+)
 from inception_retrain.features.augmentation import MAX_VIEWS, AugmentPolicy
 from inception_retrain.features.backbone_spec import BackboneSpec, prefix_layer, unfrozen_blocks
 from inception_retrain.features.extraction_spec import ExtractionSpec
@@ -351,7 +355,13 @@ class RetrainConfig(BaseModel):
             return None
         if not value.expanduser().is_file():
             raise ValueError(f"slices file not found: {value}")
+        check_slices_header(value.expanduser())
         return value.expanduser().absolute()  # recorded runs stay re-runnable
+
+    @field_validator("slice_size_edges")
+    @classmethod
+    def _size_edges(cls, value: list[int]) -> list[int]:
+        return increasing_edges(value)
 
     @field_validator("sweep_rates")
     @classmethod

@@ -14,6 +14,8 @@ slices decide, and the gate refuses the model, naming `source=camB`, not `source
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -187,6 +189,24 @@ def test_a_user_slices_file_without_its_columns_is_one_clear_error(tmp_path):
         read_user_slices(path)
     path.write_text("content_id,slice\nabc,x\nabc,y\nabc,x\n,z\n")
     assert read_user_slices(path) == {"abc": ["x", "y"]}
+
+
+def test_a_slices_file_without_its_columns_is_refused_when_the_run_starts(tmp_path):
+    """Refused by the command line in one line, before any stage (not after training)."""
+    path = tmp_path / "slices.csv"
+    path.write_text("id,group\nabc,x\n")
+    work = tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, "-m", "inception_retrain.cli", "run", "--workdir", str(work)]
+        + ["--slices-csv", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: --slices-csv: slices file") and "lacks the column(s)" in line
+    assert not work.exists()
 
 
 def test_size_buckets():

@@ -12,6 +12,7 @@ may sit in several user slices, one row each; ids not listed are in none).
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,9 +29,30 @@ class SliceSpec(BaseModel):
     @field_validator("size_edges")
     @classmethod
     def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)) or min(value) < 1:
-            raise ValueError("size edges must be positive and increasing")
-        return value
+        return increasing_edges(value)
+
+
+def increasing_edges(edges):
+    """`edges`, or ValueError unless they are positive and increasing."""
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or min(edges) < 1:
+        raise ValueError("size edges must be positive and increasing")
+    return edges
+
+
+def check_slices_header(path: Path) -> None:
+    """ValueError unless `path` is a readable CSV whose header has content_id and slice, so
+    a wrong file is refused when the run starts, not after training."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the slices file {path}: {error}") from None
+    missing = {"content_id", "slice"} - {name.strip() for name in header}
+    if missing:
+        raise ValueError(
+            f"slices file {path} lacks the column(s) {', '.join(sorted(missing))} "
+            "(expected a header: content_id,slice)"
+        )
 
 
 def size_bucket(short_side: int, edges: tuple[int, ...]) -> str:
