@@ -123,7 +123,12 @@ def champion_and_broken(tmp_path_factory):
     challenger = _run(config)
     refusal = decide_promotion(challenger.evaluation, config.promotion, challenger.sliced)
     return SimpleNamespace(
-        champion=champion, challenger=challenger, refusal=refusal, version=version, ids=ids
+        champion=champion,
+        challenger=challenger,
+        refusal=refusal,
+        version=version,
+        ids=ids,
+        policy=config.promotion,
     )
 
 
@@ -141,6 +146,32 @@ def test_a_slice_broken_on_purpose_refuses_the_promotion_naming_it(champion_and_
     assert camb["verdict"] == "worse" and camb["high"] < -0.10
     assert rows["source=camA"]["verdict"] != "worse"
     assert refusal.slice_gate == "recorded on the same test split"
+
+
+def test_both_gates_apply_a_damaged_champion_pointer_is_recovered_then_the_slice_refuses(
+    champion_and_broken,
+):
+    """The champion gate (issue 23) finds the champion a damaged pointer hid, and the slice
+    gate still compares with it; with nothing to recover, nothing is promoted."""
+    from inception_retrain.registry.champion_gate import ChampionUnknownError
+    from inception_retrain.registry.promotion import decide_promotion
+
+    case = champion_and_broken
+    models = case.policy.models_dir
+    pointer = models / "champion.json"
+    history = models / "champion-history.jsonl"
+    kept_pointer, kept_history = pointer.read_bytes(), history.read_bytes()
+    try:
+        pointer.write_text('{"version": ')  # cut short, as a crash mid-write would
+        decision = decide_promotion(case.challenger.evaluation, case.policy, case.challenger.sliced)
+        assert decision.previous_champion == case.version.version
+        assert not decision.promoted and decision.refused_slices == case.refusal.refused_slices
+        history.write_text("")
+        with pytest.raises(ChampionUnknownError, match="refusing to promote"):
+            decide_promotion(case.challenger.evaluation, case.policy, case.challenger.sliced)
+    finally:
+        pointer.write_bytes(kept_pointer)
+        history.write_bytes(kept_history)
 
 
 def test_sliced_metrics_have_intervals_and_user_slices(champion_and_broken):
