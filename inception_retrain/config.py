@@ -27,9 +27,15 @@ from pydantic import (
     field_validator,
 )
 
+from inception_retrain.data.contract_spec import DataCheckSpec, DataContract
 from inception_retrain.data.demo_data import DEMO_FOLDER, DEMO_SOURCE
 from inception_retrain.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
 from inception_retrain.data.ingest_spec import IngestSpec
+from inception_retrain.evaluation.slice_spec import (
+    SliceSpec,
+    check_slices_header,
+    increasing_edges,
+)
 from inception_retrain.features.augmentation import MAX_VIEWS, AugmentPolicy
 from inception_retrain.features.backbone_spec import BackboneSpec, prefix_layer, unfrozen_blocks
 from inception_retrain.features.extraction_spec import ExtractionSpec
@@ -211,10 +217,68 @@ class RetrainConfig(BaseModel):
     promotion_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="Promote if score >= champion's score minus this."
     )
+    promotion_max_slice_drop: float = Field(
+        0.10,
+        ge=0.0,
+        le=1.0,
+        description="Refuse promotion when a slice of the test split (class, source folder, "
+        "format, size bucket, user slice) loses more accuracy than this against the champion, "
+        "paired on the same images and beyond its interval. 1: no slice gate.",
+    )
+    promotion_slice_min_images: int = Field(
+        10, ge=2, description="Slices with fewer paired test images are not gated."
+    )
     publish_models: Literal["promoted", "all"] = Field(
         "promoted",
         description="Which models become versions under models/: only promoted ones (a "
         "rejected model keeps its head and reports in its run folder), or all.",
+    )
+
+    # --- data checks (data.contract, evaluation.drift, evaluation.slices) --------------
+    data_checks: bool = Field(
+        True,
+        description="Check the data before training: the data contract against the "
+        "champion's data (or the previous run's), and drift of the new images on the cached "
+        "features; data_report.html in the run folder.",
+    )
+    data_checks_alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=0.5,
+        description="Family-wise false-alarm rate of the statistical data checks (Holm over "
+        "all of them).",
+    )
+    data_checks_permutations: int = Field(
+        999, ge=99, le=99_999, description="Permutations of each statistical data check."
+    )
+    data_checks_min_new: int = Field(
+        10,
+        ge=2,
+        description="Fewest new images a statistical check tests, overall and per class; "
+        "below it the check says 'too few to test'.",
+    )
+    data_checks_min_reference: int = Field(
+        20, ge=2, description="Fewest reference images a statistical check tests."
+    )
+    data_checks_max_images: int = Field(
+        1000,
+        ge=20,
+        description="Larger new or reference batches are subsampled (with --seed) for the "
+        "statistical checks.",
+    )
+    contract: DataContract = Field(
+        default_factory=DataContract,
+        description="The data contract: a severity (block, warn, off) per check.",
+    )
+    slices_csv: Path | None = Field(
+        None,
+        description="A CSV file with columns content_id,slice: user slices of the sliced "
+        "evaluation and the promotion gate.",
+    )
+    slice_size_edges: list[int] = Field(
+        [128, 256, 512],
+        min_length=1,
+        description="Short-side edges (pixels) of the size-bucket slices.",
     )
 
     # --- dropout-impact report ---------------------------------------------------------
@@ -283,6 +347,21 @@ class RetrainConfig(BaseModel):
         if any(f < 0 for f in value) or abs(sum(value) - 1.0) > 1e-6 or value[0] == 0:
             raise ValueError("split fractions must be >= 0, sum to 1, and give train a share")
         return value
+
+    @field_validator("slices_csv")
+    @classmethod
+    def _slices_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.expanduser().is_file():
+            raise ValueError(f"slices file not found: {value}")
+        check_slices_header(value.expanduser())
+        return value.expanduser().absolute()  # recorded runs stay re-runnable
+
+    @field_validator("slice_size_edges")
+    @classmethod
+    def _size_edges(cls, value: list[int]) -> list[int]:
+        return increasing_edges(value)
 
     @field_validator("sweep_rates")
     @classmethod
@@ -407,7 +486,25 @@ class RetrainConfig(BaseModel):
             metric=self.promotion_metric,
             tolerance=self.promotion_tolerance,
             models_dir=self.workdir / "models",
+            max_slice_drop=self.promotion_max_slice_drop,
+            slice_min_images=self.promotion_slice_min_images,
         )
+
+    @property
+    def data_check_spec(self) -> DataCheckSpec:
+        return DataCheckSpec(
+            contract=self.contract,
+            alpha=self.data_checks_alpha,
+            permutations=self.data_checks_permutations,
+            min_new=self.data_checks_min_new,
+            min_reference=self.data_checks_min_reference,
+            max_images=self.data_checks_max_images,
+            seed=self.seed,
+        )
+
+    @property
+    def slicing(self) -> SliceSpec:
+        return SliceSpec(csv=self.slices_csv, size_edges=tuple(self.slice_size_edges))
 
     def sweep(self, cache_dir, manifest_path, n_classes: int, feature_shape) -> SweepSpec:
         """The dropout sweep on a run's cached features (`dropout.sweep`)."""

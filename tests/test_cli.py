@@ -143,6 +143,9 @@ def test_version_matches_the_package():
         (["run", "--hidden-units", "1,2,3"], "--hidden-units: expected 2 comma-separated values"),
         (["dropout-report", "--run", "/no/such/run"], "run folder /no/such/run does not exist"),
         (["runs", "show", "nope", "--workdir", "/no/such/workdir"], "no run 'nope'"),
+        (["run", "--contract-class-size", "stop"], "'stop' is not one of 'block', 'warn', 'off'"),
+        (["run", "--slice-size-edges", "300,100"], "size edges must be positive and increasing"),
+        (["run", "--slices-csv", "/no/such/slices.csv"], "slices file not found"),
     ],
 )
 def test_a_bad_call_is_one_line_with_exit_code_2_and_no_tensorflow_noise(arguments, expected):

@@ -180,7 +180,7 @@ def test_ok_rows_carry_decoded_size_format_label_and_split(tmp_path):
     metadata = json.loads(table.schema.metadata[b"inception_retrain"])
     assert metadata == {
         "schema": "inception-retrain/manifest",
-        "schema_version": 2,
+        "schema_version": 3,
         "class_names": ["a", "b"],
         "source": str(root),
     }

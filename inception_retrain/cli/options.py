@@ -98,6 +98,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Augmented views", ("augment",)),
     ("Fine-tuning", ("fine_tune",)),
     ("Promotion", ("promotion_", "publish_models")),
+    ("Data checks", ("data_checks", "contract_", "slice")),
     ("Dropout report and sweep", ("sweep_", "equivalence_margin", "mc_passes")),
     ("Cluster", ("cluster", "shard_")),
 )
@@ -111,6 +112,7 @@ METAVARS = {
     "layer": "LAYER",
     "feature_cache": "FOLDER|s3://BUCKET/PREFIX",
     "cluster": "local:N|tcp://HOST:PORT",
+    "slices_csv": "FILE",
     "fine_tune": "BLOCK",
 }
 
@@ -120,10 +122,15 @@ def option_name(name: str) -> str:
 
 
 def panel_of(name: str) -> str:
-    for panel, claims in PANELS:
-        if any(name == claim or name.startswith(claim) for claim in claims):
-            return panel
-    return OTHER_PANEL
+    """The panel whose claim matches `name` longest ("data_checks_alpha": "Data checks",
+    not "Data")."""
+    matches = [
+        (len(claim), -index, panel)
+        for index, (panel, claims) in enumerate(PANELS)
+        for claim in claims
+        if name == claim or name.startswith(claim)
+    ]
+    return max(matches)[2] if matches else OTHER_PANEL
 
 
 def _field(name: str) -> FieldInfo:

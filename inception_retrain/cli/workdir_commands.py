@@ -1,6 +1,7 @@
 """`inception-retrain runs|models|cache ...`: what a workdir holds, listed, compared, pruned.
 
-    inception-retrain runs ls [--workdir W] [--json]     runs: status, start, data, test score,
+    inception-retrain runs ls [--workdir W] [--json]     runs: status, start, images, data
+                                                         anomalies and drift, test score,
                                                          dropout, model, report
     inception-retrain runs show RUN [--json]             one run's settings, metrics, outcome
     inception-retrain runs compare RUN RUN [--json]      two runs side by side
@@ -78,6 +79,13 @@ def _score(row: dict) -> str:
     return "-" if row["score"] is None else f"{row['metric']} {row['score']:.4f}"
 
 
+def _anomalies(row: dict) -> str:
+    """Flagged data checks: "-" (no data checks), "0", "2", "2 (blocked)"."""
+    if row["anomalies"] is None:
+        return "-"
+    return f"{row['anomalies']}" + (" (blocked)" if row["data_blocked"] else "")
+
+
 def _model(row: dict) -> str:
     if not row["decision"]:
         return "-"
@@ -87,7 +95,9 @@ def _model(row: dict) -> str:
 @runs_app.command("ls")
 def runs_ls_command(workdir: Path = WORKDIR, as_json: bool = AS_JSON) -> None:
     """List runs, oldest first: status (running, completed, failed, killed), start, images,
-    the test score that decides promotion, the head's dropout, the model, the report.
+    the data checks' anomalies (flagged checks; "blocked" when they stopped the run) and
+    drift (flagged, ok, too-few, not-comparable, no-reference), the test score that decides
+    promotion, the head's dropout, the model, the report.
 
     A run that says running but whose process is gone is marked killed here.
     """
@@ -100,13 +110,26 @@ def runs_ls_command(workdir: Path = WORKDIR, as_json: bool = AS_JSON) -> None:
     if not runs:
         typer.echo(f"no runs under {workdir / 'runs'}")
         return
-    header = ("run", "status", "started", "images", "test score", "dropout", "model", "report")
+    header = (
+        "run",
+        "status",
+        "started",
+        "images",
+        "anomalies",
+        "drift",
+        "test score",
+        "dropout",
+        "model",
+        "report",
+    )
     rows = [
         (
             r["run"],
             r["state"],
             when(r["started"]),
             "-" if r["images"] is None else str(r["images"]),
+            _anomalies(r),
+            r["drift"] or "-",
             _score(r),
             r["dropout"],
             _model(r),
@@ -156,6 +179,7 @@ def runs_show_command(
         ("started", when(summary["started"])),
         ("updated", when(summary["updated"])),
         ("data", f"{summary['data']} ({_value(summary['images'])} images)"),
+        ("data checks", f"{_anomalies(summary)} anomalies, drift {summary['drift'] or '-'}"),
         ("dropout", summary["dropout"]),
         ("test score", _score(summary)),
         ("model", _model(summary)),

@@ -9,10 +9,14 @@ of an animation.
 hashes the bytes (the content id), checks the header size against `max_pixels` before
 decoding (decompression bombs), decodes fully, and checks the short side against
 `min_size`. Ingestion and prediction both use it, so a file gets the same reason in both.
+On the way it records what the data checks compare (`inception_retrain.data.contract`): the
+file's `mode` before conversion (RGB, L, RGBA, P, CMYK, I;16: its channels and bit depth)
+and the decoded image's `brightness` (`brightness`: mean luma, from Pillow's histogram,
+about a tenth of the decode's time).
 
     >>> check = examine(Path("cats/a.jpg"), max_pixels=40_000_000, min_size=32)
-    >>> check.ok, check.width, check.height, check.format
-    (True, 500, 375, 'JPEG')
+    >>> check.ok, check.width, check.height, check.format, check.mode
+    (True, 500, 375, 'JPEG', 'RGB')
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from inception_retrain.plumbing import storage
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_MIN_SIZE = 32  # pixels on the short side: smaller images carry too little to learn from
 DEFAULT_MAX_PIXELS = 40_000_000  # more is a decompression bomb, not a photo
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, those of Pillow's "L" conversion
 
 # Reasons a file is not a usable image, in the order they are checked.
 REASONS = {
@@ -89,6 +94,19 @@ def load_rgb_verified(path: str | bytes, content_id: str | bytes) -> np.ndarray:
     return load_rgb(io.BytesIO(data))
 
 
+def brightness(image: Image.Image) -> float:
+    """Mean luma (BT.601 weights, 0-255) of a decoded RGB image, exact.
+
+    The three channel means come from Pillow's C histogram and are then weighted (the mean
+    commutes with the weighted sum), so unlike `convert("L")` nothing is rounded per pixel;
+    measured by the data-checks spike at about 0.1 CPU-ms for a 36-kpixel image, a tenth of
+    its decode, and about 7x faster than the same means in NumPy (docs/data-checks.md).
+    """
+    counts = np.asarray(image.histogram(), dtype=np.float64).reshape(-1, 256)[:3]
+    means = counts @ np.arange(256.0) / counts[0].sum()
+    return float(means @ np.asarray(LUMA))
+
+
 @dataclass
 class ImageCheck:
     """What `examine` found: `reason` is empty for a usable image."""
@@ -99,6 +117,8 @@ class ImageCheck:
     width: int | None = None
     height: int | None = None
     format: str | None = None
+    mode: str | None = None  # Pillow's mode before conversion to RGB: channels, bit depth
+    brightness: float | None = None  # mean luma of the decoded RGB image (0-255)
     rgb: np.ndarray | None = None  # the decoded image, when asked for and usable
 
     @property
@@ -142,8 +162,10 @@ def examine(
                 check.detail = f"{width}x{height} > max_pixels {max_pixels}"
                 return check
             image.seek(0)  # first frame of an animation, as extraction uses
+            check.mode = image.mode
             rgb = to_rgb(image)  # full decode, EXIF rotation, RGB conversion
             check.width, check.height = rgb.size
+            check.brightness = brightness(rgb)
             if keep_rgb:
                 check.rgb = np.asarray(rgb, dtype=np.uint8)
     except Image.DecompressionBombError as error:
@@ -156,6 +178,6 @@ def examine(
         check.reason = "too-small"
         check.detail = f"{check.width}x{check.height}, short side below {min_size} px"
     if check.reason:
-        check.width = check.height = None
+        check.width = check.height = check.mode = check.brightness = None
         check.rgb = None
     return check

@@ -6,6 +6,11 @@ Semantics:
     valid, test; case-insensitive), or `tfds:NAME[?data_dir=DIR]` (materialised as files by
     `inception_retrain.data.tfds_source`, then ingested as a folder). Files deeper than the class
     folder belong to that class.
+  * Source folder (`source_folder`, the manifest's `source`; the sliced evaluation and the
+    data checks group by it): the folder directly below the class folder that holds the
+    file, at any depth (`photos/cats/phone-2024/a.jpg` and `photos/cats/phone-2024/x/b.jpg`
+    -> `phone-2024`); a file directly in its class folder has the data root's own name
+    (`photos/cats/c.jpg` -> `photos`), so each `--data` root is one source of its own.
   * Files are found by `image_files.find_files` and each one is checked by `images.examine`
     (the same finder and validator as prediction), so every file is one manifest row, `ok` or
     `skipped` with a reason: the file reasons of `images.REASONS`, or where it sits
@@ -108,8 +113,21 @@ def _layout(root: Path | str, files=()) -> tuple[str, set[str]]:
     return ("split-folders", present) if present else ("class-folders", set())
 
 
+def root_name(root: Path | str) -> str:
+    """The data root's own name (a folder's name, or the last part of a URI prefix)."""
+    name = str(root).rstrip("/").rsplit("/", 1)[-1] if isinstance(root, str) else root.name
+    return name or "data"
+
+
+def source_folder(root: Path | str, class_parts: tuple[str, ...]) -> str:
+    """The source folder of a file whose path below the split folder is `class_parts`
+    (class folder first, file name last): see the module docstring."""
+    return class_parts[1] if len(class_parts) > 2 else root_name(root)
+
+
 def _placed_row(root: Path | str, path, layout: str) -> tuple[ManifestRow, str | None]:
-    """A row with its label from the path (or a placement reason), and its split folder."""
+    """A row with its label and source folder from the path (or a placement reason), and
+    its split folder."""
     parts = _relative_parts(root, path)
     row, split_folder = ManifestRow(uri=str(path)), None
     if layout == "split-folders":
@@ -122,6 +140,7 @@ def _placed_row(root: Path | str, path, layout: str) -> tuple[ManifestRow, str |
         row.reason = "no-class-folder"
         return row, None
     row.label = parts[0]
+    row.source = source_folder(root, parts)
     return row, split_folder
 
 
@@ -135,6 +154,7 @@ def _examine_all(rows: list[ManifestRow], max_pixels: int, min_size: int) -> Non
         found = examine(row.uri, max_pixels, min_size)
         row.reason, row.detail, row.content_id = found.reason, found.detail, found.content_id
         row.width, row.height, row.format = found.width, found.height, found.format
+        row.mode, row.brightness = found.mode, found.brightness
 
     with (
         Progress(total=len(todo), description="ingest", unit="file") as progress,

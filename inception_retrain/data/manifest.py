@@ -4,8 +4,15 @@ This module owns the file: its schema and version, its writer, its typed readers
 fingerprints. No other module opens it.
 
 Columns: content_id (sha256 of the bytes), uri, label, label_index, split (train,
-validation, test), width, height, format, status (ok | skipped), reason (why skipped). The
+validation, test), width, height, format, status (ok | skipped), reason (why skipped), and,
+since schema version 3, what the data checks compare: mode (Pillow's mode before conversion
+to RGB), brightness (mean luma, 0-255) and source (the image's source folder, `ingest`). The
 schema metadata holds the class names and the source. Among ok rows a content id is unique.
+
+Version 2 manifests (written before the data checks) are still read: every reader here gets
+the columns both versions have, and `read_properties` gives the new ones as None there, so a
+champion's old manifest is compared on what it holds and the rest says "not comparable".
+Any other version is refused in one line.
 
 Fingerprints:
   * the manifest's: sha256 over the sorted (content_id, label_index, split) of the ok rows;
@@ -22,6 +29,7 @@ Fingerprints:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -36,7 +44,8 @@ from inception_retrain.plumbing.files import atomic_file, sha256_bytes
 from inception_retrain.plumbing.schemas import parquet_metadata, read_parquet_metadata
 
 KIND = "manifest"
-VERSION = 2
+VERSION = 3
+READABLE_VERSIONS = (3, 2)  # 2: without mode, brightness and source
 FILE_NAME = "manifest.parquet"
 SPLITS = ("train", "validation", "test")
 
@@ -52,8 +61,12 @@ SCHEMA = pa.schema(
         pa.field("format", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
+        pa.field("mode", pa.string()),
+        pa.field("brightness", pa.float32()),
+        pa.field("source", pa.string()),
     ]
 )
+PROPERTY_COLUMNS = ("width", "height", "format", "mode", "brightness", "source")
 
 
 @dataclass
@@ -68,6 +81,9 @@ class ManifestRow:
     width: int | None = None
     height: int | None = None
     format: str | None = None
+    mode: str | None = None
+    brightness: float | None = None
+    source: str | None = None  # the source folder (`ingest.source_folder`)
     reason: str = ""  # empty: ok
     detail: str = ""  # not stored in the manifest; ingest writes it to skipped.csv
 
@@ -131,6 +147,9 @@ def write_manifest(
     columns["format"] = [r.format for r in rows]
     columns["status"] = ["ok" if r.ok else "skipped" for r in rows]
     columns["reason"] = [r.reason for r in rows]
+    columns["mode"] = [r.mode for r in rows]
+    columns["brightness"] = [r.brightness for r in rows]
+    columns["source"] = [r.source for r in rows]
     metadata = parquet_metadata(KIND, VERSION, {"class_names": class_names, "source": source})
     table = pa.table(columns, schema=SCHEMA.with_metadata(metadata))
     with atomic_file(path) as handle:
@@ -141,19 +160,102 @@ def write_manifest(
     )
 
 
+def _checked_metadata(schema: pa.Schema, path) -> dict:
+    """The manifest's metadata if its version is one of READABLE_VERSIONS, else the one-line
+    DataError that names the current version."""
+    try:
+        return read_parquet_metadata(schema, KIND, VERSION, path)
+    except DataError as current:
+        for version in READABLE_VERSIONS[1:]:
+            try:
+                return read_parquet_metadata(schema, KIND, version, path)
+            except DataError:
+                continue
+        raise current from None
+
+
 def _read(path: Path, columns: list[str], split: str | None = None) -> pa.Table:
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"cannot read the manifest {path}: {error}") from None
-    read_parquet_metadata(schema, KIND, VERSION, path)
+    _checked_metadata(schema, path)
     filters = [("status", "=", "ok")] + ([("split", "=", split)] if split else [])
-    return pq.read_table(path, columns=columns, filters=filters)
+    present = [c for c in columns if c in schema.names]
+    return pq.read_table(path, columns=present, filters=filters)
 
 
 def read_metadata(path: Path) -> dict:
-    """{class_names, source} of a manifest file."""
-    return read_parquet_metadata(pq.read_schema(path), KIND, VERSION, path)
+    """{class_names, source} of a manifest file (and its `schema_version`)."""
+    return _checked_metadata(pq.read_schema(path), path)
+
+
+@dataclass
+class ImageProperties:
+    """Ok rows of a manifest with what the data checks compare, in manifest order, one per
+    content id. Columns a version 2 manifest lacks (mode, brightness, source) are None per
+    row; `version` says which it was."""
+
+    rows: ImageRows
+    width: list[int]
+    height: list[int]
+    format: list[str | None]
+    mode: list[str | None]
+    brightness: list[float | None]
+    source: list[str | None]
+    version: int
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def where(self, keep: Sequence[bool]) -> ImageProperties:
+        """The rows whose `keep` is true."""
+        keep = list(keep)
+        columns = {
+            name: [v for v, k in zip(getattr(self, name), keep, strict=True) if k]
+            for name in PROPERTY_COLUMNS
+        }
+        return ImageProperties(rows=self.rows.where(keep), version=self.version, **columns)
+
+    def has(self, column: str) -> bool:
+        """Whether the manifest recorded `column` (a version 2 manifest has no mode,
+        brightness or source)."""
+        return self.version >= 3 or column in ("width", "height", "format")
+
+
+def read_properties(path: Path, split: str | None = None) -> ImageProperties:
+    """The ok rows (of one split, or all) with their image properties (see ImageProperties)."""
+    path = Path(path)
+    names = ["content_id", "uri", "label", "label_index", "split", *PROPERTY_COLUMNS]
+    table = _read(path, names, split)
+    version = int(read_metadata(path)["schema_version"])
+    columns = {
+        name: table.column(name).to_pylist() if name in table.column_names else None
+        for name in names
+    }
+    properties = ImageProperties(
+        rows=ImageRows(),
+        version=version,
+        **{name: [] for name in PROPERTY_COLUMNS},
+    )
+    seen: set[str] = set()
+    for i, cid in enumerate(columns["content_id"]):
+        if cid in seen:
+            continue
+        seen.add(cid)
+        rows = properties.rows
+        rows.content_ids.append(cid)
+        rows.uris.append(columns["uri"][i])
+        rows.labels.append(columns["label"][i])
+        rows.label_indices.append(int(columns["label_index"][i]))
+        rows.splits.append(columns["split"][i])
+        for name in PROPERTY_COLUMNS:
+            values = columns[name]
+            value = values[i] if values is not None else None
+            if name == "brightness" and value is not None and not math.isfinite(value):
+                value = None
+            getattr(properties, name).append(value)
+    return properties
 
 
 def read_image_rows(path: Path, split: str | None = None) -> ImageRows:

@@ -3,9 +3,11 @@
 Owns: metrics (`metrics`), paired statistics over seeds (`statistics`), scoring cached
 features (`scoring`, `predictions`), the evaluate stage and `evaluation.json` (`evaluate`),
 its plots and report (`plots`, `report`, `figures`, the jinja2 templates of every report in
-`reports/`), the measured effect of augmented views (`augmentation_effect`), and the
-choice between the head alone and the fine-tuned model with their paired per-image
-comparison on test (`fine_tuning_effect`, `paired_images`).
+`reports/`), the measured effect of augmented views (`augmentation_effect`), the choice
+between the head alone and the fine-tuned model with their paired per-image comparison on
+test (`fine_tuning_effect`, `paired_images`), drift of the cached features (`drift`), the
+data report deciding every data check (`data_report`, `data_plots`), and the test split's
+metrics by slice (`slices`, `slice_spec`).
 
 May import: plumbing, data, features, training.
 """

@@ -50,7 +50,12 @@ from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.feature_parts import read_metadata
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.files import atomic_file
-from inception_retrain.plumbing.schemas import parquet_metadata, read_document, write_document
+from inception_retrain.plumbing.schemas import (
+    parquet_metadata,
+    read_document,
+    read_parquet_metadata,
+    write_document,
+)
 from inception_retrain.training.fine_tune import FineTunedModel
 from inception_retrain.training.head import TrainedHead
 from inception_retrain.training.train import read_history
@@ -214,3 +219,14 @@ def evaluate(
     }
     json_path = write_document(run_dir / FILE_NAME, KIND, VERSION, document)
     return Evaluation(json_path=json_path, metrics=headline)
+
+
+def read_test_predictions(run_dir: Path) -> pa.Table:
+    """A run's test_predictions.parquet (checked to be this version); DataError if missing."""
+    path = Path(run_dir) / "test_predictions.parquet"
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    read_parquet_metadata(table.schema, PREDICTIONS_KIND, PREDICTIONS_VERSION, path)
+    return table

@@ -21,6 +21,8 @@ from inception_retrain.evaluation.fine_tuning_effect import (
 )
 from inception_retrain.evaluation.plots import TITLES
 from inception_retrain.evaluation.reports import render
+from inception_retrain.evaluation.slices import FILE_NAME as SLICES_FILE
+from inception_retrain.evaluation.slices import read_slices
 from inception_retrain.plumbing.files import atomic_write
 from inception_retrain.training.head_spec import dropout_in_words
 
@@ -62,6 +64,46 @@ METRIC_NAMES = {
     "ece": "calibration error (ECE)",
 }
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
+SLICE_COLUMNS = ["slice", "n", "accuracy [95% CI]", "mean confidence", "ROC-AUC [95% CI]"]
+GATE_COLUMNS = ["slice", "n", "accuracy", "champion", "difference [CI]", "verdict"]
+
+
+def _interval(value, low, high) -> str:
+    if value is None:
+        return "n/a"
+    bounds = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    return f"{value:.3f}{bounds}"
+
+
+def _slice_rows(run_dir: Path) -> list[dict]:
+    """slices.json's slices as table rows (none when the run has no sliced evaluation)."""
+    if not (run_dir / SLICES_FILE).is_file():
+        return []
+    return [
+        {
+            "slice": s["slice"],
+            "n": s["n"],
+            "accuracy [95% CI]": _interval(s["accuracy"], s["accuracy_low"], s["accuracy_high"]),
+            "mean confidence": s["mean_confidence"],
+            "ROC-AUC [95% CI]": _interval(s["roc_auc"], s["roc_auc_low"], s["roc_auc_high"]),
+        }
+        for s in read_slices(run_dir / SLICES_FILE)["slices"]
+    ]
+
+
+def _gate_rows(promotion: dict | None) -> list[dict]:
+    """The promotion's slice gate as table rows."""
+    return [
+        {
+            "slice": row["slice"],
+            "n": row["n"],
+            "accuracy": row["accuracy"],
+            "champion": row["champion_accuracy"],
+            "difference [CI]": _interval(row["difference"], row["low"], row["high"]),
+            "verdict": row["verdict"],
+        }
+        for row in (promotion or {}).get("slices") or []
+    ]
 
 
 def _summary(doc: dict) -> list[tuple[str, str]]:
@@ -332,6 +374,10 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "fine_tuning": _fine_tuning(doc.get("fine_tuning")),
         "fine_tune_validation_columns": FINE_TUNE_VALIDATION_COLUMNS,
         "fine_tune_test_columns": FINE_TUNE_TEST_COLUMNS,
+        "slices": _slice_rows(Path(run_dir)),
+        "slice_columns": SLICE_COLUMNS,
+        "gate": _gate_rows(promotion),
+        "gate_columns": GATE_COLUMNS,
     }
 
 

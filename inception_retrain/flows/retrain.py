@@ -1,11 +1,15 @@
-"""The retrain flow: ingest -> extract [-> extract-prefix] -> train -> [augmentation effect]
-[-> fine-tune -> fine-tuning-effect] -> evaluate -> dropout sweep and report -> promotion
-(export only what is promoted) -> evaluation report.
+"""The retrain flow: ingest -> [validate data] -> extract [-> extract-prefix] -> [data drift,
+data report] -> train -> [augmentation effect] [-> fine-tune -> fine-tuning-effect] ->
+evaluate -> slices -> dropout sweep and report -> promotion (export only what is promoted) ->
+evaluation report.
 The augmentation effect runs only with --augment-views > 0; the evaluation embeds it.
 With --fine-tune BLOCK, the prefix below BLOCK is cached too (`extract-prefix`, into the
 run's `fine-tune/` folder), the block(s) train with the head on it (`fine-tune`), and
 `fine-tuning-effect` chooses the head alone or the fine-tuned model on validation: the chosen
-model (with its cache) is the one every later stage scores, reports, promotes and exports.
+model (with its cache) is the one every later stage scores, slices, reports, promotes and
+exports. The data checks run unless --no-data-checks: the contract right after ingest, drift
+once the features are cached; a blocking finding stops the run there, before training, with
+its one line ("data-checks failed: blocked: ...") and data_report.html in the run folder.
 
 The flow only wires stages (`inception_retrain.tasks`); stages hand each other small typed
 artifacts (paths plus fingerprints), so Prefect never hashes or pickles a model or an array,
@@ -16,12 +20,13 @@ Orchestration, decided here:
     not fork-safe and a Keras model must not be shared across threads. Served or deployed,
     each flow run is its own `python -m prefect.engine` process. The dropout sweep is a
     subflow (flows/sweep.py) with its own task runner.
-  * Task-run names say what ran on what: `ingest-<source>`, `extract-<manifest[:8]>`,
+  * Task-run names say what ran on what: `ingest-<source>`, `validate-data-<manifest[:8]>`,
+    `extract-<manifest[:8]>`, `data-drift-<manifest[:8]>`, `data-report-<manifest[:8]>`,
     `train-<placement>-<rate>-<manifest[:8]>`, `augmentation-effect-<head[:8]>`,
     `extract-prefix-<layer>-<manifest[:8]>`, `fine-tune-<block>-<head[:8]>`,
     `fine-tuning-effect-<fine-tuned[:8]>`, then for the chosen model `evaluate-<model[:8]>`,
-    `dropout-report-<model[:8]>`, `decide-promotion-<model[:8]>`, `export-<model[:8]>`,
-    `promote-<model[:8]>`, `report-<model[:8]>`.
+    `slices-<model[:8]>`, `dropout-report-<model[:8]>`, `decide-promotion-<model[:8]>`,
+    `export-<model[:8]>`, `promote-<model[:8]>`, `report-<model[:8]>`.
   * Retries and timeouts are the stages' own (tasks/); the others get `STAGE_TIMEOUTS_S`, so
     a hung stage fails.
   * Retention: a model version is published (exported) only when it is promoted, unless
@@ -56,15 +61,23 @@ from prefect.states import Failed
 from prefect.utilities.annotations import BaseAnnotation, opaque, quote
 
 from inception_retrain.config import RetrainConfig
+from inception_retrain.data.contract import DataValidation
+from inception_retrain.data.contract_spec import DataCheckSpec
 from inception_retrain.data.demo_data import DEMO_SOURCE
 from inception_retrain.data.ingest import require_test_images
+from inception_retrain.data.manifest import Manifest
+from inception_retrain.evaluation.data_report import DataChecksBlocked
+from inception_retrain.evaluation.drift import DriftResult
 from inception_retrain.evaluation.fine_tuning_effect import FINE_TUNED
 from inception_retrain.flows.cluster import dask_cluster
 from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
 from inception_retrain.plumbing.errors import PipelineError
 from inception_retrain.runs import preflight, run_folder, workdir
+from inception_retrain.runs.data_reference import find_reference
 from inception_retrain.tasks.augmentation_effect import augmentation_effect_task
+from inception_retrain.tasks.data_drift import data_drift_task
+from inception_retrain.tasks.data_report import data_report_task
 from inception_retrain.tasks.dropout_report import dropout_report_task
 from inception_retrain.tasks.evaluate import evaluate_task
 from inception_retrain.tasks.export import export_task
@@ -75,7 +88,9 @@ from inception_retrain.tasks.ingest import ingest_task
 from inception_retrain.tasks.promote import decide_promotion_task, promote_task
 from inception_retrain.tasks.report import report_task
 from inception_retrain.tasks.runtime import hide_expected_tracebacks
+from inception_retrain.tasks.slices import slices_task
 from inception_retrain.tasks.train import train_task
+from inception_retrain.tasks.validate_data import validate_data_task
 from inception_retrain.training.fine_tune import FINE_TUNE_DIR
 
 hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve subprocesses)
@@ -84,6 +99,10 @@ hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve s
 # so only a hung stage reaches them.
 STAGE_TIMEOUTS_S = {
     "ingest": 6 * 3600,
+    "validate-data": 1800,
+    "data-drift": 1800,
+    "data-report": 1800,
+    "slices": 1800,
     "augmentation-effect": 6 * 3600,
     "fine-tuning-effect": 2 * 3600,
     "evaluate": 2 * 3600,
@@ -121,6 +140,29 @@ def _run_stage(stage_task, stage: str, run_name: str, *args):
 def _one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def _decide_data_checks(
+    manifest: Manifest,
+    validation: DataValidation,
+    drift: DriftResult | None,
+    spec: DataCheckSpec,
+    run_dir: Path,
+) -> None:
+    """The data report, its outcome in status.json, and the end of the run if it blocks."""
+    report = _run_stage(
+        data_report_task,
+        "data-report",
+        f"data-report-{manifest.fingerprint[:8]}",
+        manifest,
+        validation,
+        drift,
+        spec,
+        run_dir,
+    )
+    run_folder.write_status(run_dir, "running", data_checks=report.summary)
+    if report.blocked:
+        raise DataChecksBlocked(f"blocked: {report.reason}")
 
 
 def record_failure(flow, flow_run, state) -> None:
@@ -180,6 +222,25 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         require_test_images(manifest)
         data_id = manifest.fingerprint[:8]
 
+        checks = config.data_check_spec if config.data_checks else None
+        validation = None
+        if checks is not None:
+            stage = "validate-data"
+            reference = find_reference(config.workdir, run_dir)
+            validation = _run_stage(
+                validate_data_task,
+                stage,
+                f"{stage}-{data_id}",
+                manifest,
+                reference,
+                checks,
+                run_dir,
+            )
+            run_folder.write_status(run_dir, "running", data_checks=validation.summary())
+            if validation.blocked:
+                stage = "data-checks"
+                _decide_data_checks(manifest, validation, None, checks, run_dir)
+
         stage = "extract"
         cache = _extract(config.extraction, manifest, run_dir, address, config, stage, data_id)
         prefix = None
@@ -194,6 +255,21 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
                 stage,
                 f"{config.prefix_extraction.backbone.layer}-{data_id}",
             )
+
+        if validation is not None:
+            stage = "data-drift"
+            drift = _run_stage(
+                data_drift_task,
+                stage,
+                f"{stage}-{data_id}",
+                manifest,
+                cache,
+                validation,
+                checks,
+                run_dir,
+            )
+            stage = "data-checks"
+            _decide_data_checks(manifest, validation, drift, checks, run_dir)
 
         stage = "train"
         head_name = f"{config.head.dropout_placement}-{config.head.dropout_rate:g}"
@@ -263,6 +339,10 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         )
         evaluated = True
         run_folder.write_status(run_dir, "running", metrics=evaluation.metrics)
+        stage = "slices"
+        sliced = _run_stage(
+            slices_task, stage, f"{stage}-{model_id}", manifest, evaluation, config.slicing, run_dir
+        )
 
         stage = "dropout-report"
         spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
@@ -288,6 +368,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             f"decide-promotion-{model_id}",
             evaluation,
             config.promotion,
+            sliced,
         )
         version = None
         if decision.promoted or config.publish_models == "all":

@@ -2,8 +2,9 @@
 
 Owns: the registry's storage, versions and champion pointer (`versions`), the champion a
 promotion compares with, recovered or refused when the pointer is damaged (`champion_gate`),
-the promotion decision and its policy (`promotion`, `promotion_policy`), export of a self-contained
-inference model (`export`) and batch prediction with it (`predict`).
+the promotion decision and its policy (`promotion`, `promotion_policy`), its gate by slice
+and the champion's answers it pairs with (`slice_gate`, `champion_predictions`), export of a
+self-contained inference model (`export`) and batch prediction with it (`predict`).
 
 May import: plumbing, data, features, training, evaluation, dropout.
 """

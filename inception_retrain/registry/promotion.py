@@ -4,20 +4,24 @@ A challenger that is the champion itself (the same backbone and head fingerprint
 on unchanged data trains) is not promoted again: it would only publish a copy. Otherwise a
 challenger becomes champion iff its score on the frozen test split is at least the
 champion's score minus the policy's tolerance (`PromotionPolicy`: its metric, higher is
-better; `neg_log_loss` is minus the log loss). The first model becomes champion if its score
-is defined; a damaged champion pointer is recovered or refused, never taken for "no champion
-yet" (`champion_gate`). Scores are compared on the SAME test split: if the champion was
-scored on another one (its metrics.json records `test_split_fingerprint`), its model.keras is
-re-scored on the current test images.
+better; `neg_log_loss` is minus the log loss), and, given the run's sliced evaluation, no
+slice loses more than the policy's `max_slice_drop` accuracy against the champion, paired on
+the same test images (`slice_gate`; a refusal names the slice). The first model becomes
+champion if its score is defined; a damaged champion pointer is recovered or refused, never
+taken for "no champion yet" (`champion_gate`). Scores are compared on the SAME test split:
+if the champion was scored on another one (its metrics.json records
+`test_split_fingerprint`), its model.keras is re-scored on the current test images
+(`champion_predictions`).
 
 Two steps, so the flow can publish a version only when it will be promoted:
-  1. `decide_promotion(evaluation, policy)` reads the registry and decides (writes nothing);
+  1. `decide_promotion(evaluation, policy, sliced)` reads the registry and decides (writes
+     nothing);
   2. `record_promotion(decision, version, ...)` makes the published `version` champion when
      the decision says so. It holds the registry lock, and decides again if the champion
      changed in between. The decision goes to run_dir/promotion.json, which the evaluation
      report shows.
 
-    decision = decide_promotion(evaluation, policy)
+    decision = decide_promotion(evaluation, policy, sliced)
     version = export_model(...) if decision.promoted else None
     record = record_promotion(decision, version, evaluation, policy, run_dir)
 """
@@ -29,21 +33,19 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel
 
-from inception_retrain.data.images import load_rgb
-from inception_retrain.data.manifest import read_image_rows
 from inception_retrain.evaluation import metrics as M
 from inception_retrain.evaluation.evaluate import Evaluation, read_evaluation
-from inception_retrain.features.backbone import inference_function
+from inception_retrain.evaluation.slices import SlicedMetrics
 from inception_retrain.plumbing.errors import DataError, PipelineError
 from inception_retrain.plumbing.files import read_json
 from inception_retrain.plumbing.schemas import read_document, write_document
 from inception_retrain.registry import versions
 from inception_retrain.registry.champion_gate import current_champion, first_champion
-from inception_retrain.registry.predict import load_inference_model, predict_arrays
+from inception_retrain.registry.champion_predictions import champion_test_predictions
 from inception_retrain.registry.promotion_policy import PromotionPolicy
+from inception_retrain.registry.slice_gate import check_slices
 from inception_retrain.registry.versions import ModelVersion
 
 KIND, VERSION, FILE_NAME = "promotion", 1, "promotion.json"
@@ -62,6 +64,11 @@ class PromotionDecision(BaseModel):
     champion_score: float | None
     champion_score_source: str
     reason: str
+    sliced: SlicedMetrics | None = None  # the run's sliced evaluation, when it has one
+    slices: list[dict] = []  # the slice gate's rows (`slice_gate.SliceGate.rows`)
+    refused_slices: list[str] = []
+    slice_gate: str = ""  # how the gate ran: the champion's answers' source, or why not
+    max_slice_drop: float | None = None  # the gate's margin, when it ran
 
 
 def _crash_point(name: str) -> None:
@@ -71,40 +78,23 @@ def _crash_point(name: str) -> None:
 
 
 def champion_score(
-    champion_dir: Path, evaluation: Evaluation, metric: str, chunk: int = 64
+    champion_dir: Path, evaluation: Evaluation, metric: str
 ) -> tuple[float | None, str]:
     """The champion's score on the evaluation's test split, and how it was obtained.
 
     Recorded in the champion's metrics.json when that test split is the same one; otherwise
-    its model.keras predicts the current test images (raw files, `chunk` at a time).
+    its model.keras predicts the current test images (`champion_predictions.rescored`).
     """
     recorded = read_json(champion_dir / "metrics.json")
     split = evaluation.metrics.get("test_split_fingerprint")
     if split and recorded.get("test_split_fingerprint") == split:
         return M.score(recorded["metrics"], metric), "recorded on the same test split"
-    current = read_evaluation(evaluation.json_path)
-    class_names = read_json(champion_dir / "labels.json")["class_names"]
-    if class_names != current["class_names"]:
-        return None, f"the champion predicts other classes ({', '.join(class_names)})"
-    test = read_image_rows(Path(current["manifest"]["path"]), "test")
-    if not len(test):
-        return None, "the current test split is empty"
-    order = np.argsort(test.content_ids)
-    uris = [test.uris[i] for i in order]
-    model, _ = load_inference_model(champion_dir)
-    infer = inference_function(model)
-    scores = []
-    for begin in range(0, len(uris), chunk):
-        try:
-            images = [load_rgb(uri) for uri in uris[begin : begin + chunk]]
-        except Exception as error:  # a test image vanished or changed since ingestion
-            raise PipelineError(
-                f"cannot re-score the champion on the test split: {error}"
-            ) from None
-        scores.append(predict_arrays(infer, images, len(class_names)))
-    labels = [test.label_indices[i] for i in order]
-    report = M.classification_report(labels, np.concatenate(scores), class_names)
-    return M.score(report, metric), f"re-scored on the current test split ({len(uris)} images)"
+    predictions, why = champion_test_predictions(champion_dir, evaluation)
+    if predictions is None:
+        return None, why
+    class_names = read_evaluation(evaluation.json_path)["class_names"]
+    report = M.classification_report(predictions.labels, predictions.probabilities, class_names)
+    return M.score(report, metric), predictions.how
 
 
 def decide(
@@ -134,11 +124,15 @@ def same_model(champion_dir: Path, evaluation: Evaluation) -> bool:
 
 
 def _decide_against(
-    champion: dict | None, why: str, evaluation: Evaluation, policy: PromotionPolicy
+    champion: dict | None,
+    why: str,
+    evaluation: Evaluation,
+    policy: PromotionPolicy,
+    sliced: SlicedMetrics | None = None,
 ) -> PromotionDecision:
     metric, tolerance = policy.metric, policy.tolerance
     new_score = M.score(evaluation.metrics, metric)
-    old_score, how = None, ""
+    old_score, how, gated = None, "", {}
     models = policy.models_dir
     if champion is None:
         promoted, reason = first_champion(new_score, why)
@@ -148,6 +142,16 @@ def _decide_against(
     else:
         old_score, how = champion_score(models / champion["version"], evaluation, metric)
         promoted, reason = decide(new_score, old_score, tolerance, how)
+        if promoted and sliced is not None and policy.gates_slices:
+            gate = check_slices(models / champion["version"], evaluation, sliced, policy)
+            gated = {
+                "slices": gate.rows,
+                "refused_slices": gate.refused,
+                "slice_gate": gate.how,
+                "max_slice_drop": policy.max_slice_drop,
+            }
+            if gate.refused:
+                promoted, reason = False, gate.reason
     return PromotionDecision(
         promoted=promoted,
         score=new_score,
@@ -157,13 +161,18 @@ def _decide_against(
         champion_score=old_score,
         champion_score_source=how,
         reason=reason,
+        sliced=sliced,
+        **gated,
     )
 
 
-def decide_promotion(evaluation: Evaluation, policy: PromotionPolicy) -> PromotionDecision:
-    """Compare the run's model with the current champion (reads the registry only)."""
+def decide_promotion(
+    evaluation: Evaluation, policy: PromotionPolicy, sliced: SlicedMetrics | None = None
+) -> PromotionDecision:
+    """Compare the run's model with the current champion (reads the registry only); with
+    `sliced`, slice by slice too."""
     champion, why = current_champion(policy.models_dir)  # a damaged pointer: recovered or refused
-    return _decide_against(champion, why, evaluation, policy)
+    return _decide_against(champion, why, evaluation, policy, sliced)
 
 
 def record_promotion(
@@ -181,7 +190,9 @@ def record_promotion(
     with versions.registry_lock(models):
         champion, why = current_champion(models, repair=True)
         if (champion or {}).get("version") != decision.previous_champion:
-            decision = _decide_against(champion, why, evaluation, policy)  # changed meanwhile
+            decision = _decide_against(  # the champion changed meanwhile
+                champion, why, evaluation, policy, decision.sliced
+            )
         promoted = decision.promoted and version is not None
         if promoted:
             pointer = {
@@ -196,7 +207,7 @@ def record_promotion(
             versions.write_champion(models, pointer)
             _crash_point("after-pointer")
     record = {
-        **decision.model_dump(),
+        **decision.model_dump(mode="json", exclude={"sliced"}),
         "decision": "promoted" if promoted else "rejected",
         "promoted": promoted,
         "version": version.version if version is not None else None,

@@ -6,8 +6,10 @@ say what a run is and where it stands; each stage owns the files it writes there
 
     config.json     the run's settings (its RetrainConfig, as JSON) and its Prefect flow run id
     status.json     running | completed | failed | killed, with the message, pid, times and,
-                    once known, the test metrics (headline) and the promotion (decision,
-                    version, metric, score): what `runs ls` shows without opening more
+                    once known, the data checks' outcome (anomalies, drift, blocked:
+                    `evaluation.data_report.summary`), the test metrics (headline) and the
+                    promotion (decision, version, metric, score): what `runs ls` shows
+                    without opening more
     failure.json    why a failed or killed run ended (and failure.md, for people)
     .running.lock   held (flock) by the run's process while it runs (`running`)
 
@@ -109,9 +111,10 @@ def write_status(
     message: str = "",
     promotion: dict | None = None,
     metrics: dict | None = None,
+    data_checks: dict | None = None,
 ) -> Path:
-    """Record where the run stands (`state` is one of STATES), as this process; `promotion`
-    and `metrics`, once given, are kept by later writes."""
+    """Record where the run stands (`state` is one of STATES), as this process; `promotion`,
+    `metrics` and `data_checks`, once given, are kept by later writes."""
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     path = Path(run_dir) / STATUS_FILE
@@ -124,7 +127,8 @@ def write_status(
         "started": previous.get("started") or _now(),
         "updated": _now(),
     }
-    for key, value in (("promotion", promotion), ("metrics", metrics)):
+    kept = (("promotion", promotion), ("metrics", metrics), ("data_checks", data_checks))
+    for key, value in kept:
         if value is not None or key in previous:
             status[key] = value if value is not None else previous[key]
     return write_document(path, STATUS_KIND, STATUS_VERSION, status)

@@ -1,8 +1,9 @@
 """What a workdir's runs were and what they gave, read from their run folders: for listings.
 
 Each run folder says what it is in files its owners wrote: `config.json` (the settings) and
-`status.json` (state, times, the test metrics once evaluated, the promotion once decided:
-`run_folder`), and `ingest.json` (the images: `data.ingest`). A summary reads only those, so
+`status.json` (state, times, the data checks' outcome once checked, the test metrics once
+evaluated, the promotion once decided: `run_folder`), and `ingest.json` (the images:
+`data.ingest`). A summary reads only those, so
 `runs ls` lists hundreds of runs without importing TensorFlow; a run found dead on the way is
 marked killed (`run_folder.run_state`).
 
@@ -24,7 +25,7 @@ from inception_retrain.plumbing.schemas import read_document
 from inception_retrain.runs import run_folder
 from inception_retrain.training.head_spec import dropout_in_words
 
-REPORTS = ("evaluation.html", "dropout_impact.html")
+REPORTS = ("evaluation.html", "dropout_impact.html", "data_report.html")
 
 
 def dropout_setting(settings: dict) -> str:
@@ -38,8 +39,11 @@ def dropout_setting(settings: dict) -> str:
 
 
 def run_summary(run_dir: Path) -> dict:
-    """One run: {run, path, state, started, updated, data, images, skipped, dropout,
-    metric, score, metrics, decision, version, message, reports, settings}."""
+    """One run: {run, path, state, started, updated, data, images, skipped, anomalies,
+    drift, data_blocked, dropout, metric, score, metrics, decision, version, message,
+    reports, settings}. `anomalies` (flagged data checks), `drift` (flagged, ok, too-few,
+    not-comparable, no-reference, off, not-run) and `data_blocked` are None for a run
+    without data checks."""
     run_dir = Path(run_dir)
     status = run_folder.run_state(run_dir) or {}
     try:
@@ -52,6 +56,7 @@ def run_summary(run_dir: Path) -> dict:
         counts = {}
     promotion = status.get("promotion") or {}
     metrics = status.get("metrics") or {}
+    data_checks = status.get("data_checks") or {}
     metric = promotion.get("metric") or settings.get("promotion_metric", "roc_auc")
     score = promotion.get("score")
     if score is None and metric in metrics:
@@ -65,6 +70,9 @@ def run_summary(run_dir: Path) -> dict:
         "data": settings.get("data", "?"),
         "images": counts.get("ok"),
         "skipped": counts.get("skipped"),
+        "anomalies": data_checks.get("anomalies"),
+        "drift": data_checks.get("drift"),
+        "data_blocked": data_checks.get("blocked"),
         "dropout": dropout_setting(settings) if settings else "?",
         "metric": metric,
         "score": score,

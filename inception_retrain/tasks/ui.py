@@ -13,6 +13,9 @@ run, so the UI shows each key's history across runs (Artifacts -> key).
 |                           | dropout-sweep        | table    | dropout_impact.json (sweep)  |
 | publish_report_links      | evaluation-html,     | link     | evaluation.html,             |
 |                           | dropout-impact-html  |          | dropout_impact.html          |
+| publish_data_report       | data-drift           | table    | data_report.json of this run |
+|                           |                      |          | and the workdir's earlier    |
+|                           | data-report-html     | link     | data_report.html             |
 
 Progress artifacts (extraction, training) come from `tasks.runtime`. The stage tasks call
 these after their core function wrote the files. Each function returns the created artifact
@@ -39,14 +42,17 @@ from prefect.artifacts import (
 
 from inception_retrain.data import ingest
 from inception_retrain.dropout import report as dropout_report
+from inception_retrain.evaluation import data_report
 from inception_retrain.evaluation.evaluate import FILE_NAME as EVALUATION_FILE
 from inception_retrain.evaluation.evaluate import read_evaluation
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.schemas import read_document
+from inception_retrain.runs.run_folder import list_run_dirs
 
 logger = logging.getLogger(__name__)
 
 MAX_TABLE_ROWS = 500  # keeps the Prefect database small on huge skip lists
+DRIFT_HISTORY_RUNS = 60  # runs in the data-drift table: two months of nightly runs
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -199,4 +205,73 @@ def publish_report_links(run_dir: Path) -> list[UUID]:
                     description=f"Self-contained HTML report in {run_dir}",
                 )
             )
+    return ids
+
+
+def drift_row(document: dict, run: str) -> dict:
+    """One run's line of the data-drift history: its reference, new images, the overall
+    feature test, the drift state and the flagged checks."""
+    checks = {c["name"]: c for c in document.get("checks") or []}
+    overall = checks.get("features:all") or {}
+    outcome = document.get("summary") or {}
+    return {
+        "run": run,
+        "reference": document.get("reference_text") or "none",
+        "new_images": document.get("n_new"),
+        "features_mmd": overall.get("statistic"),
+        "features_p": overall.get("p_value"),
+        "features_p_holm": overall.get("p_adjusted"),
+        "drift": outcome.get("drift"),
+        "anomalies": outcome.get("anomalies"),
+        "flagged": ", ".join(outcome.get("flagged") or []) or "-",
+        "blocked": bool(outcome.get("blocked")),
+    }
+
+
+def drift_history(run_dir: Path) -> list[dict]:
+    """`drift_row` of every run of `run_dir`'s workdir with a data report, up to this one,
+    newest first (at most DRIFT_HISTORY_RUNS)."""
+    run_dir = Path(run_dir)
+    rows = []
+    for earlier in reversed(list_run_dirs(run_dir.parent.parent)):
+        if earlier.name > run_dir.name:
+            continue
+        path = earlier / data_report.JSON_FILE
+        if not path.is_file():
+            continue
+        try:
+            rows.append(drift_row(data_report.read_data_report(path), earlier.name))
+        except DataError as error:
+            logger.warning("data-drift history: %s", error)
+        if len(rows) >= DRIFT_HISTORY_RUNS:
+            break
+    return rows
+
+
+def publish_data_report(run_dir: Path) -> list[UUID]:
+    """Table `data-drift` (this run's data checks and the workdir's earlier runs', newest
+    first: drift across runs) and a link `data-report-html` to data_report.html."""
+    run_dir = Path(run_dir)
+    rows = drift_history(run_dir)
+    if not rows or rows[0]["run"] != run_dir.name:
+        logger.warning("no data-drift artifact: %s has no data report", run_dir)
+        return []
+    this = rows[0]
+    description = (
+        f"Data checks of run {run_dir.name} against {this['reference']}: drift "
+        f"{this['drift']}, {this['anomalies']} flagged"
+        + (" (blocked)" if this["blocked"] else "")
+        + f"; earlier runs below. Report: {run_dir / data_report.HTML_FILE}"
+    )
+    ids = [create_table_artifact(rows, key="data-drift", description=description)]
+    html = (run_dir / data_report.HTML_FILE).resolve()
+    if html.is_file():
+        ids.append(
+            create_link_artifact(
+                html.as_uri(),
+                link_text=f"{data_report.HTML_FILE} ({run_dir.name})",
+                key="data-report-html",
+                description=f"Self-contained data report in {run_dir}",
+            )
+        )
     return ids
