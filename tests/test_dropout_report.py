@@ -28,7 +28,7 @@ def reported_run(tiny_run, tmp_path_factory):
     write_config(run_dir, config.model_dump(mode="json"), flow_run_id=None)
     # The command's function itself (CliRunner would hand Prefect's temporary server a
     # console stream that is closed before the server's exit log).
-    dropout_report_command(run=run_dir, sweep_workers=1, sweep_seeds="2", sweep_patience="1")
+    dropout_report_command(run=run_dir, sweep_workers=1, sweep_folds="2", sweep_repeats="1")
     return run_dir, json.loads((run_dir / "dropout_impact.json").read_text())
 
 
@@ -59,6 +59,13 @@ def test_report_answers_first_in_the_questions_terms_with_every_finding(reported
     f5 = findings(document)[("F5", "effect")]
     if f5["verdict"] not in ("supported", "refuted"):  # sweep numbers only when conclusive
         assert "cannot tell" in answers[5] and not re.search(r"\d\.\d", answers[5])
+    else:
+        assert re.search(r"\[95% CI [-+]\d\.\d{4}, [-+]\d\.\d{4}\]", answers[5])
+    for claim in ("C1", "C2", "C4", "F4", "F5"):  # a plot of each effect claim's evidence
+        assert findings(document)[(claim, "effect")]["figures"][0] == f"dropout_effect_{claim}.png"
+        assert (run_dir / f"dropout_effect_{claim}.png").stat().st_size > 1000
+    timings = document["timings_seconds"]
+    assert timings["total"] >= timings["F5_sweep"] > 0  # the sweep counts in the total
 
     html = (run_dir / "dropout_impact.html").read_text()
     # the title, the random-weights banner (the tiny run has random weights), the answer
@@ -99,10 +106,10 @@ def test_report_numbers_come_from_the_run_model(reported_run):
     for practice in ("C1", "C4"):
         assert found[(practice, "practice")]["verdict"] == "not testable here"
     uncertainty = found[("F4", "effect")]["numbers"]
-    assert {"auroc", "permutation_p", "baseline_auroc_confidence"} <= set(uncertainty)
+    assert {"main_head_auroc_mc", "main_head_auroc_confidence"} <= set(uncertainty)
 
     sweep = claims["F5"]["details"]["sweep"]
-    assert sweep["grid"] == "claims" and sweep["seeds"] == [0, 1]
+    assert sweep["grid"] == "claims" and (sweep["folds"], sweep["repeats"]) == (2, 1)
     cells = {(c["rate"], c["placement"]) for c in sweep["grid_cells"]}
     assert cells == {
         (0.0, "none"),
@@ -110,10 +117,15 @@ def test_report_numbers_come_from_the_run_model(reported_run):
         (0.5, "after_dense2"),
         (0.5, "after_both"),
     }
-    assert sweep["trainings"] == 8 and len(sweep["configs"]) == 4
-    assert all(r["epochs_run"] <= 2 for c in sweep["configs"] for r in c["runs"])
+    assert sweep["trainings"] == 4 * 2 + 1 and len(sweep["configs"]) == 4  # + C2's check
+    assert all(r["epochs_run"] == 2 for r in sweep["results"])
+    plan = sweep["plan"]
+    assert len(plan["content_ids"]) == len(plan["folds"][0]) == plan["pool_size"]
     for comparison in found[("C1", "effect")]["comparisons"]:
-        assert comparison["n"] <= 2 and comparison["outcome"] == "inconclusive"  # 2 seeds
+        assert comparison["images"] == plan["pool_size"] and comparison["folds"] == 2
+        assert -1 <= comparison["low"] <= comparison["high"] <= 1
+    for row in sweep["configs"]:  # intervals in range
+        assert 0 <= row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"] <= 1
 
 
 def test_sweep_ran_as_one_prefect_task_run_per_training(reported_run):
@@ -127,7 +139,7 @@ def test_sweep_ran_as_one_prefect_task_run_per_training(reported_run):
             task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="sweep-"))
         )
     names = {run.name for run in runs if run.state and run.state.is_completed()}
-    assert {"sweep-none-0.0-seed0", "sweep-after_both-0.5-seed1"} <= names
+    assert {"sweep-none-0-r0f0", "sweep-after_both-0.5-r0f1"} <= names
     assert len(names) >= sweep["trainings"]
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from inception_retrain.dropout.backward import Backward
 from inception_retrain.dropout.direct import ActivationOrder, NoiseShapes
+from inception_retrain.dropout.evidence_spec import EvidenceSpec
 from inception_retrain.dropout.forward import FitMasks, Forward
 from inception_retrain.dropout.frozen import CacheFacts, Frozen
 from inception_retrain.dropout.inference import Inference
@@ -47,6 +48,7 @@ class RunContext:
     mc_split: str
     backbone_dropout_layers: int
     equivalence_margin: float
+    evidence: EvidenceSpec | None = None  # the deciding score and margins of effect claims
 
     def dense(self, name: str) -> str:
         """'Dense(512)' for hidden_1, 'Dense(1024)' for hidden_2, else the name."""
@@ -68,7 +70,7 @@ class Measurements:
     inference: Inference  # inference.py, F4
     activation_order: ActivationOrder  # direct.py, C2
     noise_shapes: NoiseShapes  # direct.py, C7
-    sweep: SweepSummary  # sweep.py via flows.sweep, F5 / C1 / C4
+    sweep: SweepSummary  # sweep.py via flows.sweep: C1, C2, C4, F4, F5
 
 
 def as_json(value):

@@ -34,10 +34,14 @@ QUESTION = (
     "off in each epoch?"
 )
 FIGURES_FOR = {
+    ("C1", "effect"): ("effect_C1",),
+    ("C2", "effect"): ("effect_C2",),
+    ("C4", "effect"): ("effect_C4",),
     ("C5", "mechanism"): ("mask_histogram",),
     ("F1", "mechanism"): ("forward_layers", "mask_steps"),
     ("F2", "mechanism"): ("gradient_changes",),
-    ("F4", "effect"): ("mc_uncertainty",),
+    ("F4", "effect"): ("effect_F4", "mc_uncertainty"),
+    ("F5", "effect"): ("effect_F5",),
 }
 SWEEP_FIGURES = ("sweep_summary", "sweep_comparisons", "sweep_curves")
 DETAILS_FOR = {
@@ -51,27 +55,28 @@ DETAILS_FOR = {
 }
 COMPARISON_COLUMNS = [
     "comparison",
-    "a - b",
-    "metric",
-    "seeds",
-    "mean",
+    "B vs A",
+    "score",
+    "design",
+    "difference (B's advantage)",
     "95% CI",
-    "d_z",
-    "threshold",
-    "outcome",
-    "cannot decide because",
+    "90% CI",
+    "margin",
+    "verdict",
+    "could detect",
+    "degenerate pairs",
 ]
 SWEEP_COLUMNS = [
     "config",
     "grid cells",
-    "seeds",
+    "trainings",
     "degenerate",
-    "epochs run",
-    "validation acc",
-    "test acc",
-    "train - test gap",
-    "test acc over images (learned seeds)",
-    "beats majority",
+    "out-of-fold accuracy [95% Wilson]",
+    "Brier",
+    "log loss",
+    "train accuracy",
+    "train - held-out gap",
+    "beats majority (Holm p)",
 ]
 REASON_TITLES = {
     "inconclusive": "Why it cannot decide",
@@ -83,21 +88,8 @@ REASON_TITLES = {
 LAYER_COLUMNS = ["layer", "kind", "shape", "max_abs_delta", "fraction_changed", "changed"]
 
 
-def _ci(mean, low, high) -> str:
-    if mean is None:
-        return "n/a"
-    if low is None or high is None:
-        return f"{mean:.3f} [n/a]"
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def _stat(stat) -> str:
-    return "n/a" if stat is None else _ci(stat.mean, stat.low, stat.high)
-
-
-def _epochs(row) -> str:
-    runs = [r.epochs_run for r in row.runs]
-    return f"{sum(runs) / len(runs):.1f} ({min(runs)}-{max(runs)})" if runs else "n/a"
+def _ci(low, high) -> str:
+    return "n/a" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
 
 
 def sweep_rows(m: Measurements) -> list[dict]:
@@ -107,14 +99,16 @@ def sweep_rows(m: Measurements) -> list[dict]:
         {
             "config": label(row, units),
             "grid cells": ", ".join(row.cells),
-            "seeds": len(row.runs),
+            "trainings": row.trainings,
             "degenerate": row.degenerate,
-            "epochs run": _epochs(row),
-            "validation acc": _stat(row.validation_accuracy),
-            "test acc": _stat(row.test_accuracy),
-            "train - test gap": _stat(row.gap_accuracy),
-            "test acc over images (learned seeds)": _stat(row.accuracy_over_images),
-            "beats majority": "yes" if row.beats_majority else "no",
+            "out-of-fold accuracy [95% Wilson]": f"{row.accuracy:.3f} "
+            f"[{row.accuracy_low:.3f}, {row.accuracy_high:.3f}]",
+            "Brier": f"{row.brier:.4f}",
+            "log loss": f"{row.log_loss:.4f}",
+            "train accuracy": f"{row.train_accuracy:.3f}",
+            "train - held-out gap": f"{row.gap:.3f}",
+            "beats majority (Holm p)": f"{'yes' if row.beats_majority else 'no'} "
+            f"({row.p_holm:.2g})",
         }
         for row in s.configs
     ]
@@ -137,19 +131,39 @@ def sweep_cache_text(summary) -> str:
 
 def sweep_settings(m: Measurements) -> str:
     s = m.sweep
-    sizes = ", ".join(f"{k} {v}" for k, v in s.split_sizes.items())
-    majority = s.majority_accuracy.get(s.evaluation_split)
+    plan = s.plan
+    counts = ", ".join(str(c) for c in plan.class_counts())
+    sample = (
+        f"a stratified sample of {plan.n} of the {plan.pool_size} train and validation images "
+        "(the same on every rerun: drawn from content ids)"
+        if plan.sampled
+        else f"all {plan.n} train and validation images"
+    )
+    evidence = m.context.evidence
+    margins = (
+        f"Deciding score: {evidence.metric}; margins fixed in the config before the run: "
+        f"accuracy ±{evidence.accuracy_margin:g}, Brier ±{evidence.brier_margin:g}, log loss "
+        f"±{evidence.log_loss_margin:g}, AUROC (F4) ±{evidence.auroc_margin:g}."
+        if evidence
+        else ""
+    )
+    standardized = (
+        "inputs standardised per feature with the training folds' statistics"
+        if s.standardize
+        else "raw inputs"
+    )
     return (
-        f"Sweep ({s.grid} grid): {len(s.configs)} configs x {len(s.seeds)} seeds = "
-        f"{s.trainings} trainings of at most {s.epochs} epochs, early stopping on validation "
-        f"loss with patience {s.patience} and the best epoch's weights restored "
-        f"({s.epochs_total} epochs run in all). A seed gives every config the same initial "
-        f"weights and data order. Images: {sizes}. The best config is picked on "
-        f"{s.selection_split}, effects are measured on {s.evaluation_split}, where always "
-        f"predicting the majority class scores {'n/a' if majority is None else f'{majority:.3f}'}"
-        f". Degenerate trainings (one class for every {s.selection_split} image): "
-        f"{s.degenerate} of {s.trainings}. Equivalence margin, fixed in the config before the "
-        f"run: {m.context.equivalence_margin:g}."
+        f"Sweep ({s.grid} grid), cross-fitted: {sample} (images per class {counts}) split "
+        f"{s.repeats} times into {s.folds} stratified folds; each of {len(s.configs)} configs "
+        f"is trained on all folds but one and predicts the one left out, so every image has "
+        f"an out-of-fold prediction of every config in every repeat. The test split is "
+        f"untouched. {s.trainings} trainings of a fixed {s.epochs} epochs each (no early "
+        f"stopping; {standardized}); the trainings of one repeat and fold start from the same "
+        "seed, so every comparison is paired image by image and tested by the corrected "
+        "resampled t of Nadeau & Bengio (2003), calibrated in docs/evidence.md. Always "
+        f"predicting the training folds' majority class scores {s.majority_accuracy:.3f} out "
+        f"of fold. Degenerate trainings (one class for every held-out image): {s.degenerate} "
+        f"of {s.trainings}, kept in the comparisons as their configs' real outcomes. {margins}"
     )
 
 
@@ -233,21 +247,33 @@ def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
     }
 
 
+def _could_detect(c: dict) -> str:
+    if c["verdict"] != "inconclusive":
+        return "-"
+    text = f"{c['min_detectable']:.4f}" if c["min_detectable"] is not None else "n/a"
+    if c["images_needed"]:
+        text += f"; ~{c['images_needed']} images would decide"
+    return text
+
+
 def _comparison_rows(finding: dict) -> list[dict]:
     """A finding's comparisons (as in the JSON) as table rows."""
     return [
         {
             "comparison": c["name"] + ("" if c["deciding"] else " (context)"),
-            "a - b": f"{c['a']} - {c['b']}",
-            "metric": c["metric"],
-            "seeds": f"{c['n']}"
-            + (f" (left out: {', '.join(map(str, c['excluded']))})" if c["excluded"] else ""),
-            "mean": c["mean"],
-            "95% CI": "n/a" if c["low"] is None else f"[{c['low']:.3f}, {c['high']:.3f}]",
-            "d_z": c["effect_size"],
-            "threshold": c["threshold"],
-            "outcome": c["outcome"],
-            "cannot decide because": c["blocked"] or "-",
+            "B vs A": f"{c['b']} vs {c['a']}",
+            "score": c["metric"],
+            "design": f"{c['design']}, {c['images']} images",
+            "difference (B's advantage)": "n/a"
+            if c["difference"] is None
+            else f"{c['difference']:+.4f}",
+            "95% CI": _ci(c["low"], c["high"]),
+            "90% CI": _ci(c["low90"], c["high90"]),
+            "margin": f"±{c['margin']:g}",
+            "verdict": c["verdict"] + (f" ({c['direction']})" if c["direction"] != "none" else ""),
+            "could detect": _could_detect(c),
+            "degenerate pairs": f"{c['degenerate_pairs']} kept"
+            + (f", {c['lost_pairs']} left out" if c["lost_pairs"] else ""),
         }
         for c in finding["comparisons"]
     ]

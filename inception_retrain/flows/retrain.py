@@ -232,7 +232,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             head,
             quote(sweep),
             run_dir,
-            config.equivalence_margin,
+            config.evidence,
             config.mc_passes,
         )
 

@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from inception_retrain.data.manifest import Manifest
+from inception_retrain.dropout.evidence_spec import EvidenceSpec
 from inception_retrain.dropout.measure import dropout_report
 from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.features.feature_cache import FeatureCache
@@ -24,17 +25,11 @@ def dropout_report_task(
     head: TrainedHead,
     sweep: SweepSummary,
     run_dir: Path,
-    equivalence_margin: float,
+    evidence: EvidenceSpec,
     mc_passes: int,
 ) -> Path:
     path = dropout_report(
-        manifest,
-        cache,
-        head,
-        sweep,
-        run_dir,
-        equivalence_margin=equivalence_margin,
-        mc_passes=mc_passes,
+        manifest, cache, head, sweep, run_dir, evidence=evidence, mc_passes=mc_passes
     )
     publish_dropout_impact(run_dir)
     return path
