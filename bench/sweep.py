@@ -3,6 +3,7 @@ seed-by-seed design, side by side in one run, its overhead, and its cost as the 
 
     python bench/sweep.py                          # the demo data, ~15 min on a busy 2-core box
     python bench/sweep.py --run WORKDIR/runs/ID    # a finished run's cache, manifest and config
+    python bench/sweep.py --data scanned --skip-scale   # scanned-looking pages (scanned_images.py)
     python bench/sweep.py --skip-scale --out results.json
 
 Targets: the new sweep's wall time over the sum of its trainings' own epoch times (the
@@ -64,8 +65,16 @@ def prepare(args):
     from inception_retrain.runs.run_folder import new_run_dir
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    write_demo_data(workdir / "demo-data", per_class=args.per_class)
-    config = RetrainConfig(data=str(workdir / "demo-data"), workdir=workdir, weights="random:0")
+    folder = workdir / "images"
+    if args.data == "scanned":
+        from scanned_images import write_scanned_images
+
+        write_scanned_images(folder, per_class=args.per_class)
+    elif args.data == "demo":
+        write_demo_data(folder, per_class=args.per_class)
+    else:
+        folder = args.data
+    config = RetrainConfig(data=str(folder), workdir=workdir, weights="random:0")
     run_dir = new_run_dir(workdir)
     manifest = ingest(config.ingest, run_dir)
     return config, extract_features(manifest, config.extraction, run_dir), manifest
@@ -164,11 +173,15 @@ def synthetic_cache(root: Path, n: int, shape) -> tuple[Path, Path]:
         labels = rng.integers(0, 2, count)
         x = rng.standard_normal((count, int(np.prod(shape)))).astype(np.float32)
         x = np.maximum(x + 0.15 * (2 * labels[:, None] - 1) * direction, 0).reshape(count, *shape)
-        ids = [hashlib.sha256(f"{fingerprint}-{start + i}".encode()).hexdigest() for i in range(count)]
+        ids = [
+            hashlib.sha256(f"{fingerprint}-{start + i}".encode()).hexdigest() for i in range(count)
+        ]
         splits = rng.choice(["train", "validation", "test"], size=count, p=[0.8, 0.1, 0.1]).tolist()
         write_part(cache_dir, schema, ids, labels.tolist(), splits, x)
         rows += [
-            ManifestRow(uri=f"/img/{c}.png", label=f"c{y}", label_index=int(y), split=s, content_id=c)
+            ManifestRow(
+                uri=f"/img/{c}.png", label=f"c{y}", label_index=int(y), split=s, content_id=c
+            )
             for c, y, s in zip(ids, labels, splits, strict=True)
         ]
     manifest = root / "manifest.parquet"
@@ -199,7 +212,10 @@ def scale(config, sizes, shape) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="a finished run folder")
-    parser.add_argument("--per-class", type=int, default=200, help="demo images per class")
+    parser.add_argument(
+        "--data", default="demo", help="demo, scanned (bench/scanned_images.py) or a folder"
+    )
+    parser.add_argument("--per-class", type=int, default=200, help="generated images per class")
     parser.add_argument("--epochs", type=int, default=None, help="sweep epochs [config's]")
     parser.add_argument("--skip-scale", action="store_true", help="no 400/2,000/20,000 run")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -222,7 +238,7 @@ def main() -> None:
     old = old_design(config, cache, manifest)
     results = {
         "machine": info,
-        "data": {"cache": str(cache.cache_dir)},
+        "data": {"source": args.data, "cache": str(cache.cache_dir)},
         "old": old,
         "new": new,
         "cost_ratio_wall": new["wall_s"] / old["wall_s"],
