@@ -157,15 +157,18 @@ def test_full_power_curve():
     print(f"\npower, 2x5 cross-fit, {REPS} repetitions, config A at true accuracy {truth[0]:.3f}")
     for j, planted in enumerate(deltas, start=1):
         true_delta = truth[j] - truth[0]
-        line = [f"  planted +{planted:.2f} (true {true_delta:+.3f}):"]
+        line = []
         for metric in ("accuracy", "brier", "log_loss"):
-            found, _ = verdicts(runs, (0, j), metric)
+            found, directions = verdicts(runs, (0, j), metric)
             better = found.count(crossfit.BETTER)
-            line.append(f"{metric} better {sim.rate_text(better, REPS)}")
+            above = directions.count(crossfit.B_BETTER)  # includes "equivalent, B better"
+            line.append(
+                f"{metric} better {sim.rate_text(better, REPS)} (95% CI above 0 {above / REPS:.3f})"
+            )
             if planted == 0.08 and metric in ("accuracy", "brier"):
                 assert abs(true_delta - 0.08) < 0.015
                 assert better / REPS >= 0.8
-        print("; ".join(line))
+        print(f"  planted +{planted:.2f} (true {true_delta:+.3f}): " + "; ".join(line))
 
 
 @pytest.mark.extended
