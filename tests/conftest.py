@@ -54,7 +54,9 @@ def tiny_run(session_tmp, small_demo_dir):
 
     Random-weight mixed7 features are ~1e-3, so a briefly trained head predicts ~0.5 for
     everything; its first kernel is then scaled up (by the factor that spreads the
-    probabilities most) so that comparisons of probabilities are sensitive.
+    probabilities most) so that comparisons of probabilities are sensitive. That needs the
+    raw features (`standardize_features=False`): the standardised head is tested in
+    tests/test_standardize.py and by every full run.
     """
     from types import SimpleNamespace
 
@@ -82,6 +84,7 @@ def tiny_run(session_tmp, small_demo_dir):
         epochs=3,
         batch_size=8,
         patience=0,
+        standardize_features=False,
     )
     run_dir = new_run_dir(config.workdir)
     manifest = ingest(config.ingest, run_dir)

@@ -201,14 +201,14 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
     both = next(r for r in results if r.placement == "after_both")
     assert both.dropout_layers == 2 and results[0].dropout_layers == 0
     assert both.epochs_run == len(both.history["val_loss"]) == 3  # the fixed budget
-    tested = [
-        r for r in results if (r.rate, r.placement, r.order) == (0.2, "after_dense2", "after")
-    ]
-    assert all(r.mc_std is not None and len(r.mc_std) == len(r.held_out) for r in tested)
-    assert max(max(r.mc_std) for r in tested) > 0  # MC passes vary
-    assert all(r.mc_std is None for r in results if r not in tested)
+    dropout = [r for r in results if r.dropout_layers and r.order == "after"]
+    assert all(r.mc_std is not None and len(r.mc_std) == len(r.held_out) for r in dropout)
+    assert min(max(r.mc_std) for r in dropout) > 0  # MC passes vary
+    assert all(r.mc_std is None for r in results if r not in dropout)
     order = next(r for r in results if r.order == "before")
-    seed_cell = next(r for r in tested if (r.repeat, r.fold) == (0, 0))
+    seed_cell = next(
+        r for r in dropout if (r.rate, r.placement, r.repeat, r.fold) == (0.2, "after_dense2", 0, 0)
+    )
     assert order.probabilities == seed_cell.probabilities  # C2: ReLU commutes with Dropout
 
 

@@ -567,6 +567,17 @@ def judge_f4_uncertainty(
         **context,
     }
     usable = int(np.isfinite(mc).sum())
+    if mc.size < MIN_FOLDS:
+        return Finding(
+            "F4",
+            EFFECT,
+            question,
+            NOT_TESTABLE,
+            rule=rule,
+            flip=f"A sweep of at least {MIN_FOLDS} trainings per config (repeats x folds).",
+            numbers=numbers,
+            reason=f"the sweep has {mc.size} trainings per config, fewer than {MIN_FOLDS}",
+        )
     if usable < max(MIN_FOLDS, mc.size // 2):
         rate = errors.sum() / (s.repeats * s.plan.n)
         wanted = int(np.ceil(2 * MIN_ERRORS * s.folds / rate)) if rate > 0 else None
