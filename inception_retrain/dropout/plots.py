@@ -258,15 +258,14 @@ def effect_comparisons(m: Measurements, finding):
         if len(values):
             bins = min(41, max(5, len(np.unique(values))))
             left.hist(values, bins=bins, color="0.5")
+            left.set_yscale("symlog", linthresh=1.0)  # most images differ by about 0
             left.axvspan(-c.margin, c.margin, color="tab:green", alpha=0.15)
             left.axvline(0.0, color="0.3", lw=1)
             if c.difference is not None:
                 left.axvline(c.difference, color="black", lw=2, label=f"mean {c.difference:+.4f}")
                 left.legend(fontsize=7)
-        left.set_title(
-            f"{c.b} vs {c.a}: {len(values)} paired differences, one per {unit}", fontsize=8
-        )
-        left.set_xlabel(c.unit, fontsize=8)
+        left.set_title(f"B = {c.b}\nA = {c.a}", fontsize=8, loc="left")
+        left.set_xlabel(f"{c.unit}: {len(values)} paired differences, one per {unit}", fontsize=8)
         left.set_ylabel("count")
         _interval_panel(right, c)
     return fig

@@ -130,15 +130,30 @@ def _inference(m: Measurements) -> Bullet:
     return Bullet("And at inference?", text)
 
 
+SCORE_NAMES = {
+    "accuracy": "accuracy",
+    "brier": "Brier score",
+    "log_loss": "log loss",
+    "gap": "train - held-out accuracy gap",
+    "auroc": "AUROC",
+}
+
+
 def _decided(c) -> str:
-    """'equivalent within ±0.034: Brier A - B +0.0012 [-0.0061, +0.0085]' for a comparison."""
+    """E.g. 'equivalent within ±0.034: the Brier score of no dropout better than that of
+    Dropout(0.2) after Dense(1024) by +0.0012 (95% CI [-0.0061, +0.0085])'."""
     verdict = c.verdict + (f" within ±{c.margin:g}" if c.verdict == "equivalent" else "")
     lean = (
         f", {c.direction} by less than the margin"
         if c.verdict == "equivalent" and c.direction != "none"
         else ""
     )
-    return f"{verdict}{lean}: {c.unit} {c.difference:+.4f} [95% CI {c.low:+.4f}, {c.high:+.4f}]"
+    score = SCORE_NAMES.get(c.metric, c.metric)
+    change = "smaller" if c.metric == "gap" else "better"
+    return (
+        f"{verdict}{lean}: the {score} of {c.b} {change} than that of {c.a} by "
+        f"{c.difference:+.4f} (95% CI [{c.low:+.4f}, {c.high:+.4f}])"
+    )
 
 
 def _design(m: Measurements) -> str:
@@ -160,14 +175,21 @@ def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
         )
     gap, score = f5.comparisons[0], f5.comparisons[1]
     evidence = (
-        f"the train - held-out gap: {_decided(gap)}; the held-out {score.metric}: "
+        f"the gap: {_decided(gap)}; the held-out {SCORE_NAMES[score.metric]}: "
         f"{_decided(score)} ({_design(m)})"
     )
     if f5.verdict == SUPPORTED:
-        text = f"Yes, here: it reduces overfitting without costing performance. {evidence}."
-    else:
-        text = f"No, here: {f5.reason or 'see F5'}. In full, {evidence}."
-    return Bullet(question, text)
+        return Bullet(question, f"Yes, here: less overfitting at no cost. In numbers, {evidence}.")
+    why = []
+    if gap.verdict == "equivalent":
+        why.append(
+            f"it does not shrink the train - held-out accuracy gap by more than ±{gap.margin:g}"
+        )
+    elif gap.verdict == "worse":
+        why.append("it widens the train - held-out accuracy gap")
+    if score.verdict == "worse":
+        why.append(f"it costs held-out {SCORE_NAMES[score.metric]}")
+    return Bullet(question, f"No, here: {' and '.join(why)}. In numbers, {evidence}.")
 
 
 PLACEMENT_WORDS = {
@@ -232,7 +254,8 @@ def _d(value) -> str:
 
 def _comparison_text(f: Finding) -> str:
     parts = [
-        f"{c.b} vs {c.a}, {c.metric} ({c.design}, {c.images} images): {_decided(c)}"
+        f"{c.b} vs {c.a}, {SCORE_NAMES.get(c.metric, c.metric)} ({c.design}, {c.images} "
+        f"images): {_decided(c)}"
         + (
             f"; {c.degenerate_pairs} pairs with a degenerate training, kept"
             if c.degenerate_pairs
