@@ -18,25 +18,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from inception_retrain.data.demo_data import DEMO_FOLDER, DEMO_SOURCE
 from inception_retrain.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE
 from inception_retrain.data.ingest_spec import IngestSpec
 from inception_retrain.features.augmentation import MAX_VIEWS, AugmentPolicy
-from inception_retrain.features.backbone_spec import BackboneSpec
+from inception_retrain.features.backbone_spec import BackboneSpec, prefix_layer, unfrozen_blocks
 from inception_retrain.features.extraction_spec import ExtractionSpec
 from inception_retrain.features.weights import WeightsSource, parse_weights
 from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.cluster_spec import Cluster
 from inception_retrain.plumbing.errors import ConfigError
+from inception_retrain.plumbing.shard_policy import ShardPolicy
 from inception_retrain.registry.promotion_policy import PromotionMetric, PromotionPolicy
+from inception_retrain.training.fine_tune_spec import FineTuneOptimizer, FineTuneSpec
 from inception_retrain.training.head_spec import PLACEMENTS, DropoutPlacement, HeadSpec
 from inception_retrain.training.training_spec import TrainingSpec
 
 if TYPE_CHECKING:
     from inception_retrain.dropout.evidence_spec import EvidenceSpec
     from inception_retrain.dropout.sweep import SweepSpec
+
+_SHARDS = ShardPolicy()  # the defaults, defined once there
 
 
 # When the nightly-retrain deployment runs, unless `serve --cron/--timezone` or a prefect.yaml
@@ -106,6 +117,30 @@ class RetrainConfig(BaseModel):
     shard_rows: int = Field(
         256, ge=1, le=100_000, description="Manifest rows per extraction shard on a cluster."
     )
+    shard_timeout_s: float = Field(
+        _SHARDS.timeout_s,
+        gt=0,
+        description="Seconds a shard on a cluster may run once a worker started it; a late "
+        "one is cancelled, its worker replaced and the shard run again.",
+    )
+    shard_start_timeout_s: float = Field(
+        _SHARDS.start_timeout_s,
+        gt=0,
+        description="Seconds a shard on a cluster may wait for a worker to start it.",
+    )
+    shard_attempts: int = Field(
+        _SHARDS.attempts,
+        ge=1,
+        le=10,
+        description="Runs of a shard on a cluster before a late one fails the run.",
+    )
+    shard_retries: int = Field(
+        _SHARDS.retries,
+        ge=0,
+        le=10,
+        description="Retries of a shard on a cluster that raised an unexpected error, "
+        "within its time-out.",
+    )
 
     # --- head and training -------------------------------------------------------------
     head: HeadSpec = Field(default_factory=HeadSpec, description="The trainable head.")
@@ -125,6 +160,41 @@ class RetrainConfig(BaseModel):
         description="Train on cached features standardised per feature with the training "
         "images' statistics (folded into Dense(512) when saved: the saved head is the "
         "seed's, on raw features). Keeps RMSprop's first steps from killing Dense(512).",
+    )
+
+    # --- fine-tuning (inception_retrain.training.fine_tune) ------------------------------
+    fine_tune: str | None = Field(
+        None,
+        description="After the head trains, unfreeze this InceptionV3 block (mixed1 .. "
+        "--layer) and every block above it up to --layer, and train them with the head on "
+        "features cached at the block below (mixed7: mixed6 features). The model chosen on "
+        "validation (head only or fine-tuned) goes on.",
+    )
+    fine_tune_optimizer: FineTuneOptimizer = Field(
+        "sgd", description="Fine-tuning optimiser: SGD with momentum, or Adam."
+    )
+    fine_tune_learning_rate: float = Field(
+        1e-5, gt=0.0, le=1.0, description="Fine-tuning learning rate (keep it low)."
+    )
+    fine_tune_momentum: float = Field(
+        0.9, ge=0.0, lt=1.0, description="SGD momentum of fine-tuning (Adam ignores it)."
+    )
+    fine_tune_epochs: int = Field(10, ge=1, le=1000, description="Maximum fine-tuning epochs.")
+    fine_tune_patience: int = Field(
+        3, ge=0, description="Fine-tuning early-stopping patience on validation loss (0: off)."
+    )
+    fine_tune_accuracy_margin: float = Field(
+        0.02,
+        gt=0.0,
+        lt=1.0,
+        description="Test accuracy margin of 'equivalent' in the paired comparison of the "
+        "fine-tuned model with the head alone, fixed before the run.",
+    )
+    fine_tune_log_loss_margin: float = Field(
+        0.02,
+        gt=0.0,
+        description="Test log-loss margin (nats per image) of 'equivalent' in the same "
+        "comparison, fixed before the run.",
     )
 
     # --- augmented views (inception_retrain.features.augmentation) ------------------------------
@@ -231,6 +301,16 @@ class RetrainConfig(BaseModel):
     def _feature_cache(cls, value: str | None) -> str | None:
         return str(storage.location(value)) if value else None
 
+    @field_validator("fine_tune")
+    @classmethod
+    def _fine_tune_block(cls, block: str | None, info: ValidationInfo) -> str | None:
+        if block is None:
+            return None
+        prefix_layer(block)  # a known block above mixed0
+        if "layer" in info.data:
+            unfrozen_blocks(block, info.data["layer"])
+        return block
+
     @field_validator("weights")
     @classmethod
     def _weights_source(cls, value: str) -> str:
@@ -328,6 +408,15 @@ class RetrainConfig(BaseModel):
         )
 
     @property
+    def shard_policy(self) -> ShardPolicy:
+        return ShardPolicy(
+            timeout_s=self.shard_timeout_s,
+            start_timeout_s=self.shard_start_timeout_s,
+            attempts=self.shard_attempts,
+            retries=self.shard_retries,
+        )
+
+    @property
     def training(self) -> TrainingSpec:
         return TrainingSpec(
             head=self.head,
@@ -340,6 +429,30 @@ class RetrainConfig(BaseModel):
             memory_budget_mb=self.memory_budget_mb,
             standardize=self.standardize_features,
         )
+
+    @property
+    def fine_tuning(self) -> FineTuneSpec | None:
+        """How fine-tuning trains (None: off)."""
+        if self.fine_tune is None:
+            return None
+        return FineTuneSpec(
+            block=self.fine_tune,
+            layer=self.layer,
+            optimizer=self.fine_tune_optimizer,
+            learning_rate=self.fine_tune_learning_rate,
+            momentum=self.fine_tune_momentum,
+            epochs=self.fine_tune_epochs,
+            patience=self.fine_tune_patience,
+        )
+
+    @property
+    def prefix_extraction(self) -> ExtractionSpec | None:
+        """The extraction of the prefix fine-tuning trains on: the run's extraction, cut at
+        the block below the unfrozen one (None without fine-tuning)."""
+        if self.fine_tune is None:
+            return None
+        backbone = self.backbone.model_copy(update={"layer": prefix_layer(self.fine_tune)})
+        return self.extraction.model_copy(update={"backbone": backbone})
 
     @property
     def promotion(self) -> PromotionPolicy:

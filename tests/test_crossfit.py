@@ -144,18 +144,29 @@ def test_per_training_quantities_leave_undefined_pairs_out():
         )
 
 
-def test_one_split_is_a_paired_t_over_images_and_says_what_it_ignores():
+def test_one_split_is_a_paired_t_or_paired_proportions_and_says_what_it_ignores():
     rng = np.random.default_rng(6)
     a = (rng.random(400) < 0.8).astype(float)
     b = np.where(rng.random(400) < 0.5, 1.0, a)
-    r = cf.compare_single_split(a, b, "accuracy", margin=0.05)
-    d = b - a
+    r = cf.compare_single_split(a, b, "brier", margin=0.05)  # 0/1 as a score: a paired t
+    d = a - b  # Brier: lower is better, positive favours B
     assert r.difference == pytest.approx(d.mean())
     assert r.se == pytest.approx(d.std(ddof=1) / 20) and r.df == 399
-    assert r.verdict == cf.BETTER and r.design == "one split"
+    assert r.verdict == cf.WORSE and r.design == "one split"  # b is right more often
     assert "variance between training seeds" in r.note
     same = cf.compare_single_split(a, a, "brier", margin=0.034)
     assert same.verdict == cf.EQUIVALENT
+    # correctness: paired proportions (Bonett-Price), moved by the discordant images only
+    r = cf.compare_single_split(a, b, "accuracy", margin=0.05)
+    b_only, a_only = int(((b == 1) & (a == 0)).sum()), int(((a == 1) & (b == 0)).sum())
+    assert a_only == 0 and r.difference == pytest.approx((b_only - a_only) / 400)
+    assert r.ci95[0] < r.difference < r.ci95[1] and r.verdict == cf.BETTER
+    assert r.test == "paired_proportions" and r.design == "one split"
+    # no discordant image: the interval stays open (a t over 0/1 differences would be [0, 0])
+    few = cf.compare_single_split(a[:30], a[:30], "accuracy", margin=0.02)
+    assert few.ci95[0] < 0 < few.ci95[1] and few.verdict == cf.INCONCLUSIVE
+    with pytest.raises(ValueError, match="0/1"):
+        cf.compare_single_split(a * 0.5, b, "accuracy", margin=0.05)
     with pytest.raises(ValueError):
         cf.compare_single_split(a, b[:10], margin=0.05)
 

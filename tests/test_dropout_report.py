@@ -66,6 +66,14 @@ def test_report_answers_first_in_the_questions_terms_with_every_finding(reported
         assert (run_dir / f"dropout_effect_{claim}.png").stat().st_size > 1000
     timings = document["timings_seconds"]
     assert timings["total"] >= timings["F5_sweep"] > 0  # the sweep counts in the total
+    # Without fine-tuning, C6's backbone line says no backbone layer can change (its flip).
+    assert questions[-1] == "With fine-tuning (mixed7 unfrozen), the backbone's gradients too?"
+    assert (
+        answers[-1].startswith("Not here: the backbone is frozen") and "0 trainable" in answers[-1]
+    )
+    c6 = [f for c in document["claims"] if c["id"] == "C6" for f in c["findings"]]
+    assert [f["verdict"] for f in c6] == ["clarified", "clarified"]
+    assert c6[1]["numbers"]["backbone_trainable_layers"] == 0
 
     html = (run_dir / "dropout_impact.html").read_text()
     # the title, the random-weights banner (the tiny run has random weights), the answer

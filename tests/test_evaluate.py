@@ -184,10 +184,28 @@ def test_evaluation_reports_are_complete_and_consistent(tiny_run):
     assert "<h1>Evaluation report</h1>" in page
     assert f"{document['metrics']['accuracy']:.4f}" in page
     assert "RANDOM weights" in page
-    # Self-contained: every image inline, nothing fetched from anywhere.
-    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    # Self-contained: every image inline, nothing fetched from anywhere; links stay on the
+    # page (its contents) or go to the run's other report beside it.
+    sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) >= 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page and "url(" not in page
+    links = re.findall(r'href="([^"]*)"', page)
+    anchors = set(re.findall(r'id="([^"]*)"', page))
+    assert all(link.lstrip("#") in anchors for link in links if link.startswith("#"))
+    assert {link for link in links if not link.startswith("#")} <= {"dropout_impact.html"}
+    # The answer comes first, with its interval and the baseline it must beat.
+    intervals = document["metrics"]["intervals"]
+    low, high = intervals["accuracy"]["low"], intervals["accuracy"]["high"]
+    assert 0 <= low <= document["metrics"]["accuracy"] <= high <= 1
+    baseline = document["metrics"]["majority_baseline"]
+    counts = np.bincount(labels, minlength=len(class_names))
+    assert baseline["accuracy"] == pytest.approx(counts.max() / counts.sum())
+    answer = page[page.index('id="answer"') : page.index('id="contents"')]
+    assert f"{document['metrics']['accuracy']:.3f} [95% CI {low:.3f}, {high:.3f}]" in answer
+    assert f"{baseline['accuracy']:.3f} for always answering the majority class" in answer
+    assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in page
+    assert "<details><summary>Fingerprints" in page
+    assert f"RMSprop, learning rate {tiny_run.head.training.head.learning_rate}" in page
 
     markdown = md_path.read_text()
     assert markdown.startswith("# Evaluation report")
@@ -322,3 +340,31 @@ def test_three_class_evaluation_uses_macro_averages(tiny_run, tmp_path):
     assert document["metrics"]["roc_auc"] == pytest.approx(expected["roc_auc"])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert (tmp_path / "learning_curves.png").is_file()
+
+
+def test_metric_intervals_cover_the_point_and_stay_in_range():
+    from inception_retrain.evaluation import metrics as M
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    p = np.clip(0.5 + (labels - 0.5) * rng.uniform(0.0, 0.9, 60), 0.01, 0.99)
+    probabilities = np.stack([1 - p, p], axis=1)
+    point = M.classification_report(labels, probabilities, ["a", "b"])
+    intervals = M.metric_intervals(labels, probabilities, ["a", "b"], resamples=500)
+    assert set(intervals) == {*M.PROPORTIONS, *M.BOOTSTRAPPED}
+    for metric, bounds in intervals.items():
+        assert bounds["low"] <= point[metric] <= bounds["high"], metric
+        if metric != "log_loss":
+            assert bounds["low"] >= 0 and bounds["high"] <= 1, metric
+    assert intervals["accuracy"]["method"] == "Wilson"
+    # The same predictions give the same interval; a perfect head's accuracy stays below 1.
+    again = M.metric_intervals(labels, probabilities, ["a", "b"], resamples=500)
+    assert again == intervals
+    assert M.wilson(42, 42)[1] == 1.0 and M.wilson(42, 42)[0] < 1.0
+    # The vectorised resamples are the reports of the resampled images.
+    index = M._stratified_resamples(labels, 20, seed=1)
+    fast = M._binary_resampled(labels, probabilities, index)
+    for row, i in enumerate(index):
+        slow = M._light_report(labels[i], probabilities[i], 2)
+        for metric, values in fast.items():
+            assert values[row] == pytest.approx(slow[metric], abs=1e-12), metric

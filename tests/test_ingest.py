@@ -11,7 +11,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -215,19 +218,65 @@ def test_max_pixels_applies_to_complete_images(tmp_path):
     assert manifest.counts["ok"] == 4
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
-def test_file_without_read_permission_is_unreadable(tmp_path):
+INGEST = """
+import sys
+from pathlib import Path
+from inception_retrain.config import RetrainConfig
+from inception_retrain.data.ingest import ingest
+data, workdir, run_dir = sys.argv[1:]
+print(ingest(RetrainConfig(data=data, workdir=workdir).ingest, Path(run_dir)).path)
+"""
+
+
+def unprivileged(command: list[str]) -> list[str] | None:
+    """`command` as this user without the capabilities that let root read any file
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a mode-000 file is unreadable even as root;
+    None where they cannot be dropped."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    drop = [setpriv, "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+    probe = subprocess.run([*drop, "true"], capture_output=True)
+    return [*drop, *command] if probe.returncode == 0 else None
+
+
+def test_file_without_read_permission_is_unreadable(tmp_path, monkeypatch):
+    """A file the ingesting process cannot open is skipped as unreadable. Root reads any
+    file, so as root the ingest runs without the capabilities that allow it (setpriv);
+    where they cannot be dropped, the read error is injected instead."""
     root = tmp_path / "data"
     _class_folder(root, "a", [1, 2])
     _class_folder(root, "b", [3, 4])
     locked = _write(root / "b" / "locked.png", _image_bytes(5))
     locked.chmod(0)
+    command = unprivileged([sys.executable, "-c", INGEST, str(root), str(tmp_path / "w")])
     try:
-        manifest = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run")
+        if command is not None:
+            done = subprocess.run(
+                [*command, str(tmp_path / "run")], capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            manifest_path = Path(done.stdout.strip().splitlines()[-1])
+        else:  # no way to drop root's privileges here: the error an open() would raise
+            from inception_retrain.plumbing import storage
+
+            real_read = storage.read_bytes
+
+            def refuse(value):
+                if Path(str(value)) == locked:
+                    raise PermissionError(13, "Permission denied", str(value))
+                return real_read(value)
+
+            monkeypatch.setattr(storage, "read_bytes", refuse)
+            manifest_path = ingest(_config(root, tmp_path / "w").ingest, tmp_path / "run").path
     finally:
         locked.chmod(0o644)
-    reasons = {Path(r["uri"]).name: r["reason"] for r in _rows(manifest.path)}
+    rows = _rows(manifest_path)
+    reasons = {Path(r["uri"]).name: r["reason"] for r in rows}
     assert reasons["locked.png"] == "unreadable"
+    assert sum(r["status"] == "ok" for r in rows) == 4
 
 
 # --- splits ------------------------------------------------------------------------------

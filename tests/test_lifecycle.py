@@ -3,7 +3,8 @@
 One sequence of real `inception-retrain run` processes (tiny demo data, 75 px, one epoch, a
 one-seed sweep) against the session's Prefect server, shared by the tests below:
 
-  1. run A starts; while it runs, a second `run --no-wait` is refused at once;
+  1. run A starts; while it runs, a second `run --no-wait` is refused (without waiting for
+     A: how fast is bench/refusal.py's to measure, not a test's to assert);
   2. A is SIGKILLed while its export writes the model into models/.staging-*;
   3. `runs ls` shows A as killed (the next command that looks);
   4. runs D and E start together on the same workdir: one waits for the other, saying so;
@@ -117,7 +118,6 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
     try:
         (result.a_dir,) = wait_for(lambda: run_dirs(work), a, "run folder")
         before = run_dirs(work)
-        started = time.monotonic()
         result.no_wait = subprocess.run(
             [str(CLI), "run", *options, "--no-wait"],
             env=env,
@@ -126,7 +126,6 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
             text=True,
             timeout=60,
         )
-        result.no_wait_s = time.monotonic() - started
         result.no_wait_new_runs = run_dirs(work) - before
         staged = wait_for(lambda: list(work.glob("models/.staging-*/model.keras")), a, "export")
         result.staging = staged[0].parent
@@ -148,7 +147,6 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
 
     # 4. D and E at once.
     d = start(options, folder / "d", env)
-    time.sleep(0.5)
     e = start(options, folder / "e", env)
     for process in (d, e):
         try:
@@ -166,13 +164,12 @@ def lifecycle(prefect_server, tmp_path_factory) -> SimpleNamespace:
     return result
 
 
-def test_no_wait_is_refused_at_once_while_a_run_is_in_progress(lifecycle):
+def test_no_wait_is_refused_while_a_run_is_in_progress(lifecycle):
     done = lifecycle.no_wait
     assert done.returncode == 75, done.stderr
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: ") and "is using the workdir" in line and "try later" in line
     assert lifecycle.a_dir.name in line or "another run (pid" in line
-    assert lifecycle.no_wait_s < 3.0
     assert not lifecycle.no_wait_new_runs  # it started nothing
 
 
@@ -209,8 +206,12 @@ def test_two_runs_at_once_one_waits_and_nothing_is_done_twice(lifecycle):
     versions = sorted(p.name for p in (work / "models").glob("v*"))
     assert len(versions) == 1  # one model published, by the first
     assert json.loads((work / "models" / "champion.json").read_text())["version"] == versions[0]
-    assert status(first_dir)["promotion"] == {"decision": "promoted", "version": versions[0]}
-    assert status(second_dir)["promotion"] == {"decision": "rejected", "version": None}
+    first_promotion, second_promotion = (
+        status(first_dir)["promotion"],
+        status(second_dir)["promotion"],
+    )
+    assert (first_promotion["decision"], first_promotion["version"]) == ("promoted", versions[0])
+    assert (second_promotion["decision"], second_promotion["version"]) == ("rejected", None)
     reason = json.loads((second_dir / "promotion.json").read_text())["reason"]
     assert reason.startswith(f"the same model as the champion {versions[0]}")
 

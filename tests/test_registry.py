@@ -233,6 +233,7 @@ for name in itertools.cycle(names) if loop == "loop" else names:
     path = Path(workdir) / "models" / name
     version = ModelVersion(version=name, path=path, promoted=False, score=None, champion_score=None)
     promote(version, evaluation, config.promotion, evaluation.json_path.parent)
+    print("promoted", name, flush=True)
 """
 
 
@@ -291,8 +292,12 @@ def test_killing_a_promoting_process_at_random_moments_never_loses_the_champion(
     for _ in range(3):
         process = start_promoter(config, evaluation, names, loop=True)
         assert process.stdout.readline().strip() == "ready", process.stderr.read()[-2000:]
+        # Wait for a completed promotion (a condition, however slow the machine), then kill
+        # at a random moment of the next ones: mid-write, between writes, under the lock.
+        line = process.stdout.readline().strip()
+        assert line.startswith("promoted "), process.stderr.read()[-2000:]
         try:
-            process.wait(timeout=rng.uniform(0.2, 1.0))
+            process.wait(timeout=rng.uniform(0.0, 0.5))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -388,3 +393,74 @@ def _version(models: Path, name: str) -> ModelVersion:
     return ModelVersion(
         version=name, path=models / name, promoted=False, score=None, champion_score=None
     )
+
+
+# --- the champion gate: a damaged registry never lets a challenger through -------------------
+
+
+def test_a_damaged_pointer_is_recovered_and_a_worse_challenger_is_still_rejected(registry):
+    from inception_retrain.registry.versions import models_dir, resolve_model, write_champion
+
+    config, new_version, new_evaluation = registry
+    models = models_dir(config.workdir)
+    champion = new_version({"roc_auc": 0.8})
+    promote_evaluated(champion, new_evaluation({"roc_auc": 0.8}), config)
+
+    def unreadable():
+        (models / "champion.json").write_text("{ not json")
+
+    def names_an_incomplete_version():
+        broken = new_version({"roc_auc": 0.95})
+        write_champion(models, {"version": broken.version})  # then it lost its model
+        (broken.path / "model.keras").unlink()
+
+    for damage in (unreadable, names_an_incomplete_version):
+        damage()
+        worse = new_version({"roc_auc": 0.6})
+        evaluation = new_evaluation({"roc_auc": 0.6})
+        result = promote_evaluated(worse, evaluation, config)
+        record = read_json(evaluation.json_path.parent / "promotion.json")
+        assert not result.promoted, (damage.__name__, record["reason"])
+        assert "first champion" not in record["reason"]
+        assert record["previous_champion"] == champion.version
+        assert record["champion_score"] == pytest.approx(0.8)
+        # rewritten under the registry's lock: serving finds the champion again
+        assert champion_version(config.workdir) == champion.version
+        assert resolve_model(config.workdir, "champion") == champion.path
+
+
+def test_a_damaged_pointer_that_cannot_be_recovered_refuses_in_one_line(registry):
+    from inception_retrain.registry.champion_gate import ChampionUnknownError
+    from inception_retrain.registry.promotion import promote
+    from inception_retrain.registry.versions import HISTORY_FILE, models_dir
+
+    config, new_version, new_evaluation = registry
+    models = models_dir(config.workdir)
+    promote_evaluated(new_version({"roc_auc": 0.8}), new_evaluation({"roc_auc": 0.8}), config)
+    (models / HISTORY_FILE).unlink()  # a registry from before the history, or lost
+    (models / "champion.json").write_text("{ not json")
+    better = new_version({"roc_auc": 0.99})
+    evaluation = new_evaluation({"roc_auc": 0.99})
+    with pytest.raises(ChampionUnknownError, match="refusing to promote") as refused:
+        promote(better, evaluation, config.promotion, evaluation.json_path.parent)
+    assert "\n" not in str(refused.value) and "champion.json is unreadable" in str(refused.value)
+    assert (models / "champion.json").read_text() == "{ not json"  # nothing was promoted
+    assert not (evaluation.json_path.parent / "promotion.json").exists()
+
+
+def test_a_challenger_whose_score_is_undefined_is_never_promoted(registry):
+    from inception_retrain.registry.promotion import decide_promotion
+
+    config, new_version, new_evaluation = registry
+    undefined = {"roc_auc": None}  # e.g. a test split with one class
+    first = decide_promotion(new_evaluation(undefined), config.promotion)
+    assert not first.promoted and first.score is None
+    assert first.reason.startswith("its score is undefined on this test split")
+
+    champion = new_version({"roc_auc": 0.5})
+    promote_evaluated(champion, new_evaluation({"roc_auc": 0.5}), config)
+    (config.workdir / "models" / "champion.json").write_text("{ not json")
+    challenger = new_version(undefined)
+    result = promote_evaluated(challenger, new_evaluation(undefined), config)
+    assert not result.promoted
+    assert champion_version(config.workdir) == champion.version

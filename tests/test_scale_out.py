@@ -8,7 +8,9 @@ bit-identical bytes); a worker killed mid-extraction loses nothing and duplicate
 a cache on s3:// trains the same head as a local one; images, weights and the cache on S3
 need nothing local; an unreachable scheduler or bucket is one line before any work; a shard
 run twice writes one part and a process loads the backbone once; workers bound TensorFlow's
-threads; batch prediction in shards gives one process's rows.
+threads and keep its noise out of their logs; batch prediction in shards gives one process's
+rows. Marked `extended` (not in the default run): a scheduler killed mid-extraction ends the
+run in one line, and a rerun computes only the images not yet cached.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from dask_fixtures import DaskProcesses
 from prefect_fixtures import child_env, free_port, tail
 
 from inception_retrain.config import RetrainConfig
@@ -45,6 +49,10 @@ from inception_retrain.training.head_spec import HeadSpec
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+TENSORFLOW_NOISE = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations|Could not find cuda drivers|cuInit"
+    r"|This TensorFlow binary is optimized"
+)
 BUCKET = "features"
 RUN_TIMEOUT_S = 420
 # The smallest real run: 75 px, a 16-16 head, one epoch, a one-epoch sweep of 1 repeat x 2 folds.
@@ -469,7 +477,7 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
         start([*worker, "--name", "steady"], tmp_path / "steady.log", env)
         doomed_command = [*worker, "--name", "doomed", "--preload", str(preload)]
         doomed = start(doomed_command, tmp_path / "doomed.log", env)
-        time.sleep(3)  # let both workers register before the run plans its shards
+        DaskProcesses(tmp_path, env, address=scheduler).wait_for_workers(2)  # both registered
         data = upload_folder(s3, small_demo_dir, "demo")
         arguments = [
             "run",
@@ -527,4 +535,74 @@ def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
     )
     assert expected[0] == got[0] and np.array_equal(expected[1], got[1])
     assert (run_dir / "evaluation.html").is_file()
+    # The steady worker loaded TensorFlow: the QuietStderr plugin kept its noise out.
+    steady = (tmp_path / "steady.log").read_text(errors="replace")
+    assert (
+        "Start worker at" in steady and "Starting Worker plugin inception-retrain-quiet" in steady
+    )
+    assert not TENSORFLOW_NOISE.findall(steady), steady[-3000:]
     shutil.rmtree(tmp_path / "work", ignore_errors=True)
+
+
+@pytest.mark.extended
+def test_a_killed_scheduler_ends_the_run_in_one_line_and_a_rerun_computes_only_the_rest(
+    prefect_server, reference, small_demo_dir, tmp_path
+):
+    """`dask scheduler` and two `dask worker`s; one worker writes its first part and hangs.
+    The scheduler is then killed: the run fails at once with one line, the parts written so
+    far stay, and a rerun of the extraction computes only the images they lack."""
+    manifest, single = reference
+    marker = tmp_path / "part-written"
+    preload = tmp_path / "stall.py"
+    preload.write_text(_STALL_AFTER_WRITING.format(marker=str(marker)))
+    env = child_env(PREFECT_API_URL=prefect_server.api_url)
+    work = tmp_path / "work"
+    with DaskProcesses(tmp_path / "dask", env) as cluster:
+        cluster.scheduler()
+        cluster.worker("steady")
+        cluster.worker("stalls", preload=preload)
+        cluster.wait_for_workers(2)
+        arguments = ["run", "--data", str(small_demo_dir), "--workdir", str(work)]
+        arguments += ["--cluster", cluster.address, "--shard-rows", "4", *SMALL_RUN]
+        log = tmp_path / "run.log"
+        with open(log, "wb") as err:
+            run = subprocess.Popen(
+                [str(BIN / "inception-retrain"), *arguments],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                cwd=tmp_path,
+            )
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not marker.exists():
+            assert run.poll() is None, f"the run ended before a part was written:\n{tail(log)}"
+            assert time.monotonic() < deadline, "no worker ever wrote a part"
+            time.sleep(0.1)
+        cluster.signal("scheduler", signal.SIGKILL)
+        stdout, _ = run.communicate(timeout=RUN_TIMEOUT_S)
+    # Every process of the cluster is gone now: what is cached is what the rerun finds.
+    assert run.returncode == 1, tail(log, 80)
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith(
+        f"error: extract failed: lost the connection to the Dask scheduler at {cluster.address}"
+    ), tail(log, 40)
+    assert "Traceback" not in log.read_text()
+    run_dir = Path(stdout.decode().strip().splitlines()[-1])
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+    (cache_dir,) = (work / "cache").iterdir()
+    before = ids_in_parts(cache_dir)
+    assert storage.exists(marker.read_text()) and len(before) == len(set(before)) >= 4
+
+    config = small_config(small_demo_dir, work)
+    rerun = extract_features(
+        open_manifest(run_dir / "manifest.parquet"), config.extraction, tmp_path / "rerun"
+    )
+    images = len(read_image_rows(manifest.path))
+    assert (rerun.computed, rerun.reused) == (images - len(before), len(before))
+    found = ids_in_parts(cache_dir)
+    assert len(found) == len(set(found)) == images  # every image exactly once
+    expected, got = (
+        cache_content(single.cache_dir, manifest.path),
+        cache_content(cache_dir, manifest.path),
+    )
+    assert expected[0] == got[0] and np.array_equal(expected[1], got[1])

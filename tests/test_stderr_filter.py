@@ -42,7 +42,7 @@ KEPT = [
 ]
 CHILD = """
 import os, sys, time
-from inception_retrain.cli.stderr_filter import install
+from inception_retrain.plumbing.stderr_filter import install
 install()
 chunks = [bytes.fromhex(h) for h in sys.argv[1:]]
 for chunk in chunks:
@@ -61,7 +61,7 @@ def interleaved() -> list[bytes]:
 
 
 def expected(lines: list[bytes]) -> bytes:
-    from inception_retrain.cli.stderr_filter import has_nvidia_device
+    from inception_retrain.plumbing.stderr_filter import has_nvidia_device
 
     # Where an NVIDIA device exists, a failed cuInit is a real error and stays.
     noise = [n for n in NOISE if not (has_nvidia_device() and b"cuInit" in n)]

@@ -95,8 +95,11 @@ def test_a_second_run_refuses_without_waiting_or_waits_saying_for_whom(tmp_path)
 
         waiter = threading.Thread(target=second_run)
         waiter.start()
-        time.sleep(1.0)
-        assert not done.is_set()  # still waiting
+        deadline = time.monotonic() + 60
+        while not said:  # it says why it waits before it waits
+            assert time.monotonic() < deadline and waiter.is_alive(), "the second run never waited"
+            time.sleep(0.05)
+        assert not done.is_set()  # still waiting: the holder has not finished
         assert said == [
             f"waiting for run {run_id} (pid {holder.pid}, started "
             f"{run_folder.read_status(Path(line))['started']}) to finish: it is "

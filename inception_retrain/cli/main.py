@@ -22,7 +22,6 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException, NoArgsIsHelpError
 
-from inception_retrain.cli import stderr_filter
 from inception_retrain.cli.options import (
     OPTION_FIELDS,
     UsageError,
@@ -34,6 +33,7 @@ from inception_retrain.cli.options import (
 )
 from inception_retrain.cli.workdir_commands import cache_app, models_app, runs_app
 from inception_retrain.config import NIGHTLY_CRON, NIGHTLY_TIMEZONE, RetrainConfig
+from inception_retrain.plumbing import stderr_filter
 from inception_retrain.plumbing.errors import BusyError, PipelineError
 
 app = typer.Typer(

@@ -104,7 +104,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 OTHER_PANEL = "Other"
 # Defaults computed when a run starts: what `--help` says instead of "None".
-DEFAULT_TEXT = {"feature_cache": "WORKDIR/cache", "cluster": "this process"}
+DEFAULT_TEXT = {"feature_cache": "WORKDIR/cache", "cluster": "this process", "fine_tune": "off"}
 # What a text option takes, where "TEXT" would say too little.
 METAVARS = {
     "data": "demo|FOLDER|s3://BUCKET/PREFIX|tfds:NAME",
@@ -112,6 +112,7 @@ METAVARS = {
     "layer": "LAYER",
     "feature_cache": "FOLDER|s3://BUCKET/PREFIX",
     "cluster": "local:N|tcp://HOST:PORT",
+    "fine_tune": "BLOCK",
 }
 
 

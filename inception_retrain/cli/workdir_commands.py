@@ -9,6 +9,8 @@
     inception-retrain cache ls [--workdir W] [--json]    feature caches, their views, sizes, use
     inception-retrain cache prune [--keep-latest N]      caches, old view policies, and the
                                                          sweep results of removed caches
+    ... cache ls|prune --feature-cache s3://bucket/p     the same for another cache root, a
+                                                         folder or an object-store prefix
 
 RUN is a run folder, a run id or a unique prefix of one. Every time is shown as
 "YYYY-MM-DD HH:MM UTC"; `--json` prints the rows as JSON (times in ISO 8601), for scripts.
@@ -19,6 +21,7 @@ The core does the work (`runs.run_listing`, `registry.versions`, `features.featu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -247,23 +250,63 @@ def models_prune_command(
     typer.echo(f"{verb} {len(removed)} version(s), {total:.1f} MB")
 
 
+FEATURE_CACHE_HELP = (
+    "The cache root, if not WORKDIR/cache: a folder or s3://bucket/prefix (as run's "
+    "--feature-cache; a remote cache is locked with leases, see docs/reliability.md)."
+)
+
+
+def _cache_root(workdir: Path, feature_cache: str | None):
+    """The cache root the command works on; a bad location or an unreachable store is a
+    one-line error (exit code 2)."""
+    from inception_retrain.plumbing import storage
+    from inception_retrain.plumbing.errors import PipelineError
+
+    if not feature_cache:
+        return workdir / "cache"
+    try:
+        return storage.check_reachable(feature_cache, "feature cache")
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _one_line():
+    """An expected failure (an object store that cannot be locked, a lost lease) is one
+    line and exit code 2."""
+    from inception_retrain.plumbing.errors import PipelineError
+
+    try:
+        yield
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @cache_app.command("ls")
-def cache_ls_command(workdir: Path = WORKDIR, as_json: bool = AS_JSON) -> None:
+def cache_ls_command(
+    workdir: Path = WORKDIR,
+    as_json: bool = AS_JSON,
+    feature_cache: str | None = typer.Option(None, "--feature-cache", help=FEATURE_CACHE_HELP),
+) -> None:
     """List feature caches: fingerprint, images, augmented views, size, dtype, last used,
     layer, weights."""
     from inception_retrain.features.feature_cache import list_caches
     from inception_retrain.features.view_cache import view_totals
 
-    caches = list_caches(workdir)
-    for cache in caches:  # views are counted apart from images; MB covers both
-        policies, rows, size = view_totals(Path(cache["path"]))
-        cache.update(views=f"{rows} ({policies} policies)" if policies else "-")
-        cache["bytes"] += size
+    root = _cache_root(workdir, feature_cache)
+    with _one_line():
+        caches = list_caches(workdir, root)
+        for cache in caches:  # views are counted apart from images; MB covers both
+            policies, rows, size = view_totals(cache["path"])
+            cache.update(views=f"{rows} ({policies} policies)" if policies else "-")
+            cache["bytes"] += size
     if as_json:
         echo_json(caches)
         return
     if not caches:
-        typer.echo(f"no feature caches under {workdir / 'cache'}")
+        typer.echo(f"no feature caches under {root}")
         return
     typer.echo(format_cache_table(caches))
 
@@ -307,15 +350,21 @@ def cache_prune_command(
         [], help="A cache's or view policy's fingerprint to keep as well (repeatable)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    feature_cache: str | None = typer.Option(None, "--feature-cache", help=FEATURE_CACHE_HELP),
 ) -> None:
     """Remove feature caches except the most recently used ones (and --keep), the augmented
     views of all but the most recently used policies of the caches kept (and --keep), and
-    the dropout sweep results of every cache that is gone."""
+    the dropout sweep results of every cache that is gone. A cache that a running job
+    reads or writes, on this machine or another, is left alone."""
     from inception_retrain.dropout.sweep_folders import prune_sweeps
     from inception_retrain.features.feature_cache import prune_caches
     from inception_retrain.features.view_cache import prune_views
 
-    removed = prune_caches(workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
+    root = _cache_root(workdir, feature_cache)
+    with _one_line():
+        removed = prune_caches(
+            workdir, keep=keep, keep_latest=keep_latest, dry_run=dry_run, root=root
+        )
     verb = "would remove" if dry_run else "removed"
     for cache in removed:
         typer.echo(
@@ -325,7 +374,8 @@ def cache_prune_command(
     total = sum(c["bytes"] for c in removed) / 1e6
     typer.echo(f"{verb} {len(removed)} cache(s), {total:.1f} MB")
     gone = {c["fingerprint"] for c in removed}
-    views = prune_views(workdir, keep, keep_latest, dry_run, skip_caches=gone)
+    with _one_line():
+        views = prune_views(workdir, keep, keep_latest, dry_run, skip_caches=gone, root=root)
     for view in views:
         typer.echo(
             f"{verb} views of policy {view['fingerprint']} in cache {view['cache']} "
@@ -335,7 +385,7 @@ def cache_prune_command(
     if views:
         total = sum(v["bytes"] for v in views) / 1e6
         typer.echo(f"{verb} the views of {len(views)} policy folder(s), {total:.1f} MB")
-    sweeps = prune_sweeps(workdir, gone, dry_run=dry_run)
+    sweeps = prune_sweeps(workdir, gone, dry_run=dry_run, only_removed=bool(feature_cache))
     for sweep in sweeps:
         typer.echo(
             f"{verb} sweep results {sweep['path'].name} ({sweep['results']} trainings, "

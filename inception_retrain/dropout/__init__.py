@@ -7,6 +7,7 @@ numpy arrays that return typed values (dataclasses):
     forward.py      F1: every layer's output with training=True vs False; masks, scaling
     backward.py     F2: gradients with a fixed mask, without dropout, and with rate 1
     frozen.py       F3: backbone weights and BatchNorm statistics before/after real fit steps
+    backbone_reach.py  C6 inside a fine-tuned block: its layers' gradients, Dropout on vs off
     inference.py    F4: training=False determinism, MC-dropout uncertainty vs errors
     direct.py       C2 (dropout before/after activations) and C7 (noise_shape patterns)
     sweep_plan.py   the sweep's images (a capped stratified sample) and folds, from content ids

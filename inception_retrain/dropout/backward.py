@@ -21,7 +21,7 @@ trained head's layers:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -77,12 +77,15 @@ class DroppedColumns:
 
 @dataclass
 class FrozenGradientFacts:
-    """What a training step of the seed's full model differentiates: only head variables."""
+    """What a training step of the full model differentiates: the head's variables, and a
+    fine-tuned model's unfrozen blocks' (`unfrozen_layers`), nothing of a frozen layer."""
 
     backbone_variables: int
     backbone_trainable_variables: int
     full_model_trainable_variables: int
     full_model_trainable_variables_in_head: int
+    unfrozen_layers: list[str] = field(default_factory=list)  # backbone layers fine-tuning trains
+    frozen_layers_trainable_variables: int = 0  # trainable variables of other backbone layers
 
 
 @dataclass
@@ -151,9 +154,16 @@ def _preceding_dense(layers, index: int):
 
 
 def measure_backward(
-    layers, features, labels, n_classes: int, backbone=None, per_sample: int = 8
+    layers,
+    features,
+    labels,
+    n_classes: int,
+    backbone=None,
+    per_sample: int = 8,
+    unfrozen_layers: tuple[str, ...] = (),
 ) -> Backward:
-    """Gradients with a fixed (replayed) mask, without dropout, and with rate 1."""
+    """Gradients with a fixed (replayed) mask, without dropout, and with rate 1
+    (`unfrozen_layers`: the backbone layers a fine-tuned model trains)."""
     import keras
 
     loss_fn = chain.loss_function(n_classes)
@@ -216,7 +226,9 @@ def measure_backward(
         ),
         rate_1_variables_without_gradient_path=cut,
         dropped_columns=columns,
-        frozen=frozen_gradient_facts(backbone, layers) if backbone is not None else None,
+        frozen=frozen_gradient_facts(backbone, layers, unfrozen_layers)
+        if backbone is not None
+        else None,
     )
 
 
@@ -269,14 +281,22 @@ def _batch_columns(kernel_grad: np.ndarray, keep: np.ndarray, dense_out: np.ndar
     }
 
 
-def frozen_gradient_facts(backbone, layers) -> FrozenGradientFacts:
-    """What a training step of the seed's full model differentiates: only head variables."""
+def frozen_gradient_facts(backbone, layers, unfrozen_layers=()) -> FrozenGradientFacts:
+    """What a training step of the full model differentiates: the head's variables and those
+    of the backbone layers in `unfrozen_layers` (none for the seed's model)."""
     full, _, _ = chain.full_model(backbone, layers)
     head_ids = {id(v) for layer in layers for v in layer.weights}
     trainable = full.trainable_weights
+    outside = sum(
+        len(layer.trainable_weights)
+        for layer in backbone.layers
+        if layer.name not in set(unfrozen_layers)
+    )
     return FrozenGradientFacts(
         backbone_variables=len(backbone.weights),
         backbone_trainable_variables=len(backbone.trainable_weights),
         full_model_trainable_variables=len(trainable),
         full_model_trainable_variables_in_head=sum(id(v) in head_ids for v in trainable),
+        unfrozen_layers=list(unfrozen_layers),
+        frozen_layers_trainable_variables=outside,
     )

@@ -4,8 +4,11 @@
 byte-exact snapshot of every backbone variable (kernels, BatchNorm gamma/beta AND moving
 mean/variance), runs a few real `fit` steps on real images, and compares byte for byte. It
 also checks that training happened (head variables moved), so "unchanged" is not vacuous.
-Whatever `backbone` is passed is measured as is: an unfrozen backbone changes, and the verdict
-flips.
+Whatever `backbone` is passed is measured as is. A fine-tuned model's backbone comes with its
+unfrozen blocks trainable (their Conv2D layers; BatchNormalization stays frozen) and
+`optimizer` is its fine-tuning optimiser: only the variables that really are frozen must stay
+bitwise unchanged (`backbone_variables_changed`), and the trainable ones are counted apart
+(`backbone_trainable_variables_changed`); a frozen variable that changes flips the verdict.
 
 `cache_training_facts` shows the pipeline's own training never touches the backbone at all:
 the trained head has no backbone layer or variable, only the cached features as input, and
@@ -30,9 +33,9 @@ class Frozen:
 
     fit_steps: int
     images: int
-    backbone_variables: int
+    backbone_variables: int  # every backbone variable (frozen or trainable)
     backbone_trainable_variables: int
-    backbone_variables_changed: int
+    backbone_variables_changed: int  # frozen ones that changed: must be 0
     changed_examples: list[str]
     batchnorm_layers: int
     batchnorm_moving_statistics: int
@@ -40,6 +43,9 @@ class Frozen:
     head_variables: int
     head_variables_changed: int
     model_trainable_variables: int
+    backbone_frozen_variables: int = 0  # the variables that must stay unchanged
+    backbone_trainable_variables_changed: int = 0  # unfrozen blocks' variables that moved
+    optimizer: str = "RMSprop (the head's)"
 
 
 @dataclass
@@ -72,10 +78,13 @@ def measure_frozen(
     learning_rate: float = 1e-4,
     batch_size: int = 4,
     epochs: int = 1,
+    optimizer=None,
 ) -> Frozen:
     """Bitwise comparison of backbone variables around real `fit` steps of the full model.
 
-    `head_copy` is trained here: pass a copy, not the head other measurements use.
+    `head_copy` is trained here: pass a copy, not the head other measurements use; a
+    trainable backbone is trained too. `optimizer` (a Keras optimizer; default: the head's
+    RMSprop at `learning_rate`) compiles the full model.
     """
     import keras
 
@@ -86,7 +95,12 @@ def measure_frozen(
         x = layer(x)
     model = keras.Model(backbone.input, x, name="seed_model")
     compile_head(model, n_classes, learning_rate)
+    described = "RMSprop (the head's)"
+    if optimizer is not None:
+        model.compile(optimizer=optimizer, loss=model.loss, metrics=["accuracy"])
+        described = type(optimizer).__name__
 
+    trainable = {id(v) for v in backbone.trainable_weights}
     backbone_before = [(v.path, _bytes(v)) for v in backbone.weights]
     head_before = [_bytes(v) for v in head_copy.weights]
     model.fit(
@@ -97,13 +111,17 @@ def measure_frozen(
         shuffle=False,
         verbose=0,
     )
-    changed, bn_changed, bn_total = [], 0, 0
+    changed, bn_changed, bn_total, moved = [], 0, 0, 0
     for variable, (path, before) in zip(backbone.weights, backbone_before, strict=True):
         is_stat = variable.path.endswith(_BN_STATS)
         bn_total += is_stat
-        if _bytes(variable) != before:
-            changed.append(path)
-            bn_changed += is_stat
+        if _bytes(variable) == before:
+            continue
+        if id(variable) in trainable:
+            moved += 1
+            continue
+        changed.append(path)
+        bn_changed += is_stat
     head_changed = sum(
         _bytes(v) != before for v, before in zip(head_copy.weights, head_before, strict=True)
     )
@@ -121,6 +139,9 @@ def measure_frozen(
         head_variables=len(head_before),
         head_variables_changed=int(head_changed),
         model_trainable_variables=len(model.trainable_weights),
+        backbone_frozen_variables=len(backbone_before) - len(trainable),
+        backbone_trainable_variables_changed=moved,
+        optimizer=described,
     )
 
 

@@ -2,7 +2,13 @@
 
 Every number is computed here, on the run's trained head (`head.keras`, with the `HeadSpec`
 and seed it was trained with), the frozen backbone that made the cached features
-(`cache.backbone`), and the run's own data: a few real
+(`cache.backbone`), and the run's own data. When the run's model is fine-tuned (`head` is a
+`FineTunedModel` and `cache` the prefix cache it trained on), its fine-tuned block is part of
+the backbone everywhere: the head's features are the block's outputs on the cached prefix,
+the full model carries the block's weights, and F3 trains the block as fine-tuning did and
+checks only the variables that really were frozen. C6's backbone finding
+(`backbone_reach`) measures the fine-tuned block (`fine_tuned`, chosen or not) or, without
+fine-tuning, the frozen top block: a few real
 training images (decoded and preprocessed as in extraction) for the full-model measurements,
 and the cached features for everything that only needs the head. The measurements live in
 the modules beside this one (collected in a `measurements.Measurements`), the verdict rules
@@ -29,8 +35,10 @@ from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.features import feature_cache
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.plumbing.errors import DataError, PipelineError
+from inception_retrain.training.fine_tune import FineTunedModel
 from inception_retrain.training.head import TrainedHead
 
+NOT_CHOSEN = "fine-tuned, not chosen"  # C6's backbone finding on a model validation passed over
 FORWARD_IMAGES = 8  # real images through the full model (F1) and its fit steps (F3)
 FROZEN_BATCH = 4  # batch size of F3's fit steps: 2 real steps on FORWARD_IMAGES images
 PER_SAMPLE_STEPS = 8  # one-sample gradient steps of F2
@@ -86,13 +94,113 @@ def dropout_report(
     *,
     evidence: EvidenceSpec,
     mc_passes: int,
+    fine_tuned: FineTunedModel | None = None,
 ) -> Path:
-    """Measure, judge and write dropout_impact.{json,md,html}; returns the JSON's path."""
+    """Measure, judge and write dropout_impact.{json,md,html}; returns the JSON's path.
+    `fine_tuned`: the run's fine-tuned model when the head alone was chosen (C6's backbone
+    finding measures its block)."""
     with feature_cache.reading(cache.cache_dir):
-        return _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_passes)
+        return _measure_and_report(
+            manifest, cache, head, sweep, run_dir, evidence, mc_passes, fine_tuned
+        )
 
 
-def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_passes) -> Path:
+def _split_through(block, splits: dict) -> dict:
+    """Each split's prefix features as the block's outputs (the fine-tuned head's inputs)."""
+    shape = tuple(int(d) for d in block.output.shape[1:])
+    mapped = {}
+    for name, (ids, x, y) in splits.items():
+        out = block.predict(x, batch_size=64, verbose=0) if len(x) else np.zeros((0, *shape))
+        mapped[name] = (ids, np.asarray(out, np.float32), y)
+    return mapped
+
+
+def _models(head, backbone_spec):
+    """(backbone, trained head, block or None, the head's input layer, unfrozen backbone
+    layers) of the run's model: a fine-tuned model's backbone carries its block, trainable
+    as it was trained."""
+    import keras
+
+    from inception_retrain.features.backbone import load_backbone
+    from inception_retrain.features.backbone_block import backbone_with_block, unfrozen_layers
+    from inception_retrain.training.fine_tune import split_fine_tuned
+
+    loaded = keras.saving.load_model(head.head_path, compile=False)
+    if not isinstance(head, FineTunedModel):
+        backbone = load_backbone(
+            backbone_spec.weights, backbone_spec.layer, backbone_spec.image_size
+        )
+        return backbone, loaded, None, backbone_spec.layer, ()
+    block, trained = split_fine_tuned(loaded)
+    layer = head.fine_tuning.layer
+    backbone = backbone_with_block(
+        backbone_spec.weights, layer, backbone_spec.image_size, block, trainable=True
+    )
+    return backbone, trained, block, layer, tuple(unfrozen_layers(backbone, block))
+
+
+def _measure_reach(
+    backbone, backbone_spec, block, layers, images, labels, n_classes, head, fine_tuned, steps
+):
+    """C6 in the backbone, on the fine-tuned block (the run's model's, else `fine_tuned`'s)
+    or the frozen top block; None when the backbone is cut at mixed0 (no block below).
+    `steps`: F3 on the run's model; a fine-tuned model that was not chosen gets its own."""
+    import keras
+
+    from inception_retrain.dropout.backbone_reach import measure_backbone_reach
+    from inception_retrain.dropout.chain import copy_head, measurement_layers
+    from inception_retrain.dropout.frozen import measure_frozen
+    from inception_retrain.features.backbone_block import (
+        backbone_with_block,
+        block_model,
+        prefix_model,
+    )
+    from inception_retrain.features.backbone_spec import BACKBONE_LAYERS, prefix_layer
+    from inception_retrain.training.fine_tune import split_fine_tuned
+
+    tuned = head if isinstance(head, FineTunedModel) else fine_tuned
+    layer = backbone.layers[-1].name  # the cut: a flat backbone ends at its block output
+    if tuned is None:
+        if layer == BACKBONE_LAYERS[0]:
+            return None
+        prefix, blocks, model = prefix_layer(layer), [layer], "frozen backbone"
+        block = block_model(backbone, prefix, layer, trainable=False)
+    else:
+        prefix, blocks = tuned.fine_tuning.prefix, list(tuned.fine_tuning.blocks)
+        model = "fine-tuned"
+        if tuned is not head:
+            model = NOT_CHOSEN
+            block, other_head = split_fine_tuned(
+                keras.saving.load_model(tuned.head_path, compile=False)
+            )
+            layers, _ = measurement_layers(
+                other_head, tuned.training.head.dropout_rate, seed=tuned.training.seed
+            )
+            spec = tuned.fine_tuning
+            steps = measure_frozen(
+                backbone_with_block(
+                    backbone_spec.weights,
+                    spec.layer,
+                    backbone_spec.image_size,
+                    block,
+                    trainable=True,
+                ),
+                copy_head(other_head),
+                images,
+                labels,
+                n_classes,
+                batch_size=FROZEN_BATCH,
+                optimizer=spec.make_optimizer(),
+            )
+    features = np.asarray(prefix_model(backbone, prefix)(images, training=False))
+    return measure_backbone_reach(
+        features, block, layers, labels, n_classes, model=model, blocks=blocks, steps=steps
+    )
+
+
+def _measure_and_report(
+    manifest, cache, head, sweep, run_dir, evidence, mc_passes, fine_tuned=None
+) -> Path:
     import keras
 
     from inception_retrain.dropout import (
@@ -106,7 +214,7 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
     )
     from inception_retrain.dropout.chain import copy_head, measurement_layers
     from inception_retrain.dropout.verdicts import judge
-    from inception_retrain.features.backbone import load_backbone
+    from inception_retrain.features.backbone_block import backbone_with_block, prefix_model
     from inception_retrain.features.feature_parts import read_metadata
     from inception_retrain.training.training_data import load_split
 
@@ -124,10 +232,10 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
             )
         if not Path(head.head_path).is_file():
             raise ReportInputError(f"trained head not found: {head.head_path}")
-        trained = keras.saving.load_model(head.head_path, compile=False)
-        backbone = load_backbone(
-            backbone_spec.weights, backbone_spec.layer, backbone_spec.image_size
-        )
+        backbone, trained, block, layer, unfrozen = _models(head, backbone_spec)
+        if block is not None:
+            splits = _split_through(block, splits)
+            train_ids, train_x, train_y = splits["train"]
         layers, inserted = measurement_layers(
             trained, training.head.dropout_rate, seed=training.seed
         )
@@ -141,7 +249,7 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
         weights=backbone_spec.weights,
         weights_description=backbone_spec.weights_source.description,
         random_weights=backbone_spec.weights_source.is_random,
-        layer=backbone_spec.layer,
+        layer=layer,
         image_size=backbone_spec.image_size,
         hidden_units=list(training.head.hidden_units),
         rate=training.head.dropout_rate,
@@ -157,9 +265,11 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
         ),
         equivalence_margin=evidence.accuracy_margin,
         evidence=evidence,
+        fine_tuned=", ".join(head.fine_tuning.blocks) if block is not None else "",
     )
     with _timed(timings, "F1_forward"):
-        forward_result = forward.measure_forward(backbone, layers, images, train_x[: len(images)])
+        cached = train_x[: len(images)] if block is None else None  # a block's: not cached
+        forward_result = forward.measure_forward(backbone, layers, images, cached)
     with _timed(timings, "F1_fit_masks"):
         fit_masks = forward.measure_fit_masks(
             layers,
@@ -174,23 +284,45 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
     with _timed(timings, "F2_backward"):
         rows = min(training.batch_size, len(train_y))
         backward_result = backward.measure_backward(
-            layers, train_x[:rows], train_y[:rows], n_classes, backbone, PER_SAMPLE_STEPS
+            layers, train_x[:rows], train_y[:rows], n_classes, backbone, PER_SAMPLE_STEPS, unfrozen
         )
     with _timed(timings, "F3_frozen"):
+        trained_backbone, optimizer, cut = backbone, None, backbone
+        if block is not None:  # train a copy, block as fine-tuned: `backbone` stays as it is
+            trained_backbone = backbone_with_block(
+                backbone_spec.weights, layer, backbone_spec.image_size, block, trainable=True
+            )
+            optimizer = head.fine_tuning.make_optimizer()
+            cut = prefix_model(backbone, backbone_spec.layer)  # what made the cache
         frozen_result = frozen.measure_frozen(
-            backbone,
+            trained_backbone,
             copy_head(trained),
             images,
             train_y[: len(images)],
             n_classes,
             training.head.learning_rate,
             batch_size=FROZEN_BATCH,
+            optimizer=optimizer,
         )
+        del trained_backbone
         cache_facts = frozen.cache_training_facts(
             trained,
-            cache.feature_shape,
-            backbone,
+            train_x.shape[1:],
+            cut,
             {"weights_sha256": _find(metadata, "weights_sha256")},
+        )
+    with _timed(timings, "C6_backbone"):
+        reach = _measure_reach(
+            backbone,
+            backbone_spec,
+            block,
+            layers,
+            images,
+            train_y[: len(images)],
+            n_classes,
+            head,
+            fine_tuned,
+            frozen_result,
         )
     with _timed(timings, "F4_inference"):
         ids, mc_x, mc_y = splits[mc_split]
@@ -202,7 +334,7 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
         z = direct.pre_activations(layers, train_x[:C2_ROWS])
         activation_order = direct.measure_activation_order(z, rate, seed=training.seed)
         noise_shapes = direct.measure_noise_shapes(seed=training.seed)
-    del backbone, trained, layers
+    del backbone, trained, layers, block
     m = Measurements(
         context=context,
         forward=forward_result,
@@ -214,6 +346,7 @@ def _measure_and_report(manifest, cache, head, sweep, run_dir, evidence, mc_pass
         activation_order=activation_order,
         noise_shapes=noise_shapes,
         sweep=sweep,
+        backbone_reach=reach,
     )
     entries = judge(m, evidence)
     with _timed(timings, "plots"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from inception_retrain.dropout.backbone_reach import BackboneReach
 from inception_retrain.dropout.backward import Backward
 from inception_retrain.dropout.direct import ActivationOrder, NoiseShapes
 from inception_retrain.dropout.evidence_spec import EvidenceSpec
@@ -49,6 +50,7 @@ class RunContext:
     backbone_dropout_layers: int
     equivalence_margin: float
     evidence: EvidenceSpec | None = None  # the deciding score and margins of effect claims
+    fine_tuned: str = ""  # what fine-tuning trained, when the run's model is fine-tuned
 
     def dense(self, name: str) -> str:
         """'Dense(512)' for hidden_1, 'Dense(1024)' for hidden_2, else the name."""
@@ -71,6 +73,7 @@ class Measurements:
     activation_order: ActivationOrder  # direct.py, C2
     noise_shapes: NoiseShapes  # direct.py, C7
     sweep: SweepSummary  # sweep.py via flows.sweep: C1, C2, C4, F4, F5
+    backbone_reach: BackboneReach | None = None  # backbone_reach.py, C6 in the backbone
 
 
 def as_json(value):

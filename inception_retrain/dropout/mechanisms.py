@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from inception_retrain.dropout.backbone_reach import BackboneReach
 from inception_retrain.dropout.backward import Backward
 from inception_retrain.dropout.claims import (
     CLARIFIED,
@@ -104,12 +105,13 @@ def judge_f2(backward: Backward) -> Finding:
     if not all(row.relative_change > 0 for row in backward.earlier):
         failures.append("a layer before Dropout has the same gradient with and without it")
     if frozen and (
-        frozen.backbone_trainable_variables
-        or frozen.full_model_trainable_variables != frozen.full_model_trainable_variables_in_head
+        frozen.frozen_layers_trainable_variables
+        or frozen.full_model_trainable_variables
+        != frozen.full_model_trainable_variables_in_head + frozen.backbone_trainable_variables
     ):
         failures.append(
-            f"the backbone has {frozen.backbone_trainable_variables} trainable "
-            "variables that a training step differentiates"
+            f"the backbone's frozen layers have {frozen.frozen_layers_trainable_variables} "
+            "trainable variables that a training step differentiates"
         )
     if not backward.rate_1_zero_before_last_dropout:
         failures.append("with rate 1 some layer before Dropout still gets a gradient")
@@ -128,6 +130,7 @@ def judge_f2(backward: Backward) -> Finding:
         ),
         "rate_1_max_norm_before_dropout": backward.rate_1_max_norm_before_last_dropout,
         "backbone_trainable_variables": frozen.backbone_trainable_variables if frozen else None,
+        "unfrozen_backbone_layers": len(frozen.unfrozen_layers) if frozen else None,
     }
     per_batch = check.batch_units_dropped_somewhere_with_gradient > 0
     verdict = REFUTED if failures else (CLARIFIED if per_batch else SUPPORTED)
@@ -137,8 +140,9 @@ def judge_f2(backward: Backward) -> Finding:
         verdict,
         rule=f"Over {check.samples} one-sample steps: every dropped unit's kernel column and bias "
         "gradient exactly 0 and every kept, active unit's non-zero; every variable before "
-        "Dropout gets a different gradient with and without it; the backbone has no trainable "
-        "variable; rate 1 gives exactly zero gradient before Dropout. Clarified: in a step of "
+        "Dropout gets a different gradient with and without it; no frozen backbone layer has a "
+        "trainable variable (a fine-tuned model's unfrozen blocks are trainable, as trained); "
+        "rate 1 gives exactly zero gradient before Dropout. Clarified: in a step of "
         "several samples a unit's column is zero only if every sample dropped it (or it was "
         f"inactive); 'in that step' means per sample. {DEFINITIONAL}",
         flip="Any non-zero gradient for a dropped unit of a one-sample step, an unchanged earlier "
@@ -153,6 +157,8 @@ def judge_f3(frozen: Frozen, facts: CacheFacts) -> Finding:
         "fit_steps": frozen.fit_steps,
         "backbone_variables": frozen.backbone_variables,
         "backbone_variables_changed": frozen.backbone_variables_changed,
+        "backbone_frozen_variables": frozen.backbone_frozen_variables,
+        "backbone_trainable_variables_changed": frozen.backbone_trainable_variables_changed,
         "batchnorm_moving_statistics": frozen.batchnorm_moving_statistics,
         "batchnorm_moving_statistics_changed": frozen.batchnorm_moving_statistics_changed,
         "head_variables_changed": frozen.head_variables_changed,
@@ -164,7 +170,7 @@ def judge_f3(frozen: Frozen, facts: CacheFacts) -> Finding:
             REFUTED,
             (
                 f"{frozen.backbone_variables_changed} of "
-                f"{frozen.backbone_variables} backbone variables changed"
+                f"{frozen.backbone_frozen_variables} frozen backbone variables changed"
             ),
         )
     elif not frozen.head_variables_changed:
@@ -177,10 +183,13 @@ def judge_f3(frozen: Frozen, facts: CacheFacts) -> Finding:
         "F3",
         "Does training change any frozen backbone variable?",
         verdict,
-        rule=f"Byte-for-byte comparison of all {frozen.backbone_variables} backbone variables "
-        f"(BatchNorm moving statistics included) around {frozen.fit_steps} real fit steps of "
-        "the seed's full model, which must move the head; and the pipeline's head must hold "
-        "no backbone layer and take the cached features as input.",
+        rule=f"Byte-for-byte comparison of all {frozen.backbone_frozen_variables} frozen "
+        f"backbone variables (BatchNorm moving statistics included) around {frozen.fit_steps} "
+        "real fit steps of the full model, which must move the head; and the pipeline's head "
+        "must hold no backbone layer and take the cached features as input. A fine-tuned "
+        f"model trains its unfrozen blocks in those steps ({frozen.optimizer}): their "
+        f"{frozen.backbone_trainable_variables} trainable variables are counted apart, only "
+        "the frozen ones must stay unchanged.",
         flip="One changed byte in a backbone variable refutes it (an unfrozen backbone does); "
         "a head that did not move makes it inconclusive.",
         numbers=numbers,
@@ -347,6 +356,58 @@ def judge_c6(forward: Forward, backward: Backward, frozen: Frozen) -> Finding:
         "unfrozen backbone makes it supported.",
         numbers=numbers,
         reason="" if trainable_affected else "a trainable layer was not affected",
+    )
+
+
+def judge_c6_backbone(reach: BackboneReach, frozen: Frozen) -> Finding:
+    """C6 inside the backbone: the head's Dropout against the top block's gradients
+    (`frozen`: F3 of the run's model, unless the measured model brought its own steps)."""
+    frozen = reach.steps or frozen
+    blocks = ", ".join(reach.blocks)
+    numbers = {
+        "model": reach.model,
+        "backbone_trainable_layers": reach.trainable,
+        "backbone_layers_with_changed_gradient": reach.changed,
+        "min_relative_change": reach.min_relative_change,
+        "median_relative_change": reach.median_relative_change,
+        "max_relative_change": reach.max_relative_change,
+        "frozen_block_layers": len(reach.frozen_layers),
+        "images": reach.images,
+        "frozen_backbone_variables": frozen.backbone_frozen_variables,
+        "frozen_backbone_variables_changed": frozen.backbone_variables_changed,
+        "fit_steps": frozen.fit_steps,
+    }
+    numbers.update({f"{row.layer}_relative_change": row.relative_change for row in reach.layers})
+    reason = ""
+    if not reach.trainable:
+        verdict = CLARIFIED
+        reason = (
+            f"nothing in the backbone trains here ({blocks} frozen): no backbone layer has a "
+            "gradient for Dropout to change; fine-tune a block (--fine-tune) to measure it"
+        )
+    elif reach.changed == reach.trainable and not frozen.backbone_variables_changed:
+        verdict = SUPPORTED
+    else:
+        verdict = REFUTED
+        reason = (
+            f"{reach.trainable - reach.changed} of {reach.trainable} trainable backbone layers "
+            f"kept the same gradient, {frozen.backbone_variables_changed} frozen variables "
+            "changed"
+        )
+    return _finding(
+        "C6",
+        f"With the top block unfrozen ({blocks}), does Dropout reach the backbone's gradients?",
+        verdict,
+        rule=f"On {reach.images} real training images and the model's weights, the gradient of "
+        f"every trainable layer of {blocks} with the head's Dropout on (one mask) against off: "
+        "supported if every one changes (relative change > 0) while every frozen backbone "
+        "variable stays bitwise unchanged through real fit steps (F3); clarified if the block "
+        "is frozen (no gradient reaches a backbone weight).",
+        flip="A trainable backbone layer whose gradient Dropout does not change, or a frozen "
+        "variable that moves, refutes it; freezing the block makes it 'no change in the "
+        "backbone'.",
+        numbers=numbers,
+        reason=reason,
     )
 
 

@@ -45,10 +45,17 @@ def _whole_network(m: Measurements) -> Bullet:
     f, frozen = m.forward, m.frozen
     if f.backbone_layers_changed == 0 and frozen.backbone_variables_changed == 0:
         text = (
-            f"No. All {f.n_backbone_layers} frozen backbone layers gave bitwise identical "
+            f"No. All {f.n_backbone_layers} {'' if m.context.fine_tuned else 'frozen '}"
+            "backbone layers gave bitwise identical "
             f"outputs with training on and off (max |Δ| = 0), and {frozen.fit_steps} real "
-            f"training steps left all {frozen.backbone_variables} backbone variables "
-            "bitwise unchanged."
+            f"training steps left all {frozen.backbone_frozen_variables} frozen backbone "
+            "variables bitwise unchanged"
+            + (
+                f" (fine-tuning trained the other {frozen.backbone_trainable_variables}, "
+                f"those of {m.context.fine_tuned})."
+                if frozen.backbone_trainable_variables and m.context.fine_tuned
+                else "."
+            )
         )
     else:
         text = (
@@ -234,6 +241,36 @@ def _why_undecided(f5: Finding | None) -> str:
     return "; ".join(dict.fromkeys(reasons)) or f5.verdict
 
 
+def _backbone_gradients(m: Measurements) -> Bullet | None:
+    reach = m.backbone_reach
+    if reach is None:
+        return None
+    frozen = reach.steps or m.frozen
+    blocks = ", ".join(reach.blocks)
+    question = f"With fine-tuning ({blocks} unfrozen), the backbone's gradients too?"
+    if not reach.trainable:
+        text = (
+            f"Not here: the backbone is frozen, {blocks} included, so no backbone layer has a "
+            "gradient for Dropout to change (0 trainable layers). Run with --fine-tune "
+            f"{reach.blocks[0]} to measure it."
+        )
+    else:
+        which = ""
+        if reach.model != "fine-tuned":
+            which = " (measured on the run's fine-tuned model, which validation did not choose)"
+        text = (
+            f"Yes, through backpropagation{which}: the head's Dropout mask changed the "
+            f"gradient of {reach.changed} of the {reach.trainable} trainable layers of "
+            f"{blocks} (relative change median {_pct(reach.median_relative_change)}, from "
+            f"{_pct(reach.min_relative_change)} to {_pct(reach.max_relative_change)}), while "
+            f"{frozen.fit_steps} real fit steps of that model left all "
+            f"{frozen.backbone_frozen_variables} frozen backbone variables (every layer below "
+            f"{reach.blocks[0]}, and its {len(reach.frozen_layers)} BatchNormalization layers) "
+            f"bitwise unchanged ({frozen.backbone_variables_changed} changed)."
+        )
+    return Bullet(question, text)
+
+
 def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
     """The report's opening bullets, in the question's own terms."""
     bullets = [
@@ -244,6 +281,7 @@ def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
         _inference(m),
         _on_this_data(m, entries),
         _placement(m, entries),
+        _backbone_gradients(m),
     ]
     return [bullet for bullet in bullets if bullet is not None]
 
@@ -276,6 +314,15 @@ def explain(m: Measurements, f: Finding) -> str:
     if f.verdict == REFUTED:
         return f"Measured against the claim: {f.reason}."
     n = f.numbers
+    if f.claim == "C6" and "backbone_trainable_layers" in n:
+        if not n["backbone_trainable_layers"]:
+            return f"No change in the backbone: {f.reason}."
+        return (
+            f"Every one of the {n['backbone_trainable_layers']} trainable backbone layers got "
+            f"another gradient (relative change {_pct(n['min_relative_change'])} to "
+            f"{_pct(n['max_relative_change'])}); {n['frozen_backbone_variables']} frozen "
+            f"variables bitwise unchanged after {n['fit_steps']} fit steps."
+        )
     texts = {
         "F1": lambda: (
             f"{n['backbone_layers']} frozen backbone layers unchanged; "
@@ -289,9 +336,14 @@ def explain(m: Measurements, f: Finding) -> str:
             " units dropped for some samples still had a non-zero column."
         ),
         "F3": lambda: (
-            f"All {n['backbone_variables']} backbone variables bitwise unchanged "
-            f"after {n['fit_steps']} fit steps, while {n['head_variables_changed']} "
-            "head variables moved."
+            f"All {n['backbone_frozen_variables']} frozen backbone variables bitwise "
+            f"unchanged after {n['fit_steps']} fit steps, while {n['head_variables_changed']} "
+            "head variables moved"
+            + (
+                f" (and {n['backbone_trainable_variables_changed']} fine-tuned ones)."
+                if n.get("backbone_trainable_variables_changed")
+                else "."
+            )
         ),
         "F4": lambda: (
             f"Inference passes identical (max |Δ| "

@@ -46,6 +46,7 @@ FIGURES_FOR = {
 SWEEP_FIGURES = ("sweep_summary", "sweep_comparisons", "sweep_curves")
 DETAILS_FOR = {
     "C2": ("activation_order",),
+    "C6": ("backbone_reach",),
     "C7": ("noise_shapes",),
     "F1": ("forward", "fit_masks"),
     "F2": ("backward",),

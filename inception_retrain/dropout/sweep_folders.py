@@ -60,16 +60,19 @@ def prune_sweeps(
     workdir: str | os.PathLike[str],
     removed_fingerprints: Iterable[str] = (),
     dry_run: bool = False,
+    only_removed: bool = False,
 ) -> list[dict]:
-    """Remove the sweep folders whose feature cache is gone or in `removed_fingerprints`;
-    returns them (with `dry_run`, those it would remove) as `list_sweep_folders` rows."""
+    """Remove the sweep folders whose feature cache is in `removed_fingerprints` or gone
+    from WORKDIR/cache (unless `only_removed`: after pruning another cache root, whose
+    caches WORKDIR/cache never held); returns them (with `dry_run`, those it would remove)
+    as `list_sweep_folders` rows."""
     removed_fingerprints = set(removed_fingerprints)
     removed = []
     for folder in list_sweep_folders(workdir):
         fingerprint = folder["backbone_fingerprint"]
         if fingerprint is None:
             continue
-        cache_gone = not cache_dir_for(workdir, fingerprint).is_dir()
+        cache_gone = not only_removed and not cache_dir_for(workdir, fingerprint).is_dir()
         if not cache_gone and fingerprint not in removed_fingerprints:
             continue
         if not dry_run:

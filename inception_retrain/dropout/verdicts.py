@@ -34,7 +34,8 @@ def judge(m: Measurements, evidence: EvidenceSpec) -> list[Entry]:
             m.sweep, evidence, units, context.layer, context.backbone_dropout_layers
         ),
         "C5": [mechanisms.judge_c5(m.forward, m.fit_masks, m.backward)],
-        "C6": [mechanisms.judge_c6(m.forward, m.backward, m.frozen)],
+        "C6": [mechanisms.judge_c6(m.forward, m.backward, m.frozen)]
+        + ([mechanisms.judge_c6_backbone(m.backbone_reach, m.frozen)] if m.backbone_reach else []),
         "C7": [mechanisms.judge_c7(m.noise_shapes)],
         "F1": [mechanisms.judge_f1(m.forward, m.fit_masks)],
         "F2": [mechanisms.judge_f2(m.backward)],

@@ -5,7 +5,9 @@ paired per-image comparisons of two learners, cross-fitted or on one split, and 
 verdict rule (`crossfit`), scoring cached
 features (`scoring`, `predictions`), the evaluate stage and `evaluation.json` (`evaluate`),
 its plots and report (`plots`, `report`, `figures`, the jinja2 templates of every report in
-`reports/`), and the measured effect of augmented views (`augmentation_effect`).
+`reports/`), the measured effect of augmented views (`augmentation_effect`), and the
+choice between the head alone and the fine-tuned model with their paired per-image
+comparison on test (`fine_tuning_effect`, `paired_images`).
 
 May import: plumbing, data, features, training.
 """

@@ -15,10 +15,12 @@ Two designs, one rule:
   identical configs in 10-40% of repetitions. `compare_folds` is the same test on a
   per-training quantity (a train - held-out accuracy gap, an AUROC per fold).
 * **One split** (`compare_single_split`): one training per learner, both scored on the same
-  images; a paired t over images (N - 1 df). It ignores the variance between training seeds
-  (another seed could change the answer), and says so in its `note`. For comparisons where
-  only one training of each learner exists, e.g. a head trained alone against the same head
-  fine-tuned with part of the backbone.
+  images; a paired t over images (N - 1 df), or for correctness Bonett and Price's adjusted Wald
+  interval of two paired proportions (it does not collapse when no image is discordant). It
+  ignores the variance between training seeds (another seed could change the answer), and says
+  so in its `note`. For comparisons where only one training of each learner exists, e.g. a head
+  trained alone against the same head fine-tuned with part of the backbone
+  (`paired_images.compare_per_image` is its view for the evaluation's fine-tuning comparison).
 
 Per-image outcomes (`image_outcomes`): correctness (0/1), Brier score (half the squared
 distance between the probability vector and the one-hot label: (p - y)^2 for two classes, in
@@ -85,6 +87,7 @@ METRICS = {
 TESTS = {
     "nadeau_bengio": "corrected resampled t (Nadeau & Bengio 2003)",
     "paired_t_images": "paired t over images (one training per model)",
+    "paired_proportions": "paired proportions, Bonett-Price adjusted Wald (one training per model)",
 }
 
 
@@ -118,7 +121,7 @@ class PairedComparison:
 
     @property
     def design(self) -> str:
-        if self.test == "paired_t_images":
+        if self.test in ("paired_t_images", "paired_proportions"):
             return "one split"
         return f"{self.n_repeats}x{self.n_folds} cross-fit"
 
@@ -216,17 +219,16 @@ def _min_detectable(se: float, df: float) -> float:
     return float((stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * se)
 
 
-def _result(metric, estimate, se, df, margin, **sizes) -> PairedComparison:
-    """The interval, p-value and verdict of an estimate with its standard error."""
+def _result(metric, estimate, se, df, margin, centre=None, **sizes) -> PairedComparison:
+    """The interval, p-value and verdict of an estimate with its standard error; `centre`:
+    where the intervals are centred when not on the estimate (an adjusted interval)."""
     info = METRICS[metric] if isinstance(metric, str) else metric
-    ci95 = _t_interval(estimate, se, df, 1 - ALPHA)
-    ci90 = _t_interval(estimate, se, df, 1 - 2 * ALPHA)
+    centre = estimate if centre is None else centre
+    ci95 = _t_interval(centre, se, df, 1 - ALPHA)
+    ci90 = _t_interval(centre, se, df, 1 - 2 * ALPHA)
     ci95 = tuple(float(np.clip(x, -info.bound, info.bound)) for x in ci95)
     ci90 = tuple(float(np.clip(x, -info.bound, info.bound)) for x in ci90)
-    if se > 0:
-        p_value = float(2 * stats.t.sf(abs(estimate) / se, df))
-    else:
-        p_value = 1.0 if estimate == 0 else 0.0
+    p_value = float(2 * stats.t.sf(abs(centre) / se, df)) if se > 0 else float(centre == 0)
     verdict, direction = verdict_of(ci95, ci90, margin)
     return PairedComparison(
         metric=info.name,
@@ -333,11 +335,17 @@ def compare_crossfit(
     return result
 
 
-def compare_single_split(a, b, metric: str = "accuracy", *, margin: float) -> PairedComparison:
-    """B against A when each was trained once and both scored the same N images: a paired t
-    over images. The interval covers the sampling of images only, not the variance between
+def compare_single_split(
+    a, b, metric: Metric | str = "accuracy", *, margin: float
+) -> PairedComparison:
+    """B against A when each was trained once and both scored the same N images. Scores: a
+    paired t over images (N - 1 df). Correctness (accuracy): the difference of two paired
+    proportions, which only the discordant images move, with Bonett and Price's adjusted Wald
+    interval (2012: one added to each discordant count, two to N), whose coverage stays near
+    nominal with few or no discordant images, where a t over 0/1 differences collapses to a
+    point. The interval covers the sampling of images only, not the variance between
     trainings (seeds), which the cross-fitted design measures; the result says so."""
-    info = METRICS[metric]
+    info = METRICS[metric] if isinstance(metric, str) else metric
     a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: a {a.shape}, b {b.shape}")
@@ -347,14 +355,22 @@ def compare_single_split(a, b, metric: str = "accuracy", *, margin: float) -> Pa
         raise ValueError("a paired comparison over images needs at least 2 images")
     d = (b - a) if info.higher_is_better else (a - b)
     n = len(d)
-    se = float(d.std(ddof=1) / math.sqrt(n))
+    centre, df, test = None, n - 1, "paired_t_images"
+    if info.name == "accuracy":
+        if not (np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all()):
+            raise ValueError("accuracy compares 0/1 correctness per image")
+        centre, se = _paired_proportions(int((d > 0).sum()), int((d < 0).sum()), n)
+        df, test = math.inf, "paired_proportions"
+    else:
+        se = float(d.std(ddof=1) / math.sqrt(n))
     result = _result(
         info,
         float(d.mean()),
         se,
-        n - 1,
+        df,
         margin,
-        test="paired_t_images",
+        centre=centre,
+        test=test,
         n_images=n,
         n_folds=1,
         n_repeats=1,
@@ -367,6 +383,14 @@ def compare_single_split(a, b, metric: str = "accuracy", *, margin: float) -> Pa
     if result.verdict == INCONCLUSIVE:
         _sizes(result, None)
     return result
+
+
+def _paired_proportions(b_only: int, a_only: int, n: int) -> tuple[float, float]:
+    """(centre, standard error) of Bonett and Price's adjusted Wald interval for p(B right) -
+    p(A right) on n paired images, `b_only` of them right by B alone, `a_only` by A alone."""
+    p_b, p_a = (b_only + 1) / (n + 2), (a_only + 1) / (n + 2)
+    centre = p_b - p_a
+    return centre, math.sqrt(max(p_b + p_a - centre**2, 0.0) / (n + 2))
 
 
 def _sizes(r: PairedComparison, fold_variance: float | None) -> None:

@@ -17,6 +17,11 @@ The human reports, evaluation.md and evaluation.html, are rendered from evaluati
 `reports.render_evaluation` once the promotion decision is known. With augmented views
 (`--augment-views`), evaluation.json's `augmentation` holds the paired comparison of training
 without and with them (`augmentation_effect.AugmentationEffect`; null without views).
+With fine-tuning (`--fine-tune`), `head` is the model chosen on validation (a
+`FineTunedModel` scores the prefix cache through its fine-tuned block), `head.fine_tuned`
+says what it trained, and `fine_tuning` holds the choice and the paired per-image
+comparison of the two models on the test split (`fine_tuning_effect.FineTuningEffect`; null
+without fine-tuning).
 
     evaluation = evaluate(manifest, cache, head, run_dir)
     evaluation.metrics["roc_auc"]
@@ -37,6 +42,7 @@ from pydantic import BaseModel
 from inception_retrain.data.manifest import Manifest, read_image_rows, split_fingerprint
 from inception_retrain.evaluation import metrics as M
 from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
+from inception_retrain.evaluation.fine_tuning_effect import FineTuningEffect
 from inception_retrain.evaluation.plots import write_plots
 from inception_retrain.evaluation.predictions import predictions_table
 from inception_retrain.evaluation.scoring import score_cached
@@ -45,6 +51,7 @@ from inception_retrain.features.feature_parts import read_metadata
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.files import atomic_file
 from inception_retrain.plumbing.schemas import parquet_metadata, read_document, write_document
+from inception_retrain.training.fine_tune import FineTunedModel
 from inception_retrain.training.head import TrainedHead
 from inception_retrain.training.train import read_history
 
@@ -84,15 +91,36 @@ def _history_or_empty(path: Path) -> dict:
         return {}
 
 
+def _fine_tuned(head: TrainedHead) -> dict | None:
+    """What a fine-tuned model trained (None for a head alone)."""
+    if not isinstance(head, FineTunedModel):
+        return None
+    spec = head.fine_tuning
+    return {
+        "description": head.describe(),
+        "blocks": list(spec.blocks),
+        "prefix": spec.prefix,
+        "optimizer": spec.describe_optimizer(),
+        "trained_layers": head.trained_layers,
+        "frozen_block_layers": head.frozen_block_layers,
+        "trained_block_weights": head.trained_block_weights,
+        "epochs_run": head.epochs_run,
+        "best_epoch": head.best_epoch,
+        "base_head_fingerprint": head.base_head_fingerprint,
+    }
+
+
 def evaluate(
     manifest: Manifest,
     cache: FeatureCache,
     head: TrainedHead,
     run_dir: Path,
     augmentation: AugmentationEffect | None = None,
+    fine_tuning: FineTuningEffect | None = None,
 ) -> Evaluation:
     """Score `head` on the test split of `manifest`; write evaluation.json, the predictions
-    and the plots into `run_dir` (with `augmentation`, the views' measured effect)."""
+    and the plots into `run_dir` (with `augmentation`, the views' measured effect; with
+    `fine_tuning`, the choice between the head alone and the fine-tuned model)."""
     run_dir = Path(run_dir)
     class_names = list(manifest.class_names)
     test = read_image_rows(manifest.path, "test")
@@ -110,6 +138,8 @@ def evaluate(
             f"{cache.cache_dir}: run extraction first"
         )
     report = M.classification_report(labels, probabilities, class_names)
+    report["intervals"] = M.metric_intervals(labels, probabilities, class_names)
+    report["majority_baseline"] = M.majority_baseline(labels, class_names)
     uri_of = dict(zip(test.content_ids, test.uris, strict=True))
     predictions = predictions_table(probabilities, class_names)
     front = {
@@ -129,6 +159,12 @@ def evaluate(
     notes = list(report["notes"])
     misclassified = _most_confident_errors(predictions.to_pylist())
     history = _history_or_empty(head.history_path)
+    best, run = history.get("best_epoch"), history.get("epochs_run")
+    if best and run and best == run and run == history.get("epochs_requested"):
+        notes.append(
+            f"the best epoch was the last one ({best} of {run}): validation loss was still "
+            "falling, so more --epochs may train a better head"
+        )
     plots = write_plots(
         run_dir, labels, probabilities, class_names, report, history, misclassified, notes
     )
@@ -165,11 +201,16 @@ def evaluate(
             "fingerprint": head.fingerprint,
             "device": head.device,
             "spec": head.training.head.model_dump(mode="json"),
+            "training": head.training.model_dump(mode="json"),
+            "best_epoch": best,
+            "epochs_run": run,
+            "fine_tuned": _fine_tuned(head),
         },
         "plots": plots,
         "misclassified": misclassified,
         "notes": notes,
         "augmentation": augmentation.model_dump(mode="json") if augmentation else None,
+        "fine_tuning": fine_tuning.model_dump(mode="json") if fine_tuning else None,
     }
     json_path = write_document(run_dir / FILE_NAME, KIND, VERSION, document)
     return Evaluation(json_path=json_path, metrics=headline)

@@ -190,3 +190,160 @@ def score(metrics: dict, metric: str) -> float | None:
         return None if value is None else -float(value)
     value = metrics.get(metric)
     return None if value is None else float(value)
+
+
+# --- intervals and the baseline ----------------------------------------------------------------
+
+INTERVAL_RESAMPLES = 2000
+PROPORTIONS = ("accuracy", "precision", "recall")  # Wilson intervals when binary
+BOOTSTRAPPED = ("f1", "roc_auc", "pr_auc", "log_loss", "ece")
+
+
+def wilson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson's score interval of a proportion (inside [0, 1] by construction)."""
+    if trials <= 0:
+        return None
+    from scipy import stats
+
+    interval = stats.binomtest(int(successes), int(trials)).proportion_ci(
+        confidence_level=confidence, method="wilson"
+    )
+    return float(interval.low), float(interval.high)
+
+
+def _stratified_resamples(labels: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, N) image indices, each class resampled within itself, so every resample
+    holds every class as often as the test split does (AUC stays defined)."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        columns.append(rng.choice(members, size=(resamples, members.size), replace=True))
+    return np.concatenate(columns, axis=1)
+
+
+def metric_intervals(
+    labels,
+    probabilities,
+    class_names: Sequence[str],
+    confidence: float = 0.95,
+    resamples: int = INTERVAL_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """A `confidence` interval for every headline metric: {metric: {low, high, method}}.
+
+    Binary accuracy, precision and recall are proportions: Wilson's interval of their counts.
+    The others (and every metric with more than two classes) take a percentile bootstrap over
+    the test images, resampled within each class (`resamples`, fixed `seed`: the same test
+    predictions give the same interval). A metric the test split leaves undefined has none."""
+    labels, probabilities = _as_inputs(labels, probabilities)
+    point = classification_report(labels, probabilities, class_names)
+    intervals: dict[str, dict] = {}
+    binary = len(class_names) == 2
+    if binary:
+        positive = probabilities[:, 1] > probabilities[:, 0]  # argmax, ties to class 0
+        hits = positive & (labels == 1)
+        counts = {
+            "accuracy": (int((positive == (labels == 1)).sum()), labels.size),
+            "precision": (int(hits.sum()), int(positive.sum())),
+            "recall": (int(hits.sum()), int((labels == 1).sum())),
+        }
+        for name, (successes, trials) in counts.items():
+            bounds = wilson(successes, trials, confidence)
+            if bounds is not None:
+                intervals[name] = {"low": bounds[0], "high": bounds[1], "method": "Wilson"}
+    index = _stratified_resamples(labels, resamples, seed)
+    if binary:
+        samples = _binary_resampled(labels, probabilities, index)
+    else:  # a loop of reports: slower, and fewer resamples do
+        index = index[: max(200, resamples // 10)]
+        reports = [_light_report(labels[i], probabilities[i], len(class_names)) for i in index]
+        samples = {m: np.array([r[m] for r in reports], dtype=float) for m in reports[0]}
+    tail = (1 - confidence) / 2 * 100
+    for metric in (*PROPORTIONS, *BOOTSTRAPPED):
+        values = samples.get(metric)
+        if metric in intervals or point.get(metric) is None or values is None:
+            continue
+        values = values[np.isfinite(values)]
+        if values.size:
+            low, high = np.percentile(values, [tail, 100 - tail])
+            intervals[metric] = {
+                "low": float(low),
+                "high": float(high),
+                "method": f"bootstrap over images ({len(index)} resamples, within classes)",
+            }
+    return intervals
+
+
+def _binary_resampled(labels: np.ndarray, probabilities: np.ndarray, index: np.ndarray) -> dict:
+    """The bootstrapped metrics of a binary head for every resample (rows of `index`), as
+    arrays; vectorised over the resamples except average precision (scikit-learn's, whose
+    handling of tied scores the point estimate uses too)."""
+    y = labels[index] == 1  # (B, N)
+    score = probabilities[:, 1][index]
+    positive = (probabilities[:, 1] > probabilities[:, 0])[index]
+    tp = (positive & y).sum(axis=1)
+    fp = (positive & ~y).sum(axis=1)
+    fn = (~positive & y).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    n_pos, n_neg = y.sum(axis=1), (~y).sum(axis=1)  # the same in every row: stratified
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score, axis=1)  # ties get the average rank: AUC counts them one half
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    ap = np.array([average_precision(yy, ss) or np.nan for yy, ss in zip(y, score, strict=True)])
+    true_class = np.where(y, score, 1.0 - score)
+    losses = -np.log(np.clip(true_class, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)).mean(axis=1)
+    confidence = np.maximum(score, 1.0 - score)
+    correct = (positive == y).astype(float)
+    bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    rows = np.arange(len(index))[:, None] * CALIBRATION_BINS + bins
+    size = len(index) * CALIBRATION_BINS
+    # each bin's |sum(correct - confidence)| / N is n_b / N * |acc_b - conf_b|: the ECE's term
+    gap = np.bincount(rows.ravel(), (correct - confidence).ravel(), minlength=size)
+    ece = np.abs(gap.reshape(len(index), -1)).sum(axis=1) / y.shape[1]
+    return {"f1": f1, "roc_auc": auc, "pr_auc": ap, "log_loss": losses, "ece": ece}
+
+
+def _light_report(labels: np.ndarray, probabilities: np.ndarray, n_classes: int) -> dict:
+    """The headline metrics of `classification_report`, without its tables (for resamples)."""
+    predicted = probabilities.argmax(axis=1)
+    classes = [1] if n_classes == 2 else range(n_classes)
+    precision_k, recall_k, f1_k, _ = sk.precision_recall_fscore_support(
+        labels, predicted, labels=list(classes), zero_division=0
+    )
+    areas = {
+        name: [area(labels == k, probabilities[:, k]) for k in classes]
+        for name, area in (("roc_auc", roc_auc), ("pr_auc", average_precision))
+    }
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "precision": float(np.mean(precision_k)),
+        "recall": float(np.mean(recall_k)),
+        "f1": float(np.mean(f1_k)),
+        **{
+            name: float(np.mean([v for v in values if v is not None]))
+            if any(v is not None for v in values)
+            else np.nan
+            for name, values in areas.items()
+        },
+        "log_loss": log_loss(labels, probabilities),
+        "ece": calibration(labels, probabilities)["ece"],
+    }
+
+
+def majority_baseline(labels, class_names: Sequence[str], confidence: float = 0.95) -> dict:
+    """Always predicting the test split's most frequent class: {class, accuracy, low, high}
+    (the accuracy a head must beat to have learned anything)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    counts = np.bincount(labels, minlength=len(class_names))
+    majority = int(counts.argmax())
+    bounds = wilson(int(counts[majority]), labels.size, confidence) or (None, None)
+    return {
+        "class": class_names[majority],
+        "accuracy": float(counts[majority] / labels.size) if labels.size else None,
+        "low": bounds[0],
+        "high": bounds[1],
+    }

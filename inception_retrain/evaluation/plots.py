@@ -73,17 +73,21 @@ def pr_figure(labels, probabilities, class_names, pr_auc):
 
 
 def learning_curves_figure(history: dict):
-    """Loss and accuracy per epoch, train and validation; None without a history."""
+    """Loss and accuracy per epoch, train and validation, with the best epoch (the one whose
+    weights were kept) marked; None without a history."""
     if not history.get("loss"):
         return None
     from matplotlib.ticker import MaxNLocator
 
+    best = history.get("best_epoch")
     fig, axes = new_figure(9, 3.5, columns=2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, label in (("", "train"), ("val_", "validation")):
             values = history.get(prefix + metric)
             if values:
                 ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        if best:
+            ax.axvline(best, color="grey", linestyle="--", label=f"best epoch ({best}), kept")
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()

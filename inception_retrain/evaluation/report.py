@@ -14,6 +14,11 @@ from pathlib import Path
 
 from inception_retrain.evaluation.augmentation_effect import AugmentationEffect
 from inception_retrain.evaluation.evaluate import FILE_NAME, HEADLINE, read_evaluation
+from inception_retrain.evaluation.fine_tuning_effect import (
+    FINE_TUNED,
+    HEAD_ONLY,
+    FineTuningEffect,
+)
 from inception_retrain.evaluation.plots import TITLES
 from inception_retrain.evaluation.reports import render
 from inception_retrain.plumbing.files import atomic_write
@@ -30,24 +35,118 @@ AUGMENT_TRAINING_COLUMNS = [
     "ece",
     "gap",
 ]
+FINE_TUNE_VALIDATION_COLUMNS = ["model", "images", "log_loss", "accuracy"]
+FINE_TUNE_TEST_COLUMNS = [
+    "per image",
+    "head alone",
+    "fine-tuned",
+    "improvement [95% CI]",
+    "margin",
+    "verdict",
+    "method",
+]
 CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 
 
 def _summary(doc: dict) -> list[tuple[str, str]]:
     backbone = doc["backbone"]
+    tuned = doc["head"].get("fine_tuned")
+    cut = f"InceptionV3 up to {backbone['layer']}, {backbone['image_size']} px"
+    if tuned:
+        cut = (
+            f"InceptionV3 up to {tuned['blocks'][-1]}, {backbone['image_size']} px: frozen "
+            f"up to {tuned['prefix']} (its features cached), {', '.join(tuned['blocks'])} "
+            "fine-tuned"
+        )
+    model = tuned["description"] if tuned else "the head alone, on the frozen backbone"
     return [
         ("run folder", doc["run_dir"]),
         ("test images", str(doc["n_test"])),
         ("classes", ", ".join(doc["class_names"])),
         ("averaging", doc["metrics"]["averaging"]),
         ("backbone weights", backbone["weights_description"]),
-        ("backbone", f"InceptionV3 up to {backbone['layer']}, {backbone['image_size']} px"),
-        ("backbone fingerprint", backbone["fingerprint"]),
-        ("head fingerprint", doc["head"]["fingerprint"]),
-        ("test split fingerprint", doc["test_split_fingerprint"]),
-        ("manifest fingerprint", doc["manifest"]["fingerprint"]),
+        ("model", model),
+        ("backbone", cut),
     ]
+
+
+def _fingerprints(doc: dict) -> list[tuple[str, str]]:
+    return [
+        ("backbone", doc["backbone"]["fingerprint"]),
+        ("head", doc["head"]["fingerprint"]),
+        ("test split", doc["test_split_fingerprint"]),
+        ("manifest", doc["manifest"]["fingerprint"]),
+    ]
+
+
+def _settings(doc: dict) -> list[tuple[str, object]]:
+    """The head and how it was trained (evaluation.json's `head`; older runs: its spec)."""
+    head = doc["head"]
+    spec = head.get("spec") or {}
+    training = head.get("training") or {}
+    units = spec.get("hidden_units") or ("?", "?")
+    rate, placement = spec.get("dropout_rate"), spec.get("dropout_placement")
+    dropout = "none" if not rate or placement == "none" else f"{rate:g}, {placement}"
+    epochs = "-"
+    if head.get("epochs_run"):
+        epochs = f"{head['epochs_run']} of at most {training.get('epochs', '?')}"
+        epochs += (
+            f", best {head['best_epoch']} (its weights kept)" if head.get("best_epoch") else ""
+        )
+    rows = [
+        ("head", f"Flatten -> Dense({units[0]}) -> Dense({units[1]}) -> output"),
+        ("dropout (rate, placement)", dropout),
+        ("optimiser", f"RMSprop, learning rate {spec.get('learning_rate', '?')}"),
+        ("epochs", epochs),
+        ("batch size", training.get("batch_size", "-")),
+        ("early-stopping patience", training.get("patience", "-")),
+        ("seed", training.get("seed", "-")),
+        ("device", head.get("device", "-")),
+    ]
+    return rows
+
+
+def _metric_rows(doc: dict) -> list[dict]:
+    """Every headline metric with its 95% interval and how that was computed."""
+    intervals = doc["metrics"].get("intervals") or {}
+    rows = []
+    for metric in HEADLINE:
+        bounds = intervals.get(metric)
+        rows.append(
+            {
+                "metric": metric,
+                "value": doc["metrics"][metric],
+                "95% CI": f"[{bounds['low']:.4f}, {bounds['high']:.4f}]" if bounds else "n/a",
+                "method": bounds["method"] if bounds else "",
+            }
+        )
+    return rows
+
+
+def _answer(doc: dict) -> str:
+    """The evaluation in one sentence: accuracy with its interval against the baseline."""
+    metrics = doc["metrics"]
+    accuracy, baseline = metrics["accuracy"], metrics.get("majority_baseline")
+    bounds = (metrics.get("intervals") or {}).get("accuracy")
+    text = f"Test accuracy {accuracy:.3f}"
+    if bounds:
+        text += f" [95% CI {bounds['low']:.3f}, {bounds['high']:.3f}]"
+    text += f" on {doc['n_test']} test images"
+    if baseline and baseline.get("accuracy") is not None:
+        text += (
+            f", against {baseline['accuracy']:.3f} for always answering the majority class "
+            f"({baseline['class']})"
+        )
+        if bounds and bounds["low"] <= baseline["accuracy"]:
+            text += ": the interval reaches the baseline, so this head is not shown to beat it"
+    roc = metrics.get("roc_auc")
+    roc_bounds = (metrics.get("intervals") or {}).get("roc_auc")
+    if roc is not None:
+        text += f"; ROC-AUC {roc:.3f}"
+        if roc_bounds:
+            text += f" [{roc_bounds['low']:.3f}, {roc_bounds['high']:.3f}]"
+    return text + "."
 
 
 def _promotion_rows(record: dict) -> list[tuple[str, object]]:
@@ -122,6 +221,56 @@ def _augmentation(section: dict | None) -> dict | None:
     }
 
 
+def _fine_tuning(section: dict | None) -> dict | None:
+    """The evaluation's fine-tuning section for the templates (None without fine-tuning)."""
+    if not section:
+        return None
+    effect = FineTuningEffect.model_validate(section)
+    labels = {HEAD_ONLY: "head alone", FINE_TUNED: "fine-tuned"}
+    validation = [
+        {"model": labels[name], **scores.model_dump()} for name, scores in effect.validation.items()
+    ]
+    tests = []
+    for metric, text in (("accuracy", "correct (accuracy)"), ("log_loss", "log loss")):
+        row = effect.test[metric]
+        interval = "n/a"
+        if row["difference"] is not None:
+            bounds = "[n/a]"
+            if row["low"] is not None:
+                bounds = f"[{row['low']:.4f}, {row['high']:.4f}]"
+            interval = f"{row['difference']:.4f} {bounds}"
+        tests.append(
+            {
+                "per image": text,
+                "head alone": effect.test_means[HEAD_ONLY][metric],
+                "fine-tuned": effect.test_means[FINE_TUNED][metric],
+                "improvement [95% CI]": interval,
+                "margin": f"± {row['margin']:g}",
+                "verdict": row["verdict"],
+                "method": row["method"],
+            }
+        )
+    accuracy = effect.test["accuracy"]
+    summary = [
+        ("fine-tuned", effect.description),
+        ("trained layers", ", ".join(effect.trained_layers)),
+        ("epochs", f"{effect.epochs_run} run, best {effect.best_epoch}"),
+        ("test images", effect.n_test),
+        (
+            "test images right by one model only",
+            f"{accuracy['a_only']} fine-tuned, {accuracy['b_only']} head alone",
+        ),
+    ]
+    return {
+        "chosen": labels[effect.chosen],
+        "reason": effect.reason,
+        "validation": validation,
+        "tests": tests,
+        "summary": summary,
+        "notes": effect.notes,
+    }
+
+
 def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
     """What the evaluation templates are filled with."""
     names = doc["class_names"]
@@ -134,6 +283,13 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         if doc["backbone"]["random_weights"]
         else "",
         "summary": _summary(doc),
+        "answer": _answer(doc),
+        "settings": _settings(doc),
+        "fingerprints": _fingerprints(doc),
+        "metric_rows": _metric_rows(doc),
+        "baseline": doc["metrics"].get("majority_baseline"),
+        "tensorboard": f"tensorboard --logdir {Path(run_dir) / 'tensorboard'}",
+        "dropout_report": (Path(run_dir) / "dropout_impact.html").is_file(),
         "headline": [{"metric": k, "value": doc["metrics"][k]} for k in HEADLINE],
         "per_class_columns": PER_CLASS_COLUMNS,
         "confusion_columns": ["true \\ predicted", *names],
@@ -151,6 +307,9 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "augmentation": _augmentation(doc.get("augmentation")),
         "augment_columns": AUGMENT_COLUMNS,
         "augment_training_columns": AUGMENT_TRAINING_COLUMNS,
+        "fine_tuning": _fine_tuning(doc.get("fine_tuning")),
+        "fine_tune_validation_columns": FINE_TUNE_VALIDATION_COLUMNS,
+        "fine_tune_test_columns": FINE_TUNE_TEST_COLUMNS,
     }
 
 

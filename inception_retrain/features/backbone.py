@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from inception_retrain.features import feature_parts
+from inception_retrain.features.backbone_spec import BACKBONE_LAYERS
 from inception_retrain.features.preprocess import PREPROCESS_VERSION, check_image_size
 from inception_retrain.features.weights import parse_weights
 from inception_retrain.plumbing import storage
@@ -49,7 +50,6 @@ from inception_retrain.plumbing.errors import (
 
 # Keras only warns when a weights file matches the model partly; these words mark that.
 _PARTIAL_LOAD_WARNINGS = ("Skipping", "could not be loaded", "freshly-initialized", "mismatch")
-BACKBONE_LAYERS = tuple(f"mixed{i}" for i in range(11))
 # Bump when the fingerprint's recipe changes, so no cache is reused across recipes.
 FINGERPRINT_VERSION = 1
 
@@ -167,6 +167,12 @@ def _first_line(error: object) -> str:
         return type(error).__name__
     text = lines[0] if not lines[0].endswith(":") or len(lines) < 2 else " ".join(lines[:2])
     return text[:400]
+
+
+def load_inception(weights: str, image_size: int = 150):
+    """The whole include_top=False InceptionV3 with `weights` (not cut, not frozen)."""
+    check_image_size(image_size)
+    return _full_model(weights, image_size)
 
 
 def load_backbone(weights: str, layer: str = "mixed7", image_size: int = 150):

@@ -16,6 +16,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from inception_retrain.features.weights import WeightsSource, parse_weights
+from inception_retrain.plumbing.errors import ConfigError
+
+# The InceptionV3 block outputs a backbone can be cut at (Keras numbers its other layers per
+# process, so only these names are stable), bottom first.
+BACKBONE_LAYERS = tuple(f"mixed{i}" for i in range(11))
 
 
 class BackboneSpec(BaseModel):
@@ -30,3 +35,33 @@ class BackboneSpec(BaseModel):
     @property
     def weights_source(self) -> WeightsSource:
         return parse_weights(self.weights)
+
+
+def _known(name: str) -> str:
+    if name not in BACKBONE_LAYERS:
+        raise ConfigError(
+            f"unknown block '{name}': InceptionV3's blocks are {', '.join(BACKBONE_LAYERS)}"
+        )
+    return name
+
+
+def prefix_layer(block: str) -> str:
+    """The block output the prefix ends at: the one below `block` (mixed7 -> mixed6)."""
+    index = BACKBONE_LAYERS.index(_known(block))
+    if index == 0:
+        raise ConfigError(
+            "mixed0 cannot be fine-tuned: the layers below it end in no block output to "
+            "cache; choose mixed1 or above"
+        )
+    return BACKBONE_LAYERS[index - 1]
+
+
+def unfrozen_blocks(block: str, layer: str) -> tuple[str, ...]:
+    """The blocks fine-tuning `block` unfreezes under a backbone cut at `layer`."""
+    first, last = BACKBONE_LAYERS.index(_known(block)), BACKBONE_LAYERS.index(_known(layer))
+    if first > last:
+        raise ConfigError(
+            f"{block} is above --layer {layer}: only blocks of the cut backbone can be "
+            f"fine-tuned ({BACKBONE_LAYERS[1]}..{layer})"
+        )
+    return BACKBONE_LAYERS[first : last + 1]

@@ -9,9 +9,10 @@ object-store prefix such as `s3://bucket/features` (`inception_retrain.plumbing.
     verified.json    the parts the last extraction verified, by name and stamp, so the next
                      one reads only new or rewritten parts in full (`feature_parts.check_parts`)
     part-*.parquet   the features (`inception_retrain.features.feature_parts` owns their format)
-    .lock, .in-use   the locks below (local folders only)
+    .lock, .in-use   the locks below, on a local folder (flocks)
+    .lease, .in-use/ the same locks on an object store (leases, `plumbing.s3_lease`)
 
-Locks (`locks.file_lock`), on a local folder:
+Locks, on a local folder (`locks.file_lock`):
   * `.lock`, exclusive (`writing`): an extraction's set-up (removing stray temporary files,
     checking parts) or a whole single-process extraction;
   * `.lock`, shared (`adding`): shards of a distributed extraction adding parts side by side
@@ -20,15 +21,28 @@ Locks (`locks.file_lock`), on a local folder:
   * `.in-use`, shared (`reading`): any number of stages read the cache (training, evaluation,
     the dropout report) while nobody removes it.
 
-`prune_caches` removes a cache only while it holds both exclusively (`removable`, without
-waiting), so it never deletes features a running stage reads or writes; it renames the folder
-away first, so an interrupted removal never leaves half a cache under its fingerprint. A
-reader that finds its cache gone gets a one-line DataError.
+The same locks on an object store (`s3://`), where there is no flock: leases, objects taken
+with conditional writes and renewed by their holder (`plumbing.s3_lease`: expiry judged on
+the store's clock, so machines with skewed clocks still agree):
+  * `.lease`, exclusive (`writing`, purpose "write"; prune, purpose "prune"): one set-up or
+    single-process extraction at a time across every machine that shares the bucket, the
+    others wait; a holder that dies frees it after its TTL (`LEASE_TTL_S`);
+  * `.in-use/<job>`, one per job (`reading`, `adding`): a job first writes its own lease, then
+    reads `.lease`; a prune first takes `.lease`, then lists `.in-use/`. With the store's
+    strong read-after-write consistency at least one of them sees the other, so a prune never
+    removes a cache that a job registered for, and a job never starts on a cache being
+    pruned (it fails with a one-line DataError instead). A job that dies stops renewing, and
+    its lease no longer counts once its TTL has passed.
+  The first lock of a process on a bucket checks that the store enforces conditional writes
+  (some S3-compatible stores ignore them): if not, a one-line ConfigError.
 
-A cache on an object store has no locks (the store has no `flock`): every lock above is a
-no-op there. Writers stay safe without them, because parts are content-named and appear
-whole; `cache ls` and `cache prune` list and prune only WORKDIR/cache, so a remote cache is
-never pruned by this tool, in use or not: remove one with the store's own tools.
+`prune_caches` removes a cache, local or remote (`cache prune --feature-cache ROOT`), only
+while nobody reads or writes it (`removal`, without waiting), so it never deletes features a
+running stage reads or writes. A local cache is renamed away first, so an interrupted removal
+never leaves half a cache under its fingerprint; on an object store, where nothing can be
+renamed, backbone.json goes first (a reader then finds the cache gone) and the prune lease
+last, so an interrupted prune is finished by the next one. A reader that finds its cache gone
+gets a one-line DataError.
 
     >>> with reading(cache.cache_dir):
     ...     ids, x, y = feature_parts.load_rows(cache.cache_dir, wanted)
@@ -42,7 +56,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,7 +66,7 @@ from pydantic import BaseModel
 from inception_retrain.features.augmentation import AugmentPolicy
 from inception_retrain.features.backbone_spec import BackboneSpec
 from inception_retrain.features.feature_parts import TEMP_GLOB, parts
-from inception_retrain.plumbing import storage
+from inception_retrain.plumbing import s3_lease, storage
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.locks import file_lock
 from inception_retrain.plumbing.schemas import check, read_document, stamp, write_document
@@ -108,35 +122,99 @@ def cache_dir_for(
 
 # --- locks -------------------------------------------------------------------------------------
 
+LEASE = ".lease"  # an object store's exclusive lease (`WRITE_LOCK`'s counterpart)
+IN_USE_DIR = ".in-use"  # an object store's shared leases, one per job (`READ_LOCK`'s)
+LEASE_TTL_S = s3_lease.TTL_S  # a dead holder's lease counts for this long (renewed at 1/3)
+LEASE_SKEW_S = s3_lease.SKEW_S  # allowance for clock rates, 1 s time stamps and latency
 
-def _pruned(cache_dir: Path) -> DataError:
+
+def _pruned(cache_dir) -> DataError:
     return DataError(f"feature cache {cache_dir} is gone (pruned?): run extraction again")
 
 
+def _lease(cache_dir, purpose: str) -> s3_lease.S3Lease:
+    return s3_lease.S3Lease(
+        str(storage.join(cache_dir, LEASE)),
+        purpose=purpose,
+        ttl_s=LEASE_TTL_S,
+        skew_s=LEASE_SKEW_S,
+    )
+
+
+@contextmanager
+def _remote_writing(cache_dir, wait: bool) -> Iterator[bool]:
+    s3_lease.check_conditional_writes(str(cache_dir))
+    lease = _lease(cache_dir, "write")
+    try:
+        lease.acquire(timeout_s=None if wait else 0.0, on_wait=log.warning)
+    except s3_lease.LeaseHeld:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lease.release()
+
+
+def _pruning(cache_dir) -> bool:
+    """Whether an unexpired prune lease holds a remote cache now."""
+    stat, body = s3_lease.read_lease(str(storage.join(cache_dir, LEASE)))
+    return (
+        stat is not None
+        and body.get("purpose") == "prune"
+        and s3_lease.expired(stat, LEASE_SKEW_S) is not True
+    )
+
+
+@contextmanager
+def _registered(cache_dir, purpose: str) -> Iterator[None]:
+    """A job's shared lease on a remote cache for the block (see module docstring)."""
+    s3_lease.check_conditional_writes(str(cache_dir))
+    job = f"{purpose}-{secrets.token_hex(8)}"
+    lease = s3_lease.S3Lease(
+        str(storage.join(cache_dir, IN_USE_DIR, job)),
+        purpose=purpose,
+        ttl_s=LEASE_TTL_S,
+        skew_s=LEASE_SKEW_S,
+    ).acquire()
+    try:
+        if _pruning(cache_dir):  # written first, read second: a prune sees us or we see it
+            raise DataError(f"feature cache {cache_dir} is being pruned: run extraction again")
+        yield
+    finally:
+        lease.release()
+
+
 def writing(cache_dir, wait: bool = True):
-    """The extraction lock, exclusive; creates the cache folder. Yields whether it is held
-    (always True for a remote cache, which has no locks)."""
+    """The extraction lock, exclusive; creates a local cache folder. Yields whether it is
+    held (with `wait=False`, False if someone else holds it)."""
     if storage.is_remote(cache_dir):
-        return nullcontext(True)
+        return _remote_writing(storage.location(cache_dir), wait)
     return file_lock(storage.location(cache_dir) / WRITE_LOCK, wait=wait)
 
 
 def adding(cache_dir):
     """The lock of a shard adding parts: shared with other shards, exclusive of `writing`
-    (set-up and prune). Creates the folder; a no-op on a remote cache."""
+    (set-up and prune). Creates a local folder; on an object store, a job's lease that only
+    a prune excludes (parts are content-named: writers never conflict there)."""
     if storage.is_remote(cache_dir):
-        return nullcontext(True)
+        return _registered(storage.location(cache_dir), "add")
     return file_lock(storage.location(cache_dir) / WRITE_LOCK, shared=True)
 
 
 @contextmanager
 def reading(cache_dir) -> Iterator[None]:
-    """Keep the cache from being pruned while the block reads it (shared, waits for a prune
-    in progress). A missing or pruned cache is a DataError. No lock on a remote cache."""
-    if storage.is_remote(cache_dir):
-        yield
-        return
+    """Keep the cache from being pruned while the block reads it (shared; locally it waits
+    for a prune in progress). A missing, pruned or remote cache being pruned is a DataError."""
     cache_dir = storage.location(cache_dir)
+    if isinstance(cache_dir, str):
+        if not storage.exists(storage.join(cache_dir, BACKBONE_JSON)):
+            raise _pruned(cache_dir)
+        with _registered(cache_dir, "read"):
+            if not storage.exists(storage.join(cache_dir, BACKBONE_JSON)):
+                raise _pruned(cache_dir)  # a prune finished between the two looks
+            yield
+        return
     if not Path(cache_dir).is_dir():
         raise _pruned(cache_dir)
     try:
@@ -148,8 +226,8 @@ def reading(cache_dir) -> Iterator[None]:
 
 @contextmanager
 def removable(cache_dir: Path) -> Iterator[bool]:
-    """Both locks exclusively, without waiting: yields False if anyone reads or writes.
-    A folder already gone is a DataError."""
+    """Both locks of a local cache exclusively, without waiting: yields False if anyone reads
+    or writes. A folder already gone is a DataError."""
     try:
         with ExitStack() as stack:
             for name in (WRITE_LOCK, READ_LOCK):
@@ -162,8 +240,69 @@ def removable(cache_dir: Path) -> Iterator[bool]:
         raise _pruned(cache_dir) from None
 
 
-def in_use(cache_dir: Path) -> bool:
-    """Whether a stage reads or writes the cache right now (a probe of `removable`)."""
+class Removal:
+    """What `removal` yields: removes folders of a cache nobody reads or writes."""
+
+    def __init__(self, cache_dir, lease: s3_lease.S3Lease | None):
+        self.cache_dir, self.lease = cache_dir, lease
+        self.trash: list[Path] = []
+
+    def remove(self, folder) -> None:
+        """Remove `folder` (the cache folder itself, or one inside it). Locally it is renamed
+        away now and deleted when the block ends; on an object store its objects are
+        deleted now, backbone.json first, while the prune lease is still ours."""
+        folder = storage.location(folder)
+        if self.lease is None:
+            self.trash.append(folder.parent / f".trash-{folder.name}-{secrets.token_hex(3)}")
+            os.replace(folder, self.trash[-1])
+            return
+        whole = folder == self.cache_dir
+        if whole:
+            self.lease.assert_held()
+            storage.remove(storage.join(folder, BACKBONE_JSON))
+        self.lease.assert_held()
+        storage.remove_tree(folder, keep=(LEASE,) if whole else ())
+
+
+@contextmanager
+def removal(cache_dir) -> Iterator[Removal | None]:
+    """Hold a cache so that the block may remove it or its views: None if anyone reads or
+    writes it (never waits). Locally both flocks exclusively; on an object store the
+    exclusive lease with purpose "prune", and no live job lease. A local folder already gone
+    is a DataError."""
+    cache_dir = storage.location(cache_dir)
+    if isinstance(cache_dir, Path):
+        held = Removal(cache_dir, None)
+        with removable(cache_dir) as free:
+            yield held if free else None
+        for path in held.trash:
+            shutil.rmtree(path, ignore_errors=True)
+        return
+    s3_lease.check_conditional_writes(cache_dir)
+    lease = _lease(cache_dir, "prune")
+    if not lease.try_acquire():
+        yield None
+        return
+    try:
+        in_use_dir = str(storage.join(cache_dir, IN_USE_DIR))
+        if s3_lease.live_leases(in_use_dir, LEASE_SKEW_S):
+            yield None
+            return
+        lease.start_renewing()
+        yield Removal(cache_dir, lease)
+    finally:
+        lease.release()
+
+
+def in_use(cache_dir) -> bool:
+    """Whether a stage reads or writes the cache right now (a probe that writes nothing)."""
+    cache_dir = storage.location(cache_dir)
+    if isinstance(cache_dir, str):
+        stat, _ = s3_lease.read_lease(str(storage.join(cache_dir, LEASE)))
+        if stat is not None and s3_lease.expired(stat, LEASE_SKEW_S) is not True:
+            return True
+        in_use_dir = str(storage.join(cache_dir, IN_USE_DIR))
+        return bool(s3_lease.live_leases(in_use_dir, LEASE_SKEW_S))
     try:
         with removable(cache_dir) as free:
             return not free
@@ -285,22 +424,26 @@ def cache_size(cache_dir) -> tuple[int, int]:
 # --- listing and pruning ------------------------------------------------------------------
 
 
-def list_caches(workdir: Path) -> list[dict]:
-    """One dict per cache folder, most recently used first."""
-    root = cache_root(workdir)
-    if not root.is_dir():
-        return []
+def list_caches(workdir: Path, root=None) -> list[dict]:
+    """One dict per cache folder under `root` (default WORKDIR/cache; a folder or an
+    object-store prefix), most recently used first."""
+    root = storage.location(root) if root is not None else cache_root(workdir)
     caches = []
-    for cache_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for cache_dir in storage.list_folders(root):
+        name = storage.name(cache_dir)
+        if name.startswith("."):
+            continue
         try:
-            info = read_document(cache_dir / BACKBONE_JSON, BACKBONE_KIND, BACKBONE_VERSION)
+            info = read_json(
+                storage.join(cache_dir, BACKBONE_JSON), BACKBONE_KIND, BACKBONE_VERSION
+            )
         except DataError:
             info = {}
         images, size = cache_size(cache_dir)
         inputs = info.get("inputs", {})
         caches.append(
             {
-                "fingerprint": cache_dir.name,
+                "fingerprint": name,
                 "path": str(cache_dir),
                 "images": images,
                 "bytes": size,
@@ -321,13 +464,15 @@ def prune_caches(
     keep: list[str] | None = None,
     keep_latest: int = 1,
     dry_run: bool = False,
+    root=None,
 ) -> list[dict]:
-    """Remove every cache except the `keep_latest` most recently used and those in `keep`.
+    """Remove every cache under `root` (default WORKDIR/cache; a folder or an object-store
+    prefix) except the `keep_latest` most recently used and those in `keep`.
 
     A cache in use is left alone (see module docstring). Returns the caches removed (or,
     with `dry_run`, that would be removed).
     """
-    caches = list_caches(workdir)
+    caches = list_caches(workdir, root)
     kept = set(keep or []) | {c["fingerprint"] for c in caches[: max(keep_latest, 0)]}
     removed = []
     for cache in caches:
@@ -336,16 +481,16 @@ def prune_caches(
         if dry_run:
             removed.append(cache)
             continue
-        cache_dir = Path(cache["path"])
         try:
-            with removable(cache_dir) as free:
-                if not free:
+            with removal(cache["path"]) as held:
+                if held is None:
                     log.warning("cache %s is in use; not pruned", cache["fingerprint"])
                     continue
-                trash = cache_dir.parent / f".trash-{cache_dir.name}-{secrets.token_hex(3)}"
-                os.replace(cache_dir, trash)
+                held.remove(cache["path"])
         except DataError:  # another prune removed it meanwhile
             continue
-        shutil.rmtree(trash, ignore_errors=True)
+        except s3_lease.LeaseLost as error:  # paused past its TTL: someone else may act now
+            log.warning("cache %s: prune stopped: %s", cache["fingerprint"], error)
+            continue
         removed.append(cache)
     return removed

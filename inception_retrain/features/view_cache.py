@@ -15,10 +15,10 @@ leaves the old one as it was. The old one stays until `cache prune` (`prune_view
 cache that is kept, it removes the view folders of all but the `keep_latest` most recently
 used policies (by `last_used` in policy.json, which every extraction with views refreshes)
 and those in `keep`, each only while nobody reads or writes the cache (the cache folder's
-own locks, `feature_cache.removable`), renamed away first like a cache.
+own locks, `feature_cache.removal`), removed like a cache, local or on an object store.
 
 The view folders use the cache folder's locks (`feature_cache.writing` / `adding` /
-`reading`); a remote cache has none, and is never pruned by this tool.
+`reading`: flocks locally, leases on an object store).
 
     >>> views_dir = views_dir_for(cache_dir, policy.fingerprint())
     >>> record_view_use(views_dir, policy)
@@ -28,9 +28,6 @@ The view folders use the cache folder's locks (`feature_cache.writing` / `adding
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +35,7 @@ from inception_retrain.features import feature_cache
 from inception_retrain.features.augmentation import AugmentPolicy
 from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.errors import DataError
+from inception_retrain.plumbing.s3_lease import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +61,23 @@ def record_view_use(views_dir, policy: AugmentPolicy) -> dict:
     return info
 
 
-def list_views(cache_dir: Path) -> list[dict]:
-    """The view folders of a local cache folder, most recently used first."""
-    root = Path(cache_dir) / VIEWS_DIR
-    if not root.is_dir():
-        return []
+def list_views(cache_dir) -> list[dict]:
+    """The view folders of a cache folder (local or remote), most recently used first."""
     found = []
-    for views_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for views_dir in storage.list_folders(storage.join(cache_dir, VIEWS_DIR)):
+        if storage.name(views_dir).startswith("."):
+            continue
         try:
-            info = feature_cache.read_json(views_dir / POLICY_JSON, POLICY_KIND, POLICY_VERSION)
+            path = storage.join(views_dir, POLICY_JSON)
+            info = feature_cache.read_json(path, POLICY_KIND, POLICY_VERSION)
         except DataError:
             info = {}
         rows, size = feature_cache.cache_size(views_dir)
         found.append(
             {
-                "fingerprint": views_dir.name,
+                "fingerprint": storage.name(views_dir),
                 "path": str(views_dir),
-                "cache": Path(cache_dir).name,
+                "cache": storage.name(cache_dir),
                 "rows": rows,
                 "bytes": size,
                 "policy": info.get("policy", {}),
@@ -90,8 +88,8 @@ def list_views(cache_dir: Path) -> list[dict]:
     return sorted(found, key=lambda v: v["last_used"], reverse=True)
 
 
-def view_totals(cache_dir: Path) -> tuple[int, int, int]:
-    """(policies, view rows, bytes) over a local cache folder's views."""
+def view_totals(cache_dir) -> tuple[int, int, int]:
+    """(policies, view rows, bytes) over a cache folder's views."""
     views = list_views(cache_dir)
     return len(views), sum(v["rows"] for v in views), sum(v["bytes"] for v in views)
 
@@ -102,17 +100,18 @@ def prune_views(
     keep_latest: int = 1,
     dry_run: bool = False,
     skip_caches: set[str] | frozenset[str] = frozenset(),
+    root=None,
 ) -> list[dict]:
-    """In every cache under WORKDIR/cache (but those in `skip_caches`: say, pruned whole),
-    remove the views of all policies but the `keep_latest` most recently used and those in
-    `keep` (policy fingerprints); a cache in use is left alone. Returns the view folders
-    removed (or that would be, with `dry_run`)."""
-    root = feature_cache.cache_root(workdir)
-    if not root.is_dir():
-        return []
+    """In every cache under `root` (default WORKDIR/cache; a folder or an object-store
+    prefix), but those in `skip_caches` (say, pruned whole), remove the views of all
+    policies but the `keep_latest` most recently used and those in `keep` (policy
+    fingerprints); a cache in use is left alone. Returns the view folders removed (or that
+    would be, with `dry_run`)."""
+    root = storage.location(root) if root is not None else feature_cache.cache_root(workdir)
     removed = []
-    for cache_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if cache_dir.name in skip_caches:
+    for cache_dir in storage.list_folders(root):
+        name = storage.name(cache_dir)
+        if name.startswith(".") or name in skip_caches:
             continue
         views = list_views(cache_dir)
         kept = set(keep or []) | {v["fingerprint"] for v in views[: max(keep_latest, 0)]}
@@ -121,18 +120,16 @@ def prune_views(
             removed += doomed
             continue
         try:
-            with feature_cache.removable(cache_dir) as free:
-                if not free:
-                    log.warning("cache %s is in use; its views are not pruned", cache_dir.name)
+            with feature_cache.removal(cache_dir) as held:
+                if held is None:
+                    log.warning("cache %s is in use; its views are not pruned", name)
                     continue
-                trash = []
                 for views_dir in doomed:
-                    path = Path(views_dir["path"])
-                    trash.append(path.parent / f".trash-{path.name}-{secrets.token_hex(3)}")
-                    os.replace(path, trash[-1])
+                    held.remove(views_dir["path"])
         except DataError:  # the cache was pruned meanwhile
             continue
-        for path in trash:
-            shutil.rmtree(path, ignore_errors=True)
+        except LeaseLost as error:  # paused past its TTL: someone else may act now
+            log.warning("cache %s: prune stopped: %s", name, error)
+            continue
         removed += doomed
     return removed

@@ -10,8 +10,9 @@ run's parsed `--cluster` (`cluster_spec.ClusterSpec`):
   * `tcp://HOST:PORT`: connects to a running scheduler (workers started with
     `dask worker tcp://HOST:PORT`); a scheduler that does not answer within
     `CONNECT_TIMEOUT_S` is a one-line ConfigError.
-It registers `BoundTensorFlowThreads` on the cluster (TensorFlow's pools sized to each
-worker's threads) and yields the scheduler's address. Subflows run their fan-out on it with
+It registers `BoundTensorFlowThreads` (TensorFlow's pools sized to each worker's threads)
+and `QuietStderr` (the CLI's stderr filter) on the cluster and yields the scheduler's
+address. Subflows run their fan-out on it with
 `task_runner(address)`, a prefect-dask `DaskTaskRunner`; the worker processes live for the
 whole run, so each loads the backbone (or a model) once, whatever the number of shards.
 
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from inception_retrain.plumbing.cluster_spec import ClusterSpec
 from inception_retrain.plumbing.errors import ConfigError
 from inception_retrain.runs.preflight import SCHEDULER_TIMEOUT_S, check_scheduler
-from inception_retrain.tasks.runtime import BoundTensorFlowThreads
+from inception_retrain.tasks.runtime import BoundTensorFlowThreads, QuietStderr
 
 CONNECT_TIMEOUT_S = SCHEDULER_TIMEOUT_S
 
@@ -48,6 +49,7 @@ def _register_plugins(address: str) -> None:
     from distributed import Client
 
     with Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False) as client:
+        client.register_plugin(QuietStderr())
         client.register_plugin(BoundTensorFlowThreads())
 
 

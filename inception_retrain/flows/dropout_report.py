@@ -29,8 +29,9 @@ def rebuild_dropout_report(run_dir: Path, overrides: dict, sweep_workers: int = 
     `overrides` change the run's config fields (sweep settings, typically)."""
     run = open_finished_run(run_dir)
     config = RetrainConfig.from_recorded(run.settings, overrides)
+    heads = run.head_cache or run.cache  # the sweep trains heads on the head's own cache
     spec = config.sweep(
-        run.cache.cache_dir, run.manifest.path, run.manifest.n_classes, run.cache.feature_shape
+        heads.cache_dir, run.manifest.path, run.manifest.n_classes, heads.feature_shape
     )
     sweep = run_sweep(spec, workers=sweep_workers)
     path = dropout_report_task(
@@ -41,5 +42,6 @@ def rebuild_dropout_report(run_dir: Path, overrides: dict, sweep_workers: int = 
         run.run_dir,
         config.evidence,
         config.mc_passes,
+        run.fine_tuned,
     )
     return str(path)

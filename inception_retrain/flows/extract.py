@@ -4,8 +4,11 @@
 
 `extract-plan` runs on the flow's process (it fingerprints the backbone and checks the
 cache), each `extract-shard-<n>` on whichever worker Dask picks, and `extract-finish` writes
-extract.json once every shard is done. A worker that dies mid-shard loses only that shard:
-Dask runs it again on another worker, and the shard rewrites the same content-named part.
+extract.json once every shard is done. The flow waits on the shards with their time-outs
+(`flows/shards.py`, `ShardPolicy`): a worker that dies mid-shard loses only that shard (Dask
+runs it again on another worker, and the shard rewrites the same content-named part); a shard
+that hangs is cancelled, its worker replaced and the shard run again; a lost scheduler ends
+the run at once with one line, and a rerun computes only the images not yet cached.
 With `address=None` the retrain flow calls the one-process `extract` stage instead.
 """
 
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 
 from inception_retrain.data.manifest import Manifest
 from inception_retrain.features.extraction_spec import ExtractionSpec
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.flows.cluster import task_runner
+from inception_retrain.flows.shards import run_shards
 from inception_retrain.plumbing.cluster_spec import ClusterSpec
+from inception_retrain.plumbing.shard_policy import ShardPolicy
 from inception_retrain.tasks.extract import (
     extract_shard_task,
     finish_extract_task,
@@ -29,7 +34,12 @@ from inception_retrain.tasks.extract import (
 
 @flow(name="extract-shards", log_prints=True)
 def extract_shards(
-    manifest: Manifest, spec: ExtractionSpec, run_dir: Path, address: str, cluster: str
+    manifest: Manifest,
+    spec: ExtractionSpec,
+    run_dir: Path,
+    address: str,
+    cluster: str,
+    policy: ShardPolicy | None = None,
 ) -> FeatureCache:
     """Every missing image's features, computed shard by shard on the cluster."""
     plan = plan_extract_task(manifest, spec)
@@ -43,8 +53,14 @@ def extract_shards(
         address,
         plan.images - plan.todo,
     )
-    futures = extract_shard_task.map(shard=plan.shards, job=unmapped(plan.job))
-    results = [future.result() for future in futures]
+    policy = policy or ShardPolicy()
+    shard_task = extract_shard_task.with_options(retries=policy.retries)
+    results = run_shards(
+        lambda shard: shard_task.submit(shard, plan.job),
+        plan.shards,
+        policy,
+        name=lambda shard: shard.index,
+    )
     return finish_extract_task(plan, results, manifest, run_dir, cluster)
 
 
@@ -54,9 +70,11 @@ def run_extraction(
     run_dir: Path,
     address: str,
     cluster: ClusterSpec | None = None,
+    policy: ShardPolicy | None = None,
 ) -> FeatureCache:
     """`extract_shards` as a subflow whose task runner is the cluster at `address`
-    (`cluster`: the setting that made it, for the report; default: the address)."""
+    (`cluster`: the setting that made it, for the report; default: the address), each shard
+    under `policy` (default `ShardPolicy()`)."""
     return extract_shards.with_options(task_runner=task_runner(address))(
-        manifest, spec, run_dir, address, cluster.address if cluster else address
+        manifest, spec, run_dir, address, cluster.address if cluster else address, policy
     )

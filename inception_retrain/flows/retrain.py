@@ -1,6 +1,11 @@
-"""The retrain flow: ingest -> extract -> train -> [augmentation effect] -> evaluate ->
-dropout sweep and report -> promotion (export only what is promoted) -> evaluation report.
+"""The retrain flow: ingest -> extract [-> extract-prefix] -> train -> [augmentation effect]
+[-> fine-tune -> fine-tuning-effect] -> evaluate -> dropout sweep and report -> promotion
+(export only what is promoted) -> evaluation report.
 The augmentation effect runs only with --augment-views > 0; the evaluation embeds it.
+With --fine-tune BLOCK, the prefix below BLOCK is cached too (`extract-prefix`, into the
+run's `fine-tune/` folder), the block(s) train with the head on it (`fine-tune`), and
+`fine-tuning-effect` chooses the head alone or the fine-tuned model on validation: the chosen
+model (with its cache) is the one every later stage scores, reports, promotes and exports.
 
 The flow only wires stages (`inception_retrain.tasks`); stages hand each other small typed
 artifacts (paths plus fingerprints), so Prefect never hashes or pickles a model or an array,
@@ -13,8 +18,10 @@ Orchestration, decided here:
     subflow (flows/sweep.py) with its own task runner.
   * Task-run names say what ran on what: `ingest-<source>`, `extract-<manifest[:8]>`,
     `train-<placement>-<rate>-<manifest[:8]>`, `augmentation-effect-<head[:8]>`,
-    `evaluate-<head[:8]>`, `dropout-report-<head[:8]>`,
-    `decide-promotion-<head[:8]>`, `export-<head[:8]>`, `promote-<head[:8]>`, `report-<head[:8]>`.
+    `extract-prefix-<layer>-<manifest[:8]>`, `fine-tune-<block>-<head[:8]>`,
+    `fine-tuning-effect-<fine-tuned[:8]>`, then for the chosen model `evaluate-<model[:8]>`,
+    `dropout-report-<model[:8]>`, `decide-promotion-<model[:8]>`, `export-<model[:8]>`,
+    `promote-<model[:8]>`, `report-<model[:8]>`.
   * Retries and timeouts are the stages' own (tasks/); the others get `STAGE_TIMEOUTS_S`, so
     a hung stage fails.
   * Retention: a model version is published (exported) only when it is promoted, unless
@@ -51,6 +58,7 @@ from prefect.utilities.annotations import BaseAnnotation, opaque, quote
 from inception_retrain.config import RetrainConfig
 from inception_retrain.data.demo_data import DEMO_SOURCE
 from inception_retrain.data.ingest import require_test_images
+from inception_retrain.evaluation.fine_tuning_effect import FINE_TUNED
 from inception_retrain.flows.cluster import dask_cluster
 from inception_retrain.flows.extract import run_extraction
 from inception_retrain.flows.sweep import run_sweep
@@ -61,11 +69,14 @@ from inception_retrain.tasks.dropout_report import dropout_report_task
 from inception_retrain.tasks.evaluate import evaluate_task
 from inception_retrain.tasks.export import export_task
 from inception_retrain.tasks.extract import extract_task
+from inception_retrain.tasks.fine_tune import fine_tune_task
+from inception_retrain.tasks.fine_tuning_effect import fine_tuning_effect_task
 from inception_retrain.tasks.ingest import ingest_task
 from inception_retrain.tasks.promote import decide_promotion_task, promote_task
 from inception_retrain.tasks.report import report_task
 from inception_retrain.tasks.runtime import hide_expected_tracebacks
 from inception_retrain.tasks.train import train_task
+from inception_retrain.training.fine_tune import FINE_TUNE_DIR
 
 hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve subprocesses)
 
@@ -74,6 +85,7 @@ hide_expected_tracebacks()  # in every process that runs this flow (CLI, serve s
 STAGE_TIMEOUTS_S = {
     "ingest": 6 * 3600,
     "augmentation-effect": 6 * 3600,
+    "fine-tuning-effect": 2 * 3600,
     "evaluate": 2 * 3600,
     "dropout-report": 6 * 3600,
     "decide-promotion": 1800,
@@ -169,17 +181,19 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         data_id = manifest.fingerprint[:8]
 
         stage = "extract"
-        extraction = config.extraction
-        if address:
-            cache = run_extraction(manifest, extraction, run_dir, address, config.cluster)
-        else:
-            cache = _run_stage(
-                extract_task, stage, f"extract-{data_id}", manifest, extraction, run_dir
+        cache = _extract(config.extraction, manifest, run_dir, address, config, stage, data_id)
+        prefix = None
+        if config.fine_tune:
+            stage = "extract-prefix"
+            prefix = _extract(
+                config.prefix_extraction,
+                manifest,
+                run_dir / FINE_TUNE_DIR,
+                address,
+                config,
+                stage,
+                f"{config.prefix_extraction.backbone.layer}-{data_id}",
             )
-        logger.info("features: %d computed, %d reused from cache", cache.computed, cache.reused)
-        if cache.views is not None:
-            views = cache.views
-            logger.info("views: %d computed, %d reused from cache", views.computed, views.reused)
 
         stage = "train"
         head_name = f"{config.head.dropout_placement}-{config.head.dropout_rate:g}"
@@ -192,7 +206,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             config.training,
             run_dir,
         )
-        head_id = head.fingerprint[:8]
+        head_id = model_id = head.fingerprint[:8]
 
         augmentation = None
         if config.augment_views:
@@ -206,41 +220,72 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
                 head.training,
                 config.augment_seeds,
             )
+        model_cache, model, tuned, fine_tuning = cache, head, None, None
+        if prefix is not None:
+            stage = "fine-tune"
+            tuned = _run_stage(
+                fine_tune_task,
+                stage,
+                f"{stage}-{config.fine_tune}-{head_id}",
+                manifest,
+                prefix,
+                head,
+                config.fine_tuning,
+                run_dir,
+            )
+            stage = "fine-tuning-effect"
+            fine_tuning = _run_stage(
+                fine_tuning_effect_task,
+                stage,
+                f"{stage}-{tuned.fingerprint[:8]}",
+                manifest,
+                cache,
+                head,
+                prefix,
+                tuned,
+                config.fine_tune_accuracy_margin,
+                config.fine_tune_log_loss_margin,
+            )
+            logger.info("the run's model: %s (%s)", fine_tuning.chosen, fine_tuning.reason)
+            if fine_tuning.chosen == FINE_TUNED:
+                model_cache, model, model_id = prefix, tuned, tuned.fingerprint[:8]
         stage = "evaluate"
         evaluation = _run_stage(
             evaluate_task,
             stage,
-            f"evaluate-{head_id}",
+            f"evaluate-{model_id}",
             manifest,
-            cache,
-            head,
+            model_cache,
+            model,
             run_dir,
             augmentation,
+            fine_tuning,
         )
         evaluated = True
         run_folder.write_status(run_dir, "running", metrics=evaluation.metrics)
 
         stage = "dropout-report"
         spec = config.sweep(cache.cache_dir, manifest.path, manifest.n_classes, cache.feature_shape)
-        sweep = run_sweep(spec, address=address)
+        sweep = run_sweep(spec, address=address, shard_policy=config.shard_policy)
         _run_stage(
             dropout_report_task,
             stage,
-            f"dropout-report-{head_id}",
+            f"dropout-report-{model_id}",
             manifest,
-            cache,
-            head,
+            model_cache,
+            model,
             quote(sweep),
             run_dir,
             config.evidence,
             config.mc_passes,
+            tuned,
         )
 
         stage = "promote"
         decision = _run_stage(
             decide_promotion_task,
             "decide-promotion",
-            f"decide-promotion-{head_id}",
+            f"decide-promotion-{model_id}",
             evaluation,
             config.promotion,
         )
@@ -250,10 +295,10 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             version = _run_stage(
                 export_task,
                 stage,
-                f"export-{head_id}",
+                f"export-{model_id}",
                 manifest,
-                cache,
-                head,
+                model_cache,
+                model,
                 evaluation,
                 config.promotion,
                 run_dir,
@@ -262,7 +307,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         promotion = _run_stage(
             promote_task,
             stage,
-            f"promote-{head_id}",
+            f"promote-{model_id}",
             decision,
             version,
             evaluation,
@@ -276,7 +321,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             promotion["reason"],
         )
         stage = "report"
-        _run_stage(report_task, stage, f"report-{head_id}", run_dir, promotion)
+        _run_stage(report_task, stage, f"report-{model_id}", run_dir, promotion)
     except Exception as error:  # the task run's log already holds the traceback
         cause = _one_line(error)
         if not isinstance(error, PipelineError):  # unexpected (a bug, a timeout): name it
@@ -284,7 +329,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
         message = f"{stage} failed: {cause}"
         logger.error(message)
         if evaluated and stage != "report":  # the evaluation is still worth reading
-            _run_stage(report_task, "report", f"report-{head_id}", run_dir, None)
+            _run_stage(report_task, "report", f"report-{model_id}", run_dir, None)
         run_folder.write_status(run_dir, "failed", message)
         return Failed(message=message)
     finally:
@@ -292,6 +337,26 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
     outcome = {key: promotion[key] for key in ("decision", "version", "metric", "score")}
     run_folder.write_status(run_dir, "completed", promotion=outcome)
     return str(run_dir)
+
+
+def _extract(spec, manifest, run_dir: Path, address, config: RetrainConfig, stage, name):
+    """One extraction stage (on the cluster at `address`, or here) and its log line."""
+    if address:
+        shards = config.shard_policy
+        cache = run_extraction(manifest, spec, run_dir, address, config.cluster, shards)
+    else:
+        cache = _run_stage(extract_task, stage, f"{stage}-{name}", manifest, spec, run_dir)
+    layer = spec.backbone.layer
+    logger = get_run_logger()
+    logger.info(
+        "%s features: %d computed, %d reused from cache", layer, cache.computed, cache.reused
+    )
+    if cache.views is not None:
+        views = cache.views
+        logger.info(
+            "%s views: %d computed, %d reused from cache", layer, views.computed, views.reused
+        )
+    return cache
 
 
 def run_retrain(config: RetrainConfig) -> tuple[Path | None, bool, str]:

@@ -38,6 +38,8 @@ from inception_retrain.dropout.sweep import SweepSpec, summarize, trainings
 from inception_retrain.dropout.sweep_store import SweepStore
 from inception_retrain.dropout.sweep_summary import CacheUse, SweepSummary
 from inception_retrain.flows.cluster import task_runner
+from inception_retrain.flows.shards import run_shards
+from inception_retrain.plumbing.shard_policy import ShardPolicy
 from inception_retrain.tasks.sweep import sweep_cell_task
 
 DEFAULT_POOL = 2
@@ -48,7 +50,12 @@ DEFAULT_POOL = 2
     task_runner=ProcessPoolTaskRunner(max_workers=DEFAULT_POOL),
     log_prints=True,
 )
-def dropout_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None) -> SweepSummary:
+def dropout_sweep(
+    spec: SweepSpec,
+    workers: int = 1,
+    address: str | None = None,
+    shard_policy: ShardPolicy | None = None,
+) -> SweepSummary:
     """Train the sweep grid of `spec` on its cached features, reusing cached results;
     returns the summary."""
     started = time.perf_counter()
@@ -63,7 +70,19 @@ def dropout_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None)
         store.directory if store else "(no cache)",
         len(missing),
     )
-    if (workers > 1 or address) and len(missing) > 1:
+    if address and len(missing) > 1:  # each training a shard, with its time-outs
+        policy = shard_policy or ShardPolicy()
+        cell_task = sweep_cell_task.with_options(retries=policy.retries)
+        computed = iter(
+            run_shards(
+                lambda cell: cell_task.submit(spec, cell, store),
+                missing,
+                policy,
+                name=lambda cell: f"{cell.placement}-{cell.rate:g}-seed{cell.seed}",
+                what="training",
+            )
+        )
+    elif workers > 1 and len(missing) > 1:
         futures = sweep_cell_task.map(spec=unmapped(spec), cell=missing, store=unmapped(store))
         computed = iter([future.result() for future in futures])
     else:
@@ -79,12 +98,17 @@ def dropout_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None)
     return summary
 
 
-def run_sweep(spec: SweepSpec, workers: int = 1, address: str | None = None) -> SweepSummary:
+def run_sweep(
+    spec: SweepSpec,
+    workers: int = 1,
+    address: str | None = None,
+    shard_policy: ShardPolicy | None = None,
+) -> SweepSummary:
     """Run `dropout_sweep` (as a subflow when called inside a flow or task run); on the Dask
-    cluster at `address` when given."""
+    cluster at `address` when given, each training with the time-outs of `shard_policy`."""
     sweep = dropout_sweep
     if address:
         sweep = dropout_sweep.with_options(task_runner=task_runner(address))
     elif workers > DEFAULT_POOL:
         sweep = dropout_sweep.with_options(task_runner=ProcessPoolTaskRunner(max_workers=workers))
-    return sweep(spec, workers, address)
+    return sweep(spec, workers, address, shard_policy)

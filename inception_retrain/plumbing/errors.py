@@ -31,3 +31,8 @@ class DownloadError(PipelineError):
 
 class BusyError(PipelineError):
     """Another run holds the workdir."""
+
+
+class DiskFullError(PipelineError):
+    """A write found no space left on its device (ENOSPC, or a quota: EDQUOT). What was
+    written before it is kept whole; nothing half-written is left."""

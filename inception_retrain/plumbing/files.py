@@ -3,7 +3,10 @@
 Every file this project writes goes through `atomic_file`: the bytes go to a temporary file
 in the same folder, are fsynced, and the temporary file is renamed over the target (rename is
 atomic on POSIX within one file system). A reader sees the old file or the new one, never a
-mix, and a killed writer leaves at most a hidden `.<name>.*.tmp` file behind.
+mix, and a killed writer leaves at most a hidden `.<name>.*.tmp` file behind. A full disk
+(ENOSPC, or a quota's EDQUOT) removes the temporary file and raises a one-line
+`DiskFullError` naming the folder and its free space (`disk_full_error`); writers that are
+not ours (Keras saving a model) are mapped to it with `is_disk_full`.
 
     >>> write_json(run_dir / "ingest.json", {"ok": 398})
     >>> with atomic_file(path) as handle:
@@ -13,13 +16,17 @@ mix, and a killed writer leaves at most a hidden `.<name>.*.tmp` file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from inception_retrain.plumbing.errors import DiskFullError
 
 _CHUNK = 1 << 20
 TEMP_SUFFIX = ".tmp"
@@ -35,6 +42,37 @@ def read_umask() -> int:
 
 
 UMASK = read_umask()
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it came from, is a full disk (pyarrow and TensorFlow
+    re-raise it as their own errors, with the message inside)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FULL:
+            return True
+        if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full_error(folder: str | os.PathLike[str]) -> DiskFullError:
+    """The one line for a full disk under `folder`."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = f", {shutil.disk_usage(existing).free / 1e6:.1f} MB free"
+    except OSError:
+        free = ""
+    return DiskFullError(
+        f"no space left on the device of {folder}{free}: free some space there (or point "
+        "--workdir / --feature-cache elsewhere) and run again; what was written is kept"
+    )
 
 
 @contextlib.contextmanager
@@ -50,8 +88,10 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise disk_full_error(path.parent) from error
         raise
 
 

@@ -30,9 +30,10 @@ Semantics:
     and configuration (for S3: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`,
     `~/.aws/config`, instance roles; `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an
     S3-compatible server such as MinIO), never from the config file, and never in a report.
-  * An unreachable bucket or a missing prefix is a `StorageError` (one line) from
-    `check_reachable`, which the run calls before any work starts; any other failure of a
-    remote call is one too.
+  * An unreachable bucket, bad credentials or an endpoint that refuses or never answers is a
+    `StorageError` (one line naming the fix) from `check_reachable`, which the run calls
+    before any work starts (`s3_probe`: one request, short time-outs); any other failure of
+    a remote call is one too.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import contextlib
 import os
 import posixpath
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +117,45 @@ def _filesystem(value: str | os.PathLike[str]):
     loc = location(value)
     fs, path = fsspec.core.url_to_fs(str(loc))
     return fs, path, loc
+
+
+def remote_filesystem(value: str | os.PathLike[str]):
+    """(fsspec file system, "bucket/key" path) of a remote location, for the object-store
+    modules of plumbing (`s3_objects`) whose requests fsspec has no call for (conditional
+    writes, the server's clock); the same cached instance every other call here uses."""
+    fs, path, loc = _filesystem(value)
+    if isinstance(loc, Path):
+        raise StorageError(f"{loc} is not an object-store location")
+    return fs, path
+
+
+def remove_tree(value: str | os.PathLike[str], keep: tuple[str, ...] = ()) -> int:
+    """Remove every file under a folder or prefix, but the names in `keep` (relative to it);
+    returns how many were removed. Locally the emptied folders go too."""
+    fs, path, loc = _filesystem(value)
+    kept = {posixpath.join(path, name) for name in keep}
+    with _one_line(loc):
+        try:
+            found = [key for key in fs.find(path) if key not in kept]
+        except FileNotFoundError:
+            return 0
+        if found:
+            fs.rm(found)
+        if isinstance(loc, Path) and not kept:
+            shutil.rmtree(loc, ignore_errors=True)
+    return len(found)
+
+
+def list_folders(value: str | os.PathLike[str]) -> list[Path | str]:
+    """The sub-folders (prefixes, on an object store) directly under `value`, by name."""
+    fs, path, loc = _filesystem(value)
+    with _one_line(loc):
+        try:
+            listed = fs.ls(path, detail=True, **({"refresh": True} if isinstance(loc, str) else {}))
+        except FileNotFoundError:
+            return []
+    found = [_as_location(loc, info["name"]) for info in listed if info.get("type") == "directory"]
+    return sorted(found, key=lambda p: posixpath.basename(str(p)))
 
 
 def _as_location(like: Path | str, path: str) -> Path | str:
@@ -239,16 +280,16 @@ def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> No
 
 
 def check_reachable(value: str | os.PathLike[str], what: str = "location") -> Path | str:
-    """Fail in one line, before any work, if a remote location's bucket cannot be listed
-    (unknown bucket, no credentials, no network). Local locations need nothing here."""
+    """Fail in one line that names the fix, before any work, if a remote location cannot be
+    listed (no bucket, bad or no credentials, an endpoint that refuses or never answers):
+    one request with short time-outs (`s3_probe`). Local locations need nothing here."""
     loc = location(value)
     if isinstance(loc, Path):
         return loc
-    fs, path, _ = _filesystem(loc)
-    try:
-        fs.ls(path.split("/", 1)[0], refresh=True)
-    except Exception as error:
-        raise StorageError(f"{what} {loc} is not reachable: {_reason(error)}") from None
+    from inception_retrain.plumbing.s3_probe import probe
+
+    if (why := probe(loc, what)) is not None:
+        raise StorageError(why)
     return loc
 
 

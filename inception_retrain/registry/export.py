@@ -13,11 +13,17 @@ probability of `class_names[1]`; a multi-class model (N, K) softmax. Beside it:
     labels.json     {"class_names": [...], "output": "sigmoid"|"softmax"}
     metrics.json    the evaluation's headline metrics, the test-split fingerprint, lineage
     model_card.md   data source and counts, weights (random ones labelled), fingerprints,
-                    the backbone's and the training's settings, metrics (`model_card.md.j2`)
+                    the backbone's and the training's settings, metrics (`model_card.md.j2`);
+                    for a fine-tuned model, which layers were trained and with which optimiser
 
 Everything is written into a hidden staging folder that is renamed to the version name only
-when complete (`versions.publish_version`), so a version folder is always complete. The
-backbone is the one that made the cached features (`cache.backbone`).
+when complete (`versions.publish_version`), so a version folder is always complete; on a
+full disk the staging folder is removed and the export fails with a one-line
+`DiskFullError` (the champion and every published version stay as they were). The
+backbone is the one that made the cached features (`cache.backbone`). A fine-tuned model
+(`training.fine_tune.FineTunedModel`, exported with its prefix cache) starts at the prefix,
+so the exported model is the frozen prefix, then the fine-tuned block(s) and the head: the
+same preprocessing, backbone and nesting, the block carried inside the model.
 
     version = export_model(manifest, cache, head, evaluation, policy, run_dir)
     version.path  # WORKDIR/models/v0003-20250101T120000Z
@@ -37,7 +43,8 @@ from inception_retrain.evaluation.reports import render
 from inception_retrain.features.backbone import load_backbone
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.preprocess import preprocessing_layers
-from inception_retrain.plumbing.files import atomic_write
+from inception_retrain.plumbing.errors import DiskFullError
+from inception_retrain.plumbing.files import atomic_write, disk_full_error, is_disk_full
 from inception_retrain.plumbing.schemas import write_document
 from inception_retrain.registry.promotion_policy import PromotionPolicy
 from inception_retrain.registry.versions import (
@@ -48,6 +55,7 @@ from inception_retrain.registry.versions import (
     new_staging,
     publish_version,
 )
+from inception_retrain.training.fine_tune import FineTunedModel
 from inception_retrain.training.head import TrainedHead, load_head
 
 LABELS_KIND, LABELS_VERSION = "model-labels", 1
@@ -110,6 +118,7 @@ def export_model(
             "layer": backbone.layer,
             "image_size": backbone.image_size,
             "feature_dtype": cache.dtype,
+            "fine_tuning": _fine_tuning(head),
         }
         metrics = {
             "metrics": dict(evaluation.metrics),
@@ -123,8 +132,10 @@ def export_model(
         card = model_card(manifest, cache, head, lineage, evaluation.metrics, class_names)
         atomic_write(staging / "model_card.md", card)
         version_dir = publish_version(staging, models)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise disk_full_error(models) from None  # Keras and TF write without us
         raise
     return ModelVersion(
         version=version_dir.name,
@@ -133,6 +144,24 @@ def export_model(
         score=M.score(evaluation.metrics, policy.metric),
         champion_score=None,
     )
+
+
+def _fine_tuning(head: TrainedHead) -> dict | None:
+    """What a fine-tuned model trained, for the lineage and the card (None: head only)."""
+    if not isinstance(head, FineTunedModel):
+        return None
+    spec = head.fine_tuning
+    return {
+        "blocks": list(spec.blocks),
+        "frozen_up_to": spec.prefix,
+        "optimizer": spec.describe_optimizer(),
+        "trained_layers": list(head.trained_layers),
+        "frozen_batchnorm_layers": list(head.frozen_block_layers),
+        "trained_block_weights": head.trained_block_weights,
+        "epochs_run": head.epochs_run,
+        "best_epoch": head.best_epoch,
+        "base_head_fingerprint": head.base_head_fingerprint,
+    }
 
 
 def model_card(
@@ -151,6 +180,8 @@ def model_card(
         "feature_dtype": cache.dtype,
         "training": head.training.model_dump(mode="json"),
     }
+    if isinstance(head, FineTunedModel):
+        settings["fine_tuning"] = head.fine_tuning.model_dump(mode="json")
     return render(
         "model_card.md.j2",
         random_weights=weights.description if weights.is_random else "",
@@ -163,6 +194,7 @@ def model_card(
         split_rows=split_rows,
         split_columns=["split", *class_names, "total"],
         lineage=lineage,
+        fine_tuning=lineage.get("fine_tuning"),
         metrics=metrics,
         metric_rows=[{"metric": k, "value": metrics.get(k)} for k in HEADLINE],
     )

@@ -4,9 +4,11 @@ A challenger that is the champion itself (the same backbone and head fingerprint
 on unchanged data trains) is not promoted again: it would only publish a copy. Otherwise a
 challenger becomes champion iff its score on the frozen test split is at least the
 champion's score minus the policy's tolerance (`PromotionPolicy`: its metric, higher is
-better; `neg_log_loss` is minus the log loss). The first model becomes champion. Scores are
-compared on the SAME test split: if the champion was scored on another one (its metrics.json
-records `test_split_fingerprint`), its model.keras is re-scored on the current test images.
+better; `neg_log_loss` is minus the log loss). The first model becomes champion if its score
+is defined; a damaged champion pointer is recovered or refused, never taken for "no champion
+yet" (`champion_gate`). Scores are compared on the SAME test split: if the champion was
+scored on another one (its metrics.json records `test_split_fingerprint`), its model.keras is
+re-scored on the current test images.
 
 Two steps, so the flow can publish a version only when it will be promoted:
   1. `decide_promotion(evaluation, policy)` reads the registry and decides (writes nothing);
@@ -39,6 +41,7 @@ from inception_retrain.plumbing.errors import DataError, PipelineError
 from inception_retrain.plumbing.files import read_json
 from inception_retrain.plumbing.schemas import read_document, write_document
 from inception_retrain.registry import versions
+from inception_retrain.registry.champion_gate import current_champion, first_champion
 from inception_retrain.registry.predict import load_inference_model, predict_arrays
 from inception_retrain.registry.promotion_policy import PromotionPolicy
 from inception_retrain.registry.versions import ModelVersion
@@ -138,7 +141,7 @@ def _decide_against(
     old_score, how = None, ""
     models = policy.models_dir
     if champion is None:
-        promoted, reason = True, f"first champion ({why})"
+        promoted, reason = first_champion(new_score, why)
     elif same_model(models / champion["version"], evaluation):  # publishing it again: a copy
         promoted = False
         reason = f"the same model as the champion {champion['version']} (equal fingerprints)"
@@ -159,7 +162,7 @@ def _decide_against(
 
 def decide_promotion(evaluation: Evaluation, policy: PromotionPolicy) -> PromotionDecision:
     """Compare the run's model with the current champion (reads the registry only)."""
-    champion, why = versions.read_champion(policy.models_dir)
+    champion, why = current_champion(policy.models_dir)  # a damaged pointer: recovered or refused
     return _decide_against(champion, why, evaluation, policy)
 
 
@@ -176,7 +179,7 @@ def record_promotion(
     if version is not None and not versions.is_complete(version.path):
         raise PipelineError(f"model version folder {version.path} is incomplete")
     with versions.registry_lock(models):
-        champion, why = versions.read_champion(models)
+        champion, why = current_champion(models, repair=True)
         if (champion or {}).get("version") != decision.previous_champion:
             decision = _decide_against(champion, why, evaluation, policy)  # changed meanwhile
         promoted = decision.promoted and version is not None

@@ -6,7 +6,9 @@
     (`inception_retrain.registry.export` writes them).
   * `models/champion.json` {version, score, metric, time, ...} names the champion. It is
     replaced atomically, after the version folder exists, so a crash at any moment leaves the
-    old pointer or the new one, never neither (`write_champion`).
+    old pointer or the new one, never neither (`write_champion`). Each pointer written is
+    then appended to `models/champion-history.jsonl`, so that a damaged pointer can be
+    recovered from it (`registry.champion_gate`).
   * `resolve_model(workdir, "champion" | VERSION)` -> the version folder.
 
 Writers serialise on a lock of `models/.lock` (`registry_lock`). Which model deserves to be
@@ -29,6 +31,7 @@ no export is alive).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -42,9 +45,10 @@ from pydantic import BaseModel
 from inception_retrain.plumbing.errors import DataError, PipelineError
 from inception_retrain.plumbing.files import TEMP_SUFFIX, UMASK, fsync_dir
 from inception_retrain.plumbing.locks import file_lock
-from inception_retrain.plumbing.schemas import read_document, write_document
+from inception_retrain.plumbing.schemas import read_document, stamp, write_document
 
 CHAMPION_KIND, CHAMPION_VERSION, CHAMPION_FILE = "champion", 1, "champion.json"
+HISTORY_FILE = "champion-history.jsonl"  # every pointer written, one JSON document a line
 # A version's metrics.json (written by `export`): its test metrics and lineage.
 METRICS_KIND, METRICS_VERSION, METRICS_FILE = "model-metrics", 1, "metrics.json"
 REQUIRED_FILES = ("model.keras", "labels.json", "metrics.json", "model_card.md")
@@ -253,5 +257,14 @@ def resolve_model(workdir: str | os.PathLike[str], name: str = "champion") -> Pa
 
 
 def write_champion(models: Path, pointer: dict) -> Path:
-    """Replace the champion pointer atomically (call with `registry_lock` held)."""
-    return write_document(Path(models) / CHAMPION_FILE, CHAMPION_KIND, CHAMPION_VERSION, pointer)
+    """Replace the champion pointer atomically, then append it to the champion history
+    (call with `registry_lock` held). A crash between the two leaves the history one
+    champion behind: recovering from it then picks the previous champion, never a model
+    that was not one."""
+    path = write_document(Path(models) / CHAMPION_FILE, CHAMPION_KIND, CHAMPION_VERSION, pointer)
+    line = json.dumps({**stamp(CHAMPION_KIND, CHAMPION_VERSION), **pointer}, sort_keys=True)
+    with open(Path(models) / HISTORY_FILE, "a", encoding="utf-8") as history:
+        history.write(line + "\n")
+        history.flush()
+        os.fsync(history.fileno())
+    return path

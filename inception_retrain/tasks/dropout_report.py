@@ -15,6 +15,7 @@ from inception_retrain.dropout.measure import dropout_report
 from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.tasks.ui import publish_dropout_impact
+from inception_retrain.training.fine_tune import FineTunedModel
 from inception_retrain.training.head import TrainedHead
 
 
@@ -27,9 +28,17 @@ def dropout_report_task(
     run_dir: Path,
     evidence: EvidenceSpec,
     mc_passes: int,
+    fine_tuned: FineTunedModel | None = None,
 ) -> Path:
     path = dropout_report(
-        manifest, cache, head, sweep, run_dir, evidence=evidence, mc_passes=mc_passes
+        manifest,
+        cache,
+        head,
+        sweep,
+        run_dir,
+        evidence=evidence,
+        mc_passes=mc_passes,
+        fine_tuned=fine_tuned,
     )
     publish_dropout_impact(run_dir)
     return path

@@ -13,17 +13,19 @@ Retry policies, each defined once and named (`RetryPolicy`; a task takes
 `**POLICY.options()`):
   * `DOWNLOAD_RETRIES`: a failed download only (weights, a tfds dataset), twice, after 30 s
     and 120 s, since a network or a mirror often recovers within minutes;
-  * `SHARD_RETRIES`: anything but an expected `PipelineError`, twice, after 5 s and 30 s,
-    for a shard of work on a cluster (a lost worker, a flaky object store); a retry rewrites
-    the same content-named output;
+  * `SHARD_RETRIES`: anything but an expected `PipelineError`, twice (`ShardPolicy.retries`,
+    the config's `shard_retries`), after 5 s and 30 s, for a shard of work on a cluster (a
+    lost worker, a flaky object store); a retry rewrites the same content-named output;
   * `RETRY_ONCE`: anything but an expected `PipelineError`, once, at once, for a long
     stage in the flow's process (training, which resumes from its own checkpoint, and the
     augmentation effect).
 
 On a Dask worker: `dask_worker_threads()` is the worker's thread count (None elsewhere), and
-`BoundTensorFlowThreads`, a worker plugin the flows register on every cluster, bounds
-TensorFlow's thread pools in each worker process to that count before any task imports
-TensorFlow, so N one-thread workers on N cores do not oversubscribe them.
+two worker plugins the flows register on every cluster act in each worker process before any
+task imports TensorFlow: `BoundTensorFlowThreads` bounds TensorFlow's thread pools to that
+count, so N one-thread workers on N cores do not oversubscribe them, and `QuietStderr`
+installs the stderr filter the CLI uses (`plumbing.stderr_filter`), so a worker's log shows
+no TensorFlow start-up noise. A plugin reaches the workers that join or restart later too.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 
-from inception_retrain.plumbing import progress
+from inception_retrain.plumbing import progress, stderr_filter
 from inception_retrain.plumbing.errors import DownloadError, PipelineError
+from inception_retrain.plumbing.shard_policy import ShardPolicy
 
 CORE_LOGGER = "inception_retrain"
 
@@ -110,6 +113,16 @@ class BoundTensorFlowThreads(WorkerPlugin):
         limit_tf_threads(int(worker.state.nthreads))
 
 
+class QuietStderr(WorkerPlugin):
+    """Dask worker plugin: the stderr filter (and TensorFlow's log level 2 unless set),
+    installed when the worker starts, before any task imports TensorFlow."""
+
+    name = "inception-retrain-quiet-stderr"
+
+    def setup(self, worker) -> None:
+        stderr_filter.quiet()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how soon a task run is retried, and on which failures."""
@@ -150,7 +163,7 @@ def retry_unless_expected(task, task_run, state) -> bool:
 
 
 DOWNLOAD_RETRIES = RetryPolicy(2, (30, 120), retry_on_download_error)
-SHARD_RETRIES = RetryPolicy(2, (5, 30), retry_unless_expected)
+SHARD_RETRIES = RetryPolicy(ShardPolicy().retries, (5, 30), retry_unless_expected)
 RETRY_ONCE = RetryPolicy(1, (0,), retry_unless_expected)
 
 

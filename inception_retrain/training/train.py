@@ -121,7 +121,7 @@ def train_head(
             views_dir=cache.views.views_dir if cache.views else None,
             views_per_image=cache.views.per_image if cache.views else 0,
         )
-        notes = _data_notes(data, n_classes)
+        notes = data_notes(data, n_classes)
         statistics = None
         if spec.standardize:  # the training images' per-feature statistics (standardize.py)
             statistics = feature_statistics(
@@ -154,7 +154,7 @@ def train_head(
         head_path = run_dir / "head.keras"
         fingerprint = save_head(model, spec.head, n_classes, spec.seed, head_path)
 
-    history = _history(result, spec, data, device, manifest, notes)
+    history = history_document(result, spec, data, device, manifest, notes)
     history_path = write_document(run_dir / HISTORY_FILE, HISTORY_KIND, HISTORY_VERSION, history)
     checkpoint.clear()
     return TrainedHead(
@@ -182,7 +182,7 @@ def recorded_training(history: dict) -> TrainingSpec:
     return TrainingSpec(head=head, epochs=history.get("epochs_requested", 10), **settings)
 
 
-def _data_notes(data, n_classes: int) -> list[str]:
+def data_notes(data, n_classes: int) -> list[str]:
     notes = []
     if data.validation is None:
         notes.append(
@@ -200,7 +200,7 @@ def _data_notes(data, n_classes: int) -> list[str]:
     return notes
 
 
-def _history(result: FitResult, spec: TrainingSpec, data, device, manifest, notes) -> dict:
+def history_document(result: FitResult, spec: TrainingSpec, data, device, manifest, notes) -> dict:
     return {
         **{key: result.history.get(key, []) for key in METRICS},
         "seconds_per_epoch": result.history.get("seconds", []),

@@ -1,4 +1,10 @@
-"""Quiet, honest stderr for the command line: TensorFlow's known noise is dropped, the rest passes.
+"""Quiet, honest stderr: TensorFlow's known noise is dropped, the rest passes.
+
+One filter for every process that may load TensorFlow: the command line installs it, a flow
+run started by a deployment's worker installs it when its flow module is imported
+(`inception_retrain/flows/__init__.py`), and every Dask worker installs it through the
+`QuietStderr` worker plugin the flows register (`tasks/runtime.py`). It lives in plumbing so
+that all of them may import it.
 
 TensorFlow's C++ runtime writes to file descriptor 2 itself. `TF_CPP_MIN_LOG_LEVEL=2` (a CLI
 default) hides its info and warning lines, but not
@@ -21,6 +27,7 @@ unterminated line that could become a noise line is held until its end; anything
 `INCEPTION_RETRAIN_RAW_STDERR=1` turns it off.
 
     install()   # before TensorFlow loads; idempotent
+    quiet()     # the same, and TF_CPP_MIN_LOG_LEVEL=2 unless the user set a level
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import threading
 import tty
 
 RAW_ENV = "INCEPTION_RETRAIN_RAW_STDERR"
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 NVIDIA_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia")
 
 _GLOG = rb"[IWEF]\d{4} \S+ +\d+ [\w.]+:\d+\] "  # TF/absl's prefix: severity, date, time, thread
@@ -147,3 +155,15 @@ def install() -> None:
         return
     _installed = StderrFilter(noise_pattern(has_nvidia_device()))
     atexit.register(_installed.close)  # registered early, so it runs after later handlers
+
+
+def quiet() -> None:
+    """TensorFlow's C++ log level 2 (unless set: a user's choice wins) and the filter, for a
+    process that has not loaded TensorFlow yet."""
+    os.environ.setdefault(TF_LOG_LEVEL_ENV, "2")
+    install()
+
+
+def installed() -> bool:
+    """Whether this process's stderr goes through the filter."""
+    return _installed is not None
