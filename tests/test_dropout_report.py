@@ -76,15 +76,34 @@ def test_report_answers_first_in_the_questions_terms_with_every_finding(reported
     assert c6[1]["numbers"]["backbone_trainable_layers"] == 0
 
     html = (run_dir / "dropout_impact.html").read_text()
-    # the title, the random-weights banner (the tiny run has random weights), the answer
+    # the title, the random-weights banner (the tiny run has random weights), the answer: one
+    # sentence and the layer table, then the contents, the bullets and the findings
     banner = r'<p class="banner" id="random-weights-banner">[^<]*RANDOM[^<]*</p>'
-    assert re.search(rf"<h1>[^<]+</h1>\s*{banner}\s*<section><h2>Answer</h2>", html)
-    assert html.index(answers[0][:40]) < html.index("C1 (effect)")
+    assert re.search(rf'<h1>[^<]+</h1>\s*{banner}\s*<section id="answer"><h2>Answer</h2>', html)
+    sentence = document["answer_sentence"]
+    assert sentence.startswith("Only the head: in training, Dropout(0.2) zeroes")
+    assert "Dense(16)" in sentence and "the frozen backbone is untouched" in sentence
+    layers = [row["layer"] for row in document["layers"]]
+    assert layers[0].startswith("Frozen backbone (InceptionV3 to mixed7")
+    assert layers[1:] == ["Flatten", "Dense(16)", "Dense(16)", "Dropout(0.2)", "Dense(1)"]
+    for row in document["layers"]:  # every cell carries its measured number
+        assert all(re.search(r"\d", row[column]) or row[column] == "no weights" for column in row)
+    assert document["layers"][0]["forward pass"].startswith("0 of ")
+    assert document["layers"][4]["weights at inference"].endswith("(max |out − in| 0)")
+    order = [html.index(sentence), html.index('id="contents"'), html.index(answers[0][:40])]
+    assert order == sorted(order) and order[-1] < html.index('id="c1-effect"')
     for title in KINDS.values():  # the three kinds of claim, apart, in this order
         assert html.count(f"<h2>{title}</h2>") == 1
     mechanism, effect, practice = (html.index(f"<h2>{t}</h2>") for t in KINDS.values())
     assert mechanism < effect < practice < html.index("<h2>Timings</h2>")
-    assert not re.search(r"(src|href)=\"(?!data:)", html), "external resource in the HTML"
+    # descriptive headings with the code as a tag; every finding's rule folded away
+    assert re.search(
+        r'<h3 id="f4-mechanism">Is Dropout the identity at inference[^<]*<span class="tag"', html
+    )
+    every = sum(len(c["findings"]) for c in document["claims"])
+    assert html.count("<summary>How it was decided, and its numbers</summary>") == every
+    assert "hidden_" not in html and "after_dense2" not in html
+    assert not re.search(r"(src|href)=\"(?!data:|#)", html), "external resource in the HTML"
     assert html.count('src="data:image/png;base64,') >= 8
     assert not re.search(r"<td[^>]*>\s*[\[{]\s*[\"{]", html), "raw JSON in a table cell"
     markdown = (run_dir / "dropout_impact.md").read_text()

@@ -24,6 +24,9 @@ and the report built on them:
     effects.py      rules for effects on this data (`evaluation.crossfit`) and for practice
     verdicts.py     every claim's findings, in report order
     prose.py        the answer in the question's terms; what each finding found
+    layer_table.py  the first screen: a one-sentence answer and a row per layer, a column
+                    per question (forward pass, gradients, weights at inference)
+    wording.py      names for people on the pages: Dense(1024), not hidden_2; keys as words
     plots.py        matplotlib figures of the measurements
     report.py       dropout_impact.{json,md,html}
 

@@ -25,8 +25,11 @@ import numpy as np
 
 from inception_retrain.dropout.claims import Entry
 from inception_retrain.dropout.effects import label
+from inception_retrain.dropout.layer_table import layer_name, names
 from inception_retrain.dropout.measurements import Measurements
 from inception_retrain.evaluation.figures import new_figure, save_png
+
+CLIP_PERCENT = 300.0  # taller bars are cut at this height and labelled with their value
 
 
 def forward_layers(m: Measurements):
@@ -53,7 +56,9 @@ def forward_layers(m: Measurements):
     for i, row in enumerate(tail):
         if not row.changed:
             ax.text(i, 0.01, "identical", rotation=90, ha="center", va="bottom", fontsize=7)
-    names = [m.context.dense(row.layer) for row in tail]
+    names = [
+        layer_name(m, row.layer, row.shape) if row.kind == "head" else row.layer for row in tail
+    ]
     ax.set_xticks(range(len(tail)), names, rotation=35, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_title("end of the backbone and the head", fontsize=9)
@@ -99,23 +104,37 @@ def mask_steps(m: Measurements):
 
 
 def gradient_changes(m: Measurements):
-    """Per variable: ||g - g_off|| / ||g_off|| with dropout on (a fixed mask) and with rate 1."""
+    """Per variable, against dropout off: how much one fixed mask changes the gradient
+    (||g - g_off|| / ||g_off||, left), and the gradient's size with rate 1 (||g|| / ||g_off||,
+    right: a variable that gets no gradient is a bar of height 0)."""
     rows = m.backward.variables
-    fig, axes = new_figure(7.5, 3.6)
-    ax = axes[0]
+    named = names(m)
+    fig, axes = new_figure(11.0, 3.6, columns=2)
     x = np.arange(len(rows))
-    on = [100 * row.relative_change for row in rows]
-    one = [100 * row.relative_change_rate_1 for row in rows]
-    ax.bar(x - 0.2, on, width=0.4, label="dropout on (one fixed mask)", color="tab:blue")
-    ax.bar(x + 0.2, one, width=0.4, label="Dropout(rate=1)", color="tab:orange")
-    for i, row in enumerate(rows):
-        if row.norm_rate_1 == 0.0:
-            ax.text(i + 0.2, one[i], "all 0", ha="center", va="bottom", fontsize=7)
-    names = [f"{m.context.dense(r.layer)}/{r.variable.split('/')[-1]}" for r in rows]
-    ax.set_xticks(x, names, rotation=30, fontsize=8)
-    ax.set_ylabel("gradient change vs dropout off (%)")
-    ax.set_title("how much each gradient changes with dropout (0% = unaffected)", fontsize=9)
-    ax.legend(fontsize=8)
+    labels = [named.get(r.variable, r.variable) for r in rows]
+    ax = axes[0]
+    ax.bar(x, [100 * row.relative_change for row in rows], color="tab:blue")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("change vs dropout off (%)")
+    ax.set_title("one fixed mask: how much each gradient changes (0% = unaffected)", fontsize=9)
+    ax = axes[1]
+    size = np.array(
+        [
+            100 * r.norm_rate_1 / r.norm_without_dropout if r.norm_without_dropout else 0.0
+            for r in rows
+        ]
+    )
+    top = min(max(float(size.max(initial=0.0)), 100.0), CLIP_PERCENT) * 1.1
+    ax.bar(x, np.minimum(size, top), color="tab:orange")
+    for i, value in enumerate(size):
+        text = "0: no gradient" if value == 0.0 else f"{value:.0f}%"
+        y = 0.0 if value == 0.0 else min(value, top)
+        ax.text(i, y, text, ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, top * 1.08)
+    ax.set_ylabel("gradient size vs dropout off (%)")
+    ax.set_title("Dropout(rate=1): what is left of each gradient", fontsize=9)
+    for ax in axes:
+        ax.set_xticks(x, labels, rotation=30, fontsize=8)
     return fig
 
 

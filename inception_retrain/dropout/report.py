@@ -1,13 +1,18 @@
 """dropout_impact.{json,md,html}: the answer first, then every finding by kind of claim.
 
-The document opens with the answer in the question's own terms (`prose.answer`), then shows
-the three kinds of claim apart: mechanism (checked bit for bit), effect on this data
-(statistical, with the sweep's settings, table and plots), and history or practice (not
-testable here). Every finding shows its verdict, what it found, the rule that decided it,
-what would have flipped it and its numbers; no table cell holds raw JSON. Both renderings
-carry the random-weights banner when the backbone's weights are random. The HTML is one
-self-contained file (plots as data URIs); the Markdown links the PNGs beside it. The JSON holds
-everything, each measurement in full under its claim's `details`.
+The document opens with a one-sentence answer and a row per layer with a column per question
+(forward pass, gradients, weights at inference), each cell a measured number (`layer_table`),
+small enough for the first screen; then a contents list, the answer in the question's own terms
+(`prose.answer`), and the three kinds of claim apart: mechanism (checked bit for bit), effect on
+this data (statistical, with the sweep's settings, table and plots), and history or practice
+(not testable here). Every finding shows its verdict, what it found, the rule that decided it,
+what would have flipped it and its numbers; no table cell holds raw JSON. On the pages, headings
+are the findings' questions with the claim code as a small tag that a legend explains; rules,
+raw tables and per-training details fold into `<details>`, and layers and keys read as words
+(`wording`), never as the program's names, which the JSON keeps. Both renderings carry the
+random-weights banner when the backbone's weights are random. The HTML is one self-contained
+file (plots as data URIs); the Markdown links the PNGs beside it. The JSON holds everything,
+each measurement in full under its claim's `details`.
 
     json_path = write_reports(run_dir, measurements, entries, figures, timings)
 """
@@ -16,11 +21,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inception_retrain.dropout import prose
+from inception_retrain.dropout import layer_table, prose
 from inception_retrain.dropout.claims import KINDS, Entry
 from inception_retrain.dropout.effects import label
 from inception_retrain.dropout.measurements import Measurements, as_json
 from inception_retrain.dropout.verdicts import tally
+from inception_retrain.dropout.wording import readable, words
 from inception_retrain.evaluation.reports import render
 from inception_retrain.plumbing.files import atomic_write
 from inception_retrain.plumbing.schemas import write_document
@@ -86,7 +92,24 @@ REASON_TITLES = {
     "supported": "Note",
     "clarified": "Note",
 }
-LAYER_COLUMNS = ["layer", "kind", "shape", "max_abs_delta", "fraction_changed", "changed"]
+LAYER_COLUMNS = ["layer", "part", "shape", "max |Δ|", "share of values changed", "changed"]
+LEGEND = {
+    "C1-C7": "the claims of the answers this report checks, each quoted under its heading",
+    "F1-F5": "this report's own measurements, stated as what one expects",
+    "mechanism": "what Dropout does, deterministic, checked bit for bit on the run's model",
+    "effect": "what Dropout does to this head on this data: statistical, configs compared "
+    "image by image over a cross-fit of the labelled images",
+    "practice": "history or common practice: not testable with one model and one data set",
+}
+VERDICT_MEANINGS = {
+    "supported": "the rule's measurement came out for the claim",
+    "refuted": "the rule's measurement came out against the claim",
+    "inconclusive": "the measurement could not decide (an interval too wide); it says what "
+    "would decide",
+    "not testable here": "nothing in this run can decide it, with the reason",
+    "clarified": "right in what it says, but imprecise in a way that holds for any rate",
+}
+SECTION_IDS = {"mechanism": "mechanism", "effect": "effect", "practice": "practice"}
 
 
 def _ci(low, high) -> str:
@@ -188,6 +211,8 @@ def build_document(m: Measurements, entries: list[Entry], figures: dict, timings
         {
             "title": TITLE,
             "question": QUESTION,
+            "answer_sentence": layer_table.answer_sentence(m),
+            "layers": layer_table.layer_rows(m),
             "answer": [
                 {"question": b.question, "answer": b.answer} for b in prose.answer(m, entries)
             ],
@@ -203,18 +228,32 @@ def build_document(m: Measurements, entries: list[Entry], figures: dict, timings
     )
 
 
+def anchor(claim: str, kind: str) -> str:
+    """The HTML id of a finding: 'c2-effect'."""
+    return f"{claim}-{kind}".lower()
+
+
 def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
-    """What the dropout_impact templates are filled with."""
+    """What the dropout_impact templates are filled with: the document in people's words."""
+    names = layer_table.names(m)
+
+    def say(value):
+        return readable(value, names)
+
     sections = {kind: [] for kind in KINDS}
     summary_rows = []
     for claim in document["claims"]:
         for item in claim["findings"]:
             view = {
-                **item,
+                **{key: say(value) for key, value in item.items()},
                 "id": claim["id"],
-                "claim": claim["claim"],
-                "number_rows": list(item["numbers"].items()),
-                "comparison_rows": _comparison_rows(item),
+                "anchor": anchor(claim["id"], item["kind"]),
+                "claim": say(claim["claim"]),
+                "number_rows": [(words(k), say(v)) for k, v in item["numbers"].items()],
+                "comparison_rows": [
+                    {key: say(value) for key, value in row.items()}
+                    for row in _comparison_rows(item)
+                ],
             }
             sections[item["kind"]].append(view)
             summary_rows.append(
@@ -222,29 +261,48 @@ def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
                     "claim": claim["id"],
                     "kind": item["kind"],
                     "verdict": item["verdict"],
-                    "question": item["question"],
+                    "question": view["question"],
                 }
             )
     layers = [
-        {**row, "shape": "x".join(map(str, row["shape"]))} for row in as_json(m.forward.layers)
+        {
+            "layer": names.get(row["layer"]) or words(row["layer"]),
+            "part": row["kind"],
+            "shape": "x".join(map(str, row["shape"])),
+            "max |Δ|": row["max_abs_delta"],
+            "share of values changed": row["fraction_changed"],
+            "changed": "yes" if row["changed"] else "no",
+        }
+        for row in as_json(m.forward.layers)
     ]
     return {
         "title": document["title"],
         "document": document,
-        "sections": [(KINDS[kind], kind, views) for kind, views in sections.items()],
+        "sentence": document["answer_sentence"],
+        "layer_rows": document["layers"],
+        "layer_table_columns": list(layer_table.COLUMNS),
+        "answer": [
+            {"question": say(b["question"]), "answer": say(b["answer"])} for b in document["answer"]
+        ],
+        "sections": [
+            (KINDS[kind], SECTION_IDS[kind], kind, views) for kind, views in sections.items()
+        ],
         "summary_rows": summary_rows,
         "summary_columns": ["claim", "kind", "verdict", "question"],
+        "legend": LEGEND,
+        "verdict_meanings": VERDICT_MEANINGS,
         "run_dir": Path(run_dir),
         "random_weights": m.context.weights_description if m.context.random_weights else "",
-        "sweep_rows": sweep_rows(m),
+        "sweep_settings": say(document["sweep_settings"]),
+        "sweep_rows": [{key: say(value) for key, value in row.items()} for row in sweep_rows(m)],
         "sweep_columns": SWEEP_COLUMNS,
         "sweep_cache": sweep_cache_text(m.sweep),
         "comparison_columns": COMPARISON_COLUMNS,
         "reason_titles": REASON_TITLES,
-        "head_layers": [row for row in layers if row["kind"] == "head"],
+        "head_layers": [row for row in layers if row["part"] == "head"],
         "layers": layers,
         "layer_columns": LAYER_COLUMNS,
-        "timing_rows": list(document["timings_seconds"].items()),
+        "timing_rows": [(words(k), v) for k, v in document["timings_seconds"].items()],
     }
 
 

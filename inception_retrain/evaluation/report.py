@@ -24,18 +24,25 @@ from inception_retrain.evaluation.reports import render
 from inception_retrain.plumbing.files import atomic_write
 
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
-AUGMENT_COLUMNS = ["claim", "reference", "compared", "improvement [95% CI]", "d_z", "verdict"]
+AUGMENT_COLUMNS = [
+    "claim",
+    "reference",
+    "compared",
+    "improvement [95% CI]",
+    "effect size (paired d)",
+    "verdict",
+]
 AUGMENT_TRAINING_COLUMNS = [
     "seed",
     "dropout",
     "views",
     "epochs",
     "accuracy",
-    "log_loss",
-    "ece",
+    "log loss",
+    "ECE",
     "gap",
 ]
-FINE_TUNE_VALIDATION_COLUMNS = ["model", "images", "log_loss", "accuracy"]
+FINE_TUNE_VALIDATION_COLUMNS = ["model", "images", "log loss", "accuracy"]
 FINE_TUNE_TEST_COLUMNS = [
     "per image",
     "head alone",
@@ -45,8 +52,19 @@ FINE_TUNE_TEST_COLUMNS = [
     "verdict",
     "method",
 ]
-CALIBRATION_COLUMNS = ["bin", "count", "mean_confidence", "accuracy"]
+CALIBRATION_COLUMNS = ["bin", "count", "mean confidence", "accuracy"]
+# how the pages name metrics and settings (evaluation.json keeps its keys)
+METRIC_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "ece": "ECE"}
+PLACEMENT_NAMES = {
+    "after_dense2": "after the last hidden layer",
+    "after_both": "after both hidden layers",
+}
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
+
+
+def _words(key: str) -> str:
+    """A key of evaluation.json as the pages say it: 'mean_confidence' -> 'mean confidence'."""
+    return METRIC_NAMES.get(key, key.replace("_", " "))
 
 
 def _summary(doc: dict) -> list[tuple[str, str]]:
@@ -87,6 +105,7 @@ def _settings(doc: dict) -> list[tuple[str, object]]:
     training = head.get("training") or {}
     units = spec.get("hidden_units") or ("?", "?")
     rate, placement = spec.get("dropout_rate"), spec.get("dropout_placement")
+    placement = PLACEMENT_NAMES.get(placement, placement)
     dropout = "none" if not rate or placement == "none" else f"{rate:g}, {placement}"
     epochs = "-"
     if head.get("epochs_run"):
@@ -115,7 +134,7 @@ def _metric_rows(doc: dict) -> list[dict]:
         bounds = intervals.get(metric)
         rows.append(
             {
-                "metric": metric,
+                "metric": METRIC_NAMES.get(metric, metric),
                 "value": doc["metrics"][metric],
                 "95% CI": f"[{bounds['low']:.4f}, {bounds['high']:.4f}]" if bounds else "n/a",
                 "method": bounds["method"] if bounds else "",
@@ -170,7 +189,7 @@ def _effect_rows(effects) -> list[dict]:
             "reference": f"{m.reference_label}: {m.mean_reference:.4f}",
             "compared": f"{m.compared_label}: {m.mean_compared:.4f}",
             "improvement [95% CI]": m.interval.text(4),
-            "d_z": m.effect_size,
+            "effect size (paired d)": m.effect_size,
             "verdict": m.verdict,
         }
         for m in effects
@@ -188,11 +207,11 @@ def _augmentation(section: dict | None) -> dict | None:
             "views": t.views,
             "dropout": "yes" if t.dropout else "no",
             "epochs": t.epochs_run,
-            **t.scores,
+            **{_words(key): value for key, value in t.scores.items()},
         }
         for t in sorted(effect.trainings, key=lambda t: (t.seed, not t.dropout, t.views))
     ]
-    ranges = ", ".join(f"{key} {value}" for key, value in effect.policy.items())
+    ranges = ", ".join(f"{_words(key)} {value}" for key, value in effect.policy.items())
     summary = [
         ("views per train image (K)", effect.views),
         ("policy", f"{effect.policy_fingerprint} ({ranges})"),
@@ -228,7 +247,8 @@ def _fine_tuning(section: dict | None) -> dict | None:
     effect = FineTuningEffect.model_validate(section)
     labels = {HEAD_ONLY: "head alone", FINE_TUNED: "fine-tuned"}
     validation = [
-        {"model": labels[name], **scores.model_dump()} for name, scores in effect.validation.items()
+        {"model": labels[name], **{_words(k): v for k, v in scores.model_dump().items()}}
+        for name, scores in effect.validation.items()
     ]
     tests = []
     for metric, text in (("accuracy", "correct (accuracy)"), ("log_loss", "log loss")):
@@ -296,7 +316,7 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "confusion": [[names[i], *row] for i, row in enumerate(matrix)],
         "calibration_columns": CALIBRATION_COLUMNS,
         "calibration": [
-            {"bin": f"[{b['lower']:.1f}, {b['upper']:.1f})", **b}
+            {"bin": f"[{b['lower']:.1f}, {b['upper']:.1f})", **{_words(k): v for k, v in b.items()}}
             for b in doc["metrics"]["calibration"]["bins"]
             if b["count"]
         ],
