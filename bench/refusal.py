@@ -16,6 +16,9 @@ check alone (`storage.check_reachable`: one ListObjectsV2, 1.5 s time-outs, no r
 at `--old-cap` seconds, both in fresh processes, and (c) the whole `inception-retrain run`
 refusal. An unreachable Dask scheduler is timed the same way, (c) only.
 
+Section `commands` (issue 24): every command's refusal of a missing folder, a missing champion
+or a bad option, from process start to exit (the target: under 1 s, one line, no TensorFlow).
+
 Section `busy` (issue 23): `run --no-wait` on a workdir another process holds (exit 75).
 
 Each case is timed `--repeats` times each way, alternating, from process start to exit;
@@ -23,6 +26,7 @@ the table gives medians and the ratios.
 
     python bench/refusal.py --repeats 3 --out refusal.json
     python bench/refusal.py --sections object-store,busy --repeats 3
+    python bench/refusal.py --sections commands --repeats 5
 """
 
 from __future__ import annotations
@@ -253,6 +257,40 @@ def object_store(folder: Path, env: dict, repeats: int, old_cap: float) -> dict:
     return rows
 
 
+def command_refusals(folder: Path) -> dict[str, list[str]]:
+    """{case: CLI arguments} that each command must refuse with exit code 2."""
+    missing, empty = str(folder / "missing"), folder / "empty-workdir"
+    empty.mkdir(exist_ok=True)
+    return {
+        "run: missing data folder": ["run", "--data", missing, "--workdir", str(empty)],
+        "run: bad option value": ["run", "--image-size", "50"],
+        "dropout-report: missing run": ["dropout-report", "--run", missing],
+        "predict: no champion": ["predict", "--workdir", str(empty), missing],
+        "runs show: missing run": ["runs", "show", "nope", "--workdir", str(empty)],
+        "runs compare: missing run": ["runs", "compare", "a", "b", "--workdir", str(empty)],
+        "models prune: bad option": ["models", "prune", "--keep", "-1"],
+        "cache prune: bad option": ["cache", "prune", "--keep-latest", "x"],
+        "serve: bad cron": ["serve", "--cron", "not a cron", "--workdir", str(empty)],
+        "demo-data: bad option": ["demo-data", str(folder / "d"), "--per-class", "3"],
+    }
+
+
+def commands(folder: Path, env: dict, repeats: int) -> dict:
+    rows = {}
+    for name, arguments in command_refusals(folder).items():
+        seconds_each = []
+        for _ in range(repeats):
+            seconds, code, line = timed([str(CLI), *arguments], env)
+            assert code == 2, (name, code, line)
+            seconds_each.append(seconds)
+        rows[name] = {"cli_s": statistics.median(seconds_each), "max_s": max(seconds_each)}
+        rows[name]["message"] = line
+        print(
+            f"{name:28s} {rows[name]['cli_s']:5.2f} s (max {max(seconds_each):4.2f})  {line[:70]}"
+        )
+    return rows
+
+
 def busy(folder: Path, env: dict, repeats: int) -> dict:
     from inception_retrain.data.demo_data import write_demo_data
 
@@ -283,7 +321,7 @@ def busy(folder: Path, env: dict, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sections", default="bad-input,object-store,busy")
+    parser.add_argument("--sections", default="bad-input,object-store,busy,commands")
     parser.add_argument("--old-cap", type=float, default=60.0, help="Stop the old check then.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -297,6 +335,8 @@ def main() -> None:
             results["cases"] = bad_input(Path(tmp), env, args.repeats)
         if "object-store" in sections:
             results["object_store"] = object_store(Path(tmp), env, args.repeats, args.old_cap)
+        if "commands" in sections:
+            results["commands"] = commands(Path(tmp), env, args.repeats)
         if "busy" in sections:
             results["busy"] = busy(Path(tmp), env, args.repeats)
     results["load_average_end"] = os.getloadavg()

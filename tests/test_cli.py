@@ -51,6 +51,40 @@ def test_every_option_shows_its_type_limits_choices_and_a_truthful_default():
         assert option_name(name) in text, name
 
 
+COMMANDS = [
+    ["run"],
+    ["serve"],
+    ["demo-data"],
+    ["predict"],
+    ["dropout-report"],
+    ["prefect-yaml"],
+    ["cache", "ls"],
+    ["cache", "prune"],
+    ["runs", "ls"],
+    ["runs", "show"],
+    ["runs", "compare"],
+    ["models", "ls"],
+    ["models", "prune"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_no_option_of_any_command_shows_a_bare_python_type(command):
+    # Typer's fallback shows "<str>", "<bool>", "<path>"; every option says what it takes
+    # (or, for a switch, nothing). Typer's own --help is left as typer draws it.
+    options = [
+        line
+        for line in help_text(*command).splitlines()
+        if re.match(r"^│ +(\* +)?--", line) and "--help" not in line
+    ]
+    assert options, command
+    assert not [
+        line
+        for line in options
+        if re.search(r"<(str|bool|path|int|float|list\[str\])( range)?>", line)
+    ]
+
+
 def test_options_sit_in_panels_by_subject():
     text = help_text("run")
     assert not [name for name in OPTION_FIELDS if panel_of(name) == OTHER_PANEL]
@@ -135,12 +169,47 @@ def test_refusals_happen_before_tensorflow_is_imported(tmp_path):
         ["predict", "--workdir", str(tmp_path), str(tmp_path / "x.jpg")],
         ["runs", "ls", "--workdir", str(tmp_path)],
         ["models", "ls", "--workdir", str(tmp_path)],
+        ["serve", "--cron", "not a cron", "--workdir", str(tmp_path)],
+        ["prefect-yaml", "--timezone", "Mars/Olympus"],
     ]
     for arguments in calls:
         done = subprocess.run(
             [sys.executable, "-c", probe, *arguments], capture_output=True, text=True, timeout=120
         )
         assert done.stdout.strip().splitlines()[-1] == "[]", (arguments, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"),
+    [
+        ("0 2 * * *", "UTC"),
+        ("*/15 1-5 * * mon-fri", "Europe/Paris"),
+        ("0 2 * *", "UTC"),
+        ("61 2 * * *", "UTC"),
+        ("H 2 * * *", "UTC"),
+        ("R 2 * * *", "UTC"),
+        ("0 2 * * *", "Mars/Olympus"),
+        ("@daily", "America/New_York"),
+    ],
+)
+def test_the_quick_schedule_check_agrees_with_prefects_cron_schedule(cron, timezone):
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    from inception_retrain.cli.main import check_schedule
+    from inception_retrain.cli.options import UsageError
+
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+        prefect_accepts = True
+    except ValidationError:
+        prefect_accepts = False
+    try:
+        check_schedule(cron, timezone)
+        ours_accepts = True
+    except UsageError:
+        ours_accepts = False
+    assert ours_accepts == prefect_accepts
 
 
 # --- listings --------------------------------------------------------------------------------
@@ -246,3 +315,11 @@ def test_runs_show_and_compare_put_settings_and_metrics_side_by_side(workdir):
     assert "batch_size" not in text  # equal settings are left out
     ambiguous = runner.invoke(app, ["runs", "show", "2026120", "--workdir", str(workdir)])
     assert ambiguous.exit_code == 2 and "names 2 runs" in ambiguous.output
+
+
+def test_every_listing_time_is_utc_in_one_format():
+    from inception_retrain.cli.workdir_commands import when
+
+    assert when("2026-12-06T22:04:31+01:00") == "2026-12-06 21:04 UTC"  # converted, not relabelled
+    assert when("2026-12-06T21:04:31+00:00") == "2026-12-06 21:04 UTC"
+    assert when(None) == "-"

@@ -169,7 +169,7 @@ def option_type(name: str) -> tuple[type, dict]:
     annotation = field.annotation
     origin = typing.get_origin(annotation)
     if annotation is bool:
-        return bool, {}
+        return bool, {"metavar": ""}  # a switch takes no value: no "<bool>" column
     if annotation in (int, float):
         kind = "INTEGER" if annotation is int else "FLOAT"
         limits = _range(field)

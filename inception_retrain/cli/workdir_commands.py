@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -32,8 +32,12 @@ runs_app = typer.Typer(no_args_is_help=True, help="List, show and compare the ru
 models_app = typer.Typer(no_args_is_help=True, help="List and prune model versions.")
 cache_app = typer.Typer(no_args_is_help=True, help="List and prune feature caches.")
 
-WORKDIR = typer.Option(Path("workdir"), help="The workdir (holds runs/, models/, cache/).")
-AS_JSON = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
+WORKDIR = typer.Option(
+    Path("workdir"), metavar="PATH", help="The workdir (holds runs/, models/, cache/)."
+)
+AS_JSON = typer.Option(
+    False, "--json", metavar="", help="Print JSON (for scripts) instead of a table."
+)
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -56,6 +60,8 @@ def when(iso: str | None) -> str:
         moment = datetime.fromisoformat(iso)
     except ValueError:
         return iso
+    if moment.tzinfo is not None:  # an offset other than UTC is converted, not relabelled
+        moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -167,7 +173,9 @@ def runs_show_command(
 
 @runs_app.command("compare")
 def runs_compare_command(
-    first: str = typer.Argument(..., help="A run folder, run id or unique id prefix."),
+    first: str = typer.Argument(
+        ..., metavar="RUN", help="A run folder, run id or unique id prefix."
+    ),
     second: str = typer.Argument(..., help="Another one."),
     workdir: Path = WORKDIR,
     as_json: bool = AS_JSON,
@@ -231,9 +239,13 @@ def models_ls_command(workdir: Path = WORKDIR, as_json: bool = AS_JSON) -> None:
 
 @models_app.command("prune")
 def models_prune_command(
-    keep: int = typer.Option(..., "--keep", min=0, help="Newest versions to keep."),
-    workdir: Path = typer.Option(Path("workdir"), help="Holds models/."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    keep: int = typer.Option(
+        ..., "--keep", min=0, metavar="INTEGER RANGE", help="Newest versions to keep."
+    ),
+    workdir: Path = typer.Option(Path("workdir"), metavar="PATH", help="Holds models/."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", metavar="", help="Only list what would be removed."
+    ),
 ) -> None:
     """Remove model versions except the champion and the newest --keep."""
     from inception_retrain.plumbing.errors import PipelineError
@@ -288,7 +300,9 @@ def _one_line():
 def cache_ls_command(
     workdir: Path = WORKDIR,
     as_json: bool = AS_JSON,
-    feature_cache: str | None = typer.Option(None, "--feature-cache", help=FEATURE_CACHE_HELP),
+    feature_cache: str | None = typer.Option(
+        None, "--feature-cache", metavar="FOLDER|s3://BUCKET/PREFIX", help=FEATURE_CACHE_HELP
+    ),
 ) -> None:
     """List feature caches: fingerprint, images, augmented views, size, dtype, last used,
     layer, weights."""
@@ -342,15 +356,24 @@ def format_cache_table(caches: list[dict]) -> str:
 
 @cache_app.command("prune")
 def cache_prune_command(
-    workdir: Path = typer.Option(Path("workdir"), help="Holds cache/."),
+    workdir: Path = typer.Option(Path("workdir"), metavar="PATH", help="Holds cache/."),
     keep_latest: int = typer.Option(
-        1, min=0, help="Keep this many most recently used caches (and view policies of each)."
+        1,
+        min=0,
+        metavar="INTEGER RANGE",
+        help="Keep this many most recently used caches (and view policies of each).",
     ),
     keep: list[str] = typer.Option(
-        [], help="A cache's or view policy's fingerprint to keep as well (repeatable)."
+        [],
+        metavar="FINGERPRINT",
+        help="A cache's or view policy's fingerprint to keep as well (repeatable).",
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
-    feature_cache: str | None = typer.Option(None, "--feature-cache", help=FEATURE_CACHE_HELP),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", metavar="", help="Only list what would be removed."
+    ),
+    feature_cache: str | None = typer.Option(
+        None, "--feature-cache", metavar="FOLDER|s3://BUCKET/PREFIX", help=FEATURE_CACHE_HELP
+    ),
 ) -> None:
     """Remove feature caches except the most recently used ones (and --keep), the augmented
     views of all but the most recently used policies of the caches kept (and --keep), and
