@@ -127,7 +127,8 @@ def gradient_changes(m: Measurements):
     top = min(max(float(size.max(initial=0.0)), 100.0), CLIP_PERCENT) * 1.1
     ax.bar(x, np.minimum(size, top), color="tab:orange")
     for i, value in enumerate(size):
-        text = "0: no gradient" if value == 0.0 else f"{value:.0f}%"
+        text = "0: none" if value == 0.0 else f"{value:.0f}%"
+        text += " (bar cut)" if value > top else ""
         y = 0.0 if value == 0.0 else min(value, top)
         ax.text(i, y, text, ha="center", va="bottom", fontsize=7)
     ax.set_ylim(0, top * 1.08)

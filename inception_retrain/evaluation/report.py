@@ -172,7 +172,7 @@ def _promotion_rows(record: dict) -> list[tuple[str, object]]:
     return [
         ("decision", record["decision"]),
         ("version", record.get("version") or "not published"),
-        ("metric", record["metric"]),
+        ("metric", _words(record["metric"])),
         ("new model score", record["score"]),
         ("champion", record["previous_champion"] or "none"),
         ("champion score", record["champion_score"]),
