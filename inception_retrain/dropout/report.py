@@ -31,7 +31,7 @@ from inception_retrain.evaluation.reports import render
 from inception_retrain.plumbing.files import atomic_write
 from inception_retrain.plumbing.schemas import write_document
 
-KIND, VERSION, FILE_NAME = "dropout-impact", 3, "dropout_impact.json"
+KIND, VERSION, FILE_NAME = "dropout-impact", 4, "dropout_impact.json"  # 4: answer_sentence, layers
 TITLE = "Which layers does Dropout affect? Dropout-impact report"
 QUESTION = (
     "A frozen InceptionV3 (cut at mixed7) feeds Flatten, Dense(512), Dense(1024), Dropout(0.2) "
