@@ -116,13 +116,20 @@ def _ci(low, high) -> str:
     return "n/a" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
 
 
+def _cell_words(cell: str) -> str:
+    """A sweep grid cell 'rate/placement' in words: '0.2/after_dense2' -> 'rate 0.2 after the
+    last hidden layer'."""
+    rate, _, placement = cell.partition("/")
+    return f"rate {rate} {words(placement)}" if placement else cell
+
+
 def sweep_rows(m: Measurements) -> list[dict]:
     s = m.sweep
     units = m.context.hidden_units
     return [
         {
             "config": label(row, units),
-            "grid cells": ", ".join(row.cells),
+            "grid cells": "; ".join(_cell_words(cell) for cell in row.cells),
             "trainings": row.trainings,
             "degenerate": row.degenerate,
             "out-of-fold accuracy [95% Wilson]": f"{row.accuracy:.3f} "
