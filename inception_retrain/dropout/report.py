@@ -235,9 +235,10 @@ def build_document(m: Measurements, entries: list[Entry], figures: dict, timings
     )
 
 
-def anchor(claim: str, kind: str) -> str:
-    """The HTML id of a finding: 'c2-effect'."""
-    return f"{claim}-{kind}".lower()
+def anchor(claim: str, kind: str, index: int = 1) -> str:
+    """The HTML id of a finding: 'c2-effect'; 'c6-mechanism-2' for a claim's second finding
+    of one kind."""
+    return f"{claim}-{kind}".lower() + (f"-{index}" if index > 1 else "")
 
 
 def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
@@ -250,11 +251,13 @@ def _context(document: dict, m: Measurements, run_dir: Path) -> dict:
     sections = {kind: [] for kind in KINDS}
     summary_rows = []
     for claim in document["claims"]:
+        seen: dict[str, int] = {}
         for item in claim["findings"]:
+            seen[item["kind"]] = seen.get(item["kind"], 0) + 1
             view = {
                 **{key: say(value) for key, value in item.items()},
                 "id": claim["id"],
-                "anchor": anchor(claim["id"], item["kind"]),
+                "anchor": anchor(claim["id"], item["kind"], seen[item["kind"]]),
                 "claim": say(claim["claim"]),
                 "number_rows": [(words(k), say(v)) for k, v in item["numbers"].items()],
                 "comparison_rows": [
