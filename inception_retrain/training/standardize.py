@@ -12,7 +12,8 @@ statistics removes that: 0 of 8 real trainings degenerate instead of 3 (docs/evi
 How. A `Standardize` layer, (x - mean) * scale with non-trainable per-feature `mean` and
 `scale`, sits between the input and `Flatten` while training. Each feature is centred and
 scaled to one common spread: the root-mean-square standard deviation of the features that
-vary (`scale` = spread / its sd; 0 for a feature constant over the training images). So the
+vary (`scale` = spread / its sd, at most `MAX_GAIN` = 10 for a feature that barely varies on
+the training images; 0 for a constant one). So the
 common mode is gone and every feature counts alike, while the inputs keep the overall size of
 the raw centred features, the size the head's learning rate acts on: scaled to unit variance
 instead (6x larger on the demo), RMSprop's steps made the heads with Dropout(0.5) jump between
@@ -21,7 +22,10 @@ between trainings that the comparisons must see through. When the head is saved,
 folds it into `hidden_1`: W' = scale * W (row by row), b' = b - (mean * scale) @ W, so the
 saved head is the seed's Flatten -> Dense(512) -> Dense(1024) -> Dropout -> Dense(1)
 on the raw cached features, and evaluation, export and the dropout report see exactly that
-architecture and compute the same function (to float32 rounding).
+architecture and compute the same function (to float32 rounding). The cap matters there: a
+feature almost constant over a small training set would otherwise get a weight thousands of
+times larger in the folded head, and fine-tuning the block below, which makes it vary, then
+sent the head's outputs to 0 and 1 (validation log loss 23 in tests/test_fine_tune_run.py).
 
     mean, scale = feature_statistics(features)                # (N, *shape) -> two (*shape,)
     kernel, bias = fold_into_dense(kernel, bias, mean, scale)
@@ -37,6 +41,7 @@ import numpy as np
 LAYER_NAME = "standardize"
 CHUNK_ROWS = 256  # rows converted to float64 at a time while summing
 CONSTANT_SD = 1e-12  # a feature whose standard deviation is below this is constant
+MAX_GAIN = 10.0  # the largest scale, relative to the common spread, any feature gets
 
 
 class Standardize(keras.layers.Layer):
@@ -90,7 +95,10 @@ class RunningMoments:
         sd = np.sqrt(variance)
         varying = sd > CONSTANT_SD
         spread = float(np.sqrt(variance[varying].mean())) if varying.any() else 1.0
-        scale = np.where(varying, spread / np.where(varying, sd, 1.0), 0.0)
+        # a feature that barely varies on these images is scaled up at most MAX_GAIN times:
+        # the folded head must not put huge weights on it (fine-tuning the block below moves it)
+        sd = np.maximum(sd, spread / MAX_GAIN)
+        scale = np.where(varying, spread / sd, 0.0)
         return (self.shift + centred).astype(np.float32), scale.astype(np.float32)
 
 
