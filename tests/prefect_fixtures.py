@@ -97,7 +97,12 @@ def _stop(process: subprocess.Popen, grace_s: float = 20) -> None:
 
 def child_env(**updates: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", **updates)
+    env.update(
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",  # 20 s is too short on 2 busy cores
+        **updates,
+    )
     return env
 
 
