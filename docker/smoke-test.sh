@@ -47,7 +47,7 @@ PER_CLASS=${SMOKE_PER_CLASS:-20}
 RUN_TIMEOUT=${SMOKE_RUN_TIMEOUT:-1800}
 # Small enough for CI, still every stage: 75 px images, one epoch, a 2x2 dropout sweep.
 RUN_OPTIONS=${SMOKE_RUN_OPTIONS:---image-size 75 --sweep-rates 0.0,0.5 --sweep-placements after_dense2,none --mc-passes 5}
-FLOW_OPTIONS="--data /data --weights random:0 --epochs 1 --sweep-seeds 1 --sweep-epochs 1 $RUN_OPTIONS"
+FLOW_OPTIONS="--data /data --weights random:0 --epochs 1 --sweep-folds 2 --sweep-repeats 1 --sweep-epochs 1 $RUN_OPTIONS"
 
 WORK=$(mktemp -d /tmp/inception-retrain-smoke.XXXXXX)
 STARTED=$(date +%s)

@@ -50,6 +50,7 @@ from inception_retrain.training.head_spec import PLACEMENTS, DropoutPlacement, H
 from inception_retrain.training.training_spec import TrainingSpec
 
 if TYPE_CHECKING:
+    from inception_retrain.dropout.evidence_spec import EvidenceSpec
     from inception_retrain.dropout.sweep import SweepSpec
 
 _SHARDS = ShardPolicy()  # the defaults, defined once there
@@ -59,6 +60,12 @@ _SHARDS = ShardPolicy()  # the defaults, defined once there
 # generated with them says otherwise (flows/deployments.py).
 NIGHTLY_CRON = "0 2 * * *"
 NIGHTLY_TIMEZONE = "UTC"
+SWEEP_EPOCHS = 10  # the sweep's epoch budget: bench/sweep.py and docs/evidence.md say why
+# Settings of older versions that runs recorded: dropped when a run's config is read back.
+RETIRED_FIELDS = {
+    "sweep_seeds": "the sweep now cross-fits (--sweep-folds, --sweep-repeats)",
+    "sweep_patience": "sweep trainings run a fixed budget (--sweep-epochs)",
+}
 
 
 class RetrainConfig(BaseModel):
@@ -153,6 +160,12 @@ class RetrainConfig(BaseModel):
     mixed_precision: bool = Field(False, description="mixed_float16 on GPU.")
     memory_budget_mb: int = Field(
         2048, ge=1, description="Hold training features in memory below this, else stream."
+    )
+    standardize_features: bool = Field(
+        True,
+        description="Train on cached features standardised per feature with the training "
+        "images' statistics (folded into Dense(512) when saved: the saved head is the "
+        "seed's, on raw features). Keeps RMSprop's first steps from killing Dense(512).",
     )
 
     # --- fine-tuning (inception_retrain.training.fine_tune) ------------------------------
@@ -293,19 +306,57 @@ class RetrainConfig(BaseModel):
     sweep_placements: list[DropoutPlacement] = Field(
         list(PLACEMENTS), min_length=1, description="Placements of the full grid."
     )
-    sweep_seeds: int = Field(5, ge=1, le=20, description="Seeds per sweep configuration.")
-    sweep_epochs: int = Field(
-        20, ge=1, le=200, description="Maximum epochs per sweep training (early stopping)."
+    sweep_folds: int = Field(
+        5,
+        ge=2,
+        le=20,
+        description="Folds of the sweep's cross-fit over the train and validation images: "
+        "every config is trained on all folds but one and predicts the one left out.",
     )
-    sweep_patience: int = Field(
-        3, ge=0, description="Sweep early-stopping patience on validation loss (0: off)."
+    sweep_repeats: int = Field(
+        2, ge=1, le=20, description="Times the sweep splits those images into folds anew."
+    )
+    sweep_epochs: int = Field(
+        SWEEP_EPOCHS,
+        ge=1,
+        le=200,
+        description="Epochs of every sweep training: one fixed budget for every config, "
+        "no early stopping.",
+    )
+    sweep_max_images: int = Field(
+        2000,
+        ge=20,
+        description="Above this many train and validation images the sweep uses a "
+        "stratified sample of this size, the same on every rerun (drawn from content ids).",
+    )
+    sweep_metric: Literal["brier", "accuracy", "log_loss"] = Field(
+        "brier",
+        description="The per-image score that decides the sweep's effect claims (C1, C4, "
+        "F5, C2), fixed before the run; the others are shown beside it.",
+    )
+    sweep_brier_margin: float = Field(
+        0.034,
+        gt=0.0,
+        lt=1.0,
+        description="Brier margin: a smaller difference counts as equivalent (0.034 goes with "
+        "an accuracy difference of 0.05 for this head).",
+    )
+    sweep_log_loss_margin: float = Field(
+        0.10, gt=0.0, lt=10.0, description="Log-loss margin in nats (as --sweep-brier-margin)."
+    )
+    sweep_auroc_margin: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="F4: the AUROC margin of MC dropout's uncertainty over the plain "
+        "confidence for spotting errors.",
     )
     equivalence_margin: float = Field(
         0.05,
         gt=0.0,
         lt=1.0,
-        description="Accuracy margin of 'at least as good' in the dropout report, fixed "
-        "before the run: worse by less than this counts as at least as good.",
+        description="Accuracy margin of the dropout report's effect claims, fixed before the "
+        "run: a smaller difference counts as equivalent.",
     )
     mc_passes: int = Field(30, ge=2, le=1000, description="Stochastic passes for MC dropout.")
 
@@ -385,7 +436,8 @@ class RetrainConfig(BaseModel):
     def from_recorded(cls, settings: dict, overrides: dict | None = None) -> RetrainConfig:
         """A run's config from its recorded settings (config.json), with `overrides`; a value
         that no longer validates is a one-line ConfigError naming the field."""
-        values = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        values = {k: v for k, v in settings.items() if k not in RETIRED_FIELDS}
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         try:
             return cls.model_validate(values)
         except ValidationError as error:
@@ -454,6 +506,7 @@ class RetrainConfig(BaseModel):
             device=self.device,
             mixed_precision=self.mixed_precision,
             memory_budget_mb=self.memory_budget_mb,
+            standardize=self.standardize_features,
         )
 
     @property
@@ -518,10 +571,27 @@ class RetrainConfig(BaseModel):
             head=self.head,
             batch_size=self.batch_size,
             epochs=self.sweep_epochs,
-            patience=self.sweep_patience,
+            folds=self.sweep_folds,
+            repeats=self.sweep_repeats,
+            seed=self.seed,
+            max_images=self.sweep_max_images,
+            standardize=self.standardize_features,
+            mc_passes=self.mc_passes,
             grid=self.sweep_grid,
             rates=list(self.sweep_rates),
             placements=list(self.sweep_placements),
-            seeds=[self.seed + i for i in range(self.sweep_seeds)],
             sweeps_dir=self.workdir / "sweeps",
+        )
+
+    @property
+    def evidence(self) -> EvidenceSpec:
+        """How the dropout report decides its effect claims (`dropout.evidence_spec`)."""
+        from inception_retrain.dropout.evidence_spec import EvidenceSpec
+
+        return EvidenceSpec(
+            metric=self.sweep_metric,
+            accuracy_margin=self.equivalence_margin,
+            brier_margin=self.sweep_brier_margin,
+            log_loss_margin=self.sweep_log_loss_margin,
+            auroc_margin=self.sweep_auroc_margin,
         )

@@ -15,6 +15,8 @@ os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_HOME / "prefect" / "storage")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
+# Prefect gives its temporary (ephemeral) server 20 s to start; on 2 busy cores it needs more
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ["KERAS_HOME"] = str(_HOME / "keras")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -54,7 +56,9 @@ def tiny_run(session_tmp, small_demo_dir):
 
     Random-weight mixed7 features are ~1e-3, so a briefly trained head predicts ~0.5 for
     everything; its first kernel is then scaled up (by the factor that spreads the
-    probabilities most) so that comparisons of probabilities are sensitive.
+    probabilities most) so that comparisons of probabilities are sensitive. That needs the
+    raw features (`standardize_features=False`): the standardised head is tested in
+    tests/test_standardize.py and by every full run.
     """
     from types import SimpleNamespace
 
@@ -82,6 +86,7 @@ def tiny_run(session_tmp, small_demo_dir):
         epochs=3,
         batch_size=8,
         patience=0,
+        standardize_features=False,
     )
     run_dir = new_run_dir(config.workdir)
     manifest = ingest(config.ingest, run_dir)

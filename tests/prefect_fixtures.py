@@ -97,7 +97,12 @@ def _stop(process: subprocess.Popen, grace_s: float = 20) -> None:
 
 def child_env(**updates: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", **updates)
+    env.update(
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",  # 20 s is too short on 2 busy cores
+        **updates,
+    )
     return env
 
 
@@ -190,7 +195,7 @@ def write_corrupt_dataset(root: Path) -> Path:
 
 
 def tiny_config(data: Path, workdir: Path) -> dict:
-    """A whole retrain in seconds: 75 px, a small head, 1 epoch, a 2-point sweep with 1 seed."""
+    """A whole retrain in seconds: 75 px, a small head, 1 epoch, a sweep of 1 repeat x 2 folds."""
     return {
         "data": str(data),
         "weights": "random:0",
@@ -203,7 +208,8 @@ def tiny_config(data: Path, workdir: Path) -> dict:
         "patience": 0,
         "sweep_rates": [0.0, 0.5],
         "sweep_placements": ["after_dense2"],
-        "sweep_seeds": 1,
+        "sweep_folds": 2,
+        "sweep_repeats": 1,
         "sweep_epochs": 1,
         "mc_passes": 2,
     }

@@ -46,7 +46,9 @@ SMALL_RUN = [
     "0",
     "--sweep-placements",
     "none",
-    "--sweep-seeds",
+    "--sweep-folds",
+    "2",
+    "--sweep-repeats",
     "1",
     "--sweep-epochs",
     "1",
@@ -142,8 +144,10 @@ def test_run_with_augment_views_end_to_end(small_demo_dir, tmp_path):
     own = next(
         t for t in effect["trainings"] if (t["views"], t["dropout"], t["seed"]) == (K, True, 0)
     )
-    assert own["scores"]["log_loss"] == pytest.approx(evaluation["metrics"]["log_loss"], abs=1e-9)
-    assert own["scores"]["ece"] == pytest.approx(evaluation["metrics"]["ece"], abs=1e-9)
+    # the same training: the evaluation scores the saved head, whose Dense(512) has the
+    # standardisation folded in, so the two agree to float32 rounding, not bit for bit
+    assert own["scores"]["log_loss"] == pytest.approx(evaluation["metrics"]["log_loss"], abs=1e-6)
+    assert own["scores"]["ece"] == pytest.approx(evaluation["metrics"]["ece"], abs=1e-6)
 
     markdown = (run_dir / "evaluation.md").read_text()
     assert "## Augmented views" in markdown

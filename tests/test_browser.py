@@ -148,3 +148,64 @@ def test_html_report_renders_offline_with_every_image(browser, server_runs, name
     page.screenshot(path=OUTPUT / f"{stem}-top.png")  # what a reader sees first
     page.screenshot(path=OUTPUT / f"{stem}.png", full_page=True)
     page.close()
+
+
+# A program's name on a page: a snake_case token (not part of a file name or path) or a
+# Keras layer name of the head; commands and paths in <code> are meant to be typed, and left.
+SNAKE_CASE = re.compile(r"(?<![\w./-])[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?![\w./-])")
+KERAS_NAMES = re.compile(r"\b(hidden_\d|dropout_\d|after_dense\d|after_both)\b")
+
+
+def _readable_text(page) -> str:
+    """What a reader can see with every <details> opened, without the <code> elements."""
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    page.evaluate("document.querySelectorAll('code').forEach(c => { c.style.display = 'none'; })")
+    return page.evaluate("document.body.innerText")
+
+
+@pytest.mark.parametrize("name", ["evaluation.html", "dropout_impact.html"])
+def test_no_internal_name_reaches_the_page(browser, server_runs, name):
+    report = run_dir_for_flow_run(server_runs.workdir, server_runs.first) / name
+    page = browser.new_page()
+    page.goto(report.as_uri(), wait_until="load")
+    text = _readable_text(page)
+    page.close()
+    assert len(text.split()) > 100  # the whole page, folded parts included
+    assert not KERAS_NAMES.findall(text), KERAS_NAMES.findall(text)
+    assert not SNAKE_CASE.findall(text), sorted(set(SNAKE_CASE.findall(text)))
+
+
+def test_the_dropout_report_answers_on_the_first_screen_and_its_contents_resolve(
+    browser, server_runs
+):
+    report = run_dir_for_flow_run(server_runs.workdir, server_runs.first) / "dropout_impact.html"
+    page = browser.new_page()  # the 1400 x 1000 viewport of the fixture
+    page.goto(report.as_uri(), wait_until="load")
+    sentence = page.locator("#answer-sentence")
+    assert sentence.inner_text().startswith("Only the head")
+    table = page.locator("#layer-table")
+    header = [cell.strip() for cell in table.locator("thead th").all_inner_texts()]
+    assert header == ["layer", "forward pass", "gradients", "weights at inference"]
+    layers = [cell.strip() for cell in table.locator("tbody th").all_inner_texts()]
+    assert layers[0].startswith("Frozen backbone") and layers[1] == "Flatten"
+    assert layers[-2].startswith("Dropout(") and layers[-1] == "Dense(1)"
+    for cell in table.locator("tbody td").all_inner_texts():
+        assert re.search(r"\d", cell) or cell.strip() == "no weights", cell
+    for box in (sentence.bounding_box(), table.bounding_box()):  # at scroll 0
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1400, box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 1000, box
+    page.screenshot(path=OUTPUT / "dropout_impact-first-screen.png")
+
+    targets = page.evaluate(
+        "[...document.querySelectorAll('#contents a')].map(a => a.getAttribute('href'))"
+    )
+    assert len(targets) >= 12  # the sections and every finding
+    for target in targets:
+        assert target.startswith("#"), target
+        assert page.locator(f"[id='{target[1:]}']").count() == 1, target
+    page.locator(f"#contents a[href='{targets[-1]}']").click()  # the browser follows it
+    page.wait_for_function(f"location.hash === '{targets[-1]}'")
+    tags = page.locator("h3 .tag").all_inner_texts()
+    assert tags and all(re.fullmatch(r"[CF]\d · (mechanism|effect|practice)", t) for t in tags)
+    assert page.locator("#legend dt").count() >= 5  # the codes' legend
+    page.close()

@@ -192,3 +192,43 @@ def test_head_without_dropout_gets_one_inserted_for_measurement(data):
     names = [layer.name for layer in layers]
     assert "dropout" not in [layer.name for layer in chain.head_layers(head)]
     assert names == ["flatten", "hidden_1", "hidden_2", "dropout", "predictions"]
+
+
+def test_c3_c5_c6_come_out_both_ways(data):
+    """The definitional rules are not "clarified" whatever happens: each flips on a
+    measurement that disagrees with its claim."""
+    import dataclasses
+
+    backbone, images, features, labels = data
+    head, layers = head_layers(features.shape[1:])
+    seed_forward = forward.measure_forward(backbone, layers, images)
+    masks = forward.measure_fit_masks(layers, features, labels, 2, batch_size=16)
+    grads = backward.measure_backward(layers, features[:16], labels[:16], 2, backbone)
+    kept = frozen.measure_frozen(backbone, chain.copy_head(head), images, labels[:8], 2, 1e-3)
+    assert rules.judge_c3(seed_forward, grads).verdict == CLARIFIED
+    assert rules.judge_c5(seed_forward, masks, grads).verdict == CLARIFIED
+    assert rules.judge_c6(seed_forward, grads, kept).verdict == CLARIFIED
+
+    # An unfrozen backbone (BatchNorm in training mode changes its output, training moves
+    # its variables): Dropout is then not all that differs (C3 refuted) and every layer is
+    # affected, the backbone included (C6 supported).
+    unfrozen = toy_backbone(trainable=True)
+    moved_forward = forward.measure_forward(unfrozen, layers, images)
+    moved = frozen.measure_frozen(unfrozen, chain.copy_head(head), images, labels[:8], 2, 1e-3)
+    assert moved_forward.backbone_layers_changed > 0
+    c3 = rules.judge_c3(moved_forward, grads)
+    assert c3.verdict == REFUTED and "outside a Dropout" in c3.reason
+    assert rules.judge_c6(moved_forward, grads, moved).verdict == SUPPORTED
+
+    # 35% dropped instead of 20%: far beyond 4 standard errors, C5 refuted
+    skewed = dataclasses.replace(masks, dropped_mean=0.35 * masks.units)
+    c5 = rules.judge_c5(seed_forward, skewed, grads)
+    assert c5.verdict == REFUTED and "dropped fraction 0.3500" in c5.reason
+    # a trainable layer before Dropout whose gradient does not change: C6 refuted
+    first = grads.earlier[0]
+    still = [
+        dataclasses.replace(row, relative_change=0.0) if row is first else row
+        for row in grads.variables
+    ]
+    c6 = rules.judge_c6(seed_forward, dataclasses.replace(grads, variables=still), kept)
+    assert c6.verdict == REFUTED and "not affected" in c6.reason

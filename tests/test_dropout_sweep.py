@@ -1,8 +1,10 @@
-"""The F5 sweep: its grid, one real training per cell on the process's one traced head, the
+"""The dropout sweep: its grid, its cross-fit plan (folds and the sample cap, from content
+ids), one real training per (config, repeat, fold) on the process's one traced head, the
 sweep cache that lets a rerun skip every training, and scoring.
 
 The cache tests run the real `dropout_sweep` flow (ephemeral Prefect server) on a real
-Parquet feature cache of tiny (2, 2, 8) features, with a 4-4 head and 1 epoch.
+Parquet feature cache of tiny (2, 2, 8) features, with a 4-4 head, 1 epoch, 1 repeat x 2
+folds.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import numpy as np
 import pytest
 from synthetic_features import splits_of, write_cache
 
+from inception_retrain.data.manifest import read_image_rows
 from inception_retrain.dropout import sweep
 from inception_retrain.dropout.report import sweep_cache_text
+from inception_retrain.dropout.sweep_plan import plan_for
 from inception_retrain.dropout.sweep_store import SweepStore, training_rows_fingerprint
-from inception_retrain.dropout.sweep_summary import score_split
+from inception_retrain.dropout.sweep_summary import TrainingResult
+from inception_retrain.evaluation.crossfit import image_outcomes
 from inception_retrain.plumbing.files import read_json
 from inception_retrain.training.fit import fit_head
 from inception_retrain.training.head_spec import HeadSpec
@@ -48,7 +53,7 @@ def test_the_claims_grid_is_four_cells_and_the_run_head_joins_it(tmp_path):
         (0.5, "after_dense2"),
         (0.5, "after_both"),
     ]
-    assert len(sweep.trainings(spec)) == 4 * 5  # five seeds by default
+    assert len(sweep.trainings(spec)) == 4 * 2 * 5 + 1  # 2 repeats x 5 folds, C2's check
     own = spec_for(tmp_path, head=HeadSpec(dropout_rate=0.3, dropout_placement="after_both"))
     assert cells_of(own)[-1] == (0.3, "after_both") and sweep.tested_cell(own) == (
         0.3,
@@ -60,28 +65,81 @@ def test_the_claims_grid_is_four_cells_and_the_run_head_joins_it(tmp_path):
 
 def test_the_full_grid_maps_rate_zero_to_one_training_and_adds_the_claims_cells(tmp_path):
     spec = spec_for(
-        tmp_path, grid="full", rates=[0.0, 0.2], placements=["after_dense2", "none"], seeds=[0, 1]
+        tmp_path,
+        grid="full",
+        rates=[0.0, 0.2],
+        placements=["after_dense2", "none"],
+        repeats=1,
+        folds=2,
+        order_check=False,
     )
     rows = sweep.grid(spec)
     effective = {(r.rate, r.placement): (r.effective_rate, r.effective_placement) for r in rows}
     assert effective[(0.0, "after_dense2")] == effective[(0.2, "none")] == (0.0, "none")
     added = [(r.rate, r.placement) for r in rows if r.added]
     assert added == [(0.5, "after_dense2"), (0.5, "after_both")]  # C1 and C4 need these
-    cells = [(c.rate, c.placement, c.seed) for c in sweep.trainings(spec)]
+    cells = [(c.rate, c.placement, c.repeat, c.fold) for c in sweep.trainings(spec)]
     assert len(cells) == len(set(cells)) == 4 * 2
-    assert cells.count((0.0, "none", 0)) == 1
+    assert cells.count((0.0, "none", 0, 1)) == 1
 
 
 def test_scores_and_degenerate_trainings():
     labels = np.array([0, 0, 0, 1, 1])
-    one_class = score_split(np.tile([0.6, 0.4], (5, 1)), labels, 2)
-    assert one_class.one_class and one_class.accuracy == one_class.majority_accuracy == 0.6
-    assert one_class.predicted == [5, 0] and one_class.correct == "11100"
-    learned = score_split(
-        np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]), labels, 2
+    one_class = np.tile([0.6, 0.4], (5, 1))
+    scores = image_outcomes(one_class, labels)
+    assert scores["accuracy"].tolist() == [1, 1, 1, 0, 0]
+    assert scores["brier"] == pytest.approx([0.16, 0.16, 0.16, 0.36, 0.36])
+    learned = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
+    scores = image_outcomes(learned, labels)
+    assert scores["accuracy"].tolist() == [1, 1, 0, 1, 0]
+    assert scores["log_loss"] == pytest.approx(-np.log([0.9, 0.8, 0.3, 0.8, 0.4]))
+
+    def result(probabilities):
+        return TrainingResult(
+            rate=0.0,
+            placement="none",
+            repeat=0,
+            fold=0,
+            seed=0,
+            dropout_layers=0,
+            epochs_run=1,
+            history={},
+            held_out=list(range(5)),
+            probabilities=probabilities.tolist(),
+            train_accuracy=1.0,
+            n_train=10,
+            seconds=0.1,
+        )
+
+    assert result(one_class).degenerate and not result(learned).degenerate
+
+
+def test_the_plan_is_stratified_deterministic_and_samples_by_content_id():
+    ids = [f"{i:05d}-image" for i in range(1000)]
+    labels = [int(i % 10 < 3) for i in range(1000)]  # 30% positives
+    plan = plan_for(ids, labels, folds=5, repeats=2, max_images=None)
+    folds = plan.fold_array()
+    assert folds.shape == (2, 1000) and not plan.sampled
+    for repeat in range(2):
+        for fold in range(5):
+            held = plan.held_out_rows(repeat, fold)
+            assert len(held) == 200 and np.mean(np.asarray(plan.labels)[held]) == 0.3
+    assert (folds[0] != folds[1]).mean() > 0.6  # a repeat re-splits the images
+    shuffled = plan_for(ids[::-1], labels[::-1], folds=5, repeats=2, max_images=None)
+    assert shuffled == plan  # a function of content ids, not of their order
+
+    capped = plan_for(ids, labels, folds=5, repeats=2, max_images=300)
+    assert capped.sampled and capped.n == 300 and capped.pool_size == 1000
+    assert capped.class_counts() == [210, 90]  # stratified: each class its share
+    grown = plan_for(
+        [*ids, *(f"{i:05d}-new" for i in range(200))],
+        [*labels, *(int(i % 10 < 3) for i in range(200))],
+        folds=5,
+        repeats=2,
+        max_images=300,
     )
-    assert not learned.one_class and learned.accuracy == 0.6 and learned.correct == "11010"
-    assert learned.loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.3, 0.8, 0.4])))
+    kept = len(set(capped.content_ids) & set(grown.content_ids))
+    assert kept >= 240  # a grown folder keeps most of its sample (about 1000/1200 of it)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +154,9 @@ def small_cache(tmp_path_factory):
 
 
 def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small_cache):
-    """The one traced model per process, reset in place, is the training stage's own loop:
-    the same weights and validation curve as a fresh `fit_head`, whatever ran before it."""
+    """The one traced model per process, reset in place, is the training stage's own loop on
+    the fold's training images, validated on its held-out fold: the same weights and curve
+    as a fresh `fit_head`, whatever ran before it."""
     cache_dir, manifest = small_cache
     head = HeadSpec(hidden_units=(16, 32), learning_rate=1e-2)
     spec = sweep.SweepSpec(
@@ -107,64 +166,117 @@ def test_every_cell_trains_exactly_like_fit_head_on_the_shared_traced_head(small
         feature_shape=SHAPE,
         head=head,
         batch_size=16,
-        epochs=5,
-        patience=2,
-        seeds=[0, 3],
+        epochs=3,
+        folds=2,
+        repeats=1,
+        standardize=False,
+        mc_passes=4,
     )
     from inception_retrain.training.reusable_head import sweep_head
 
-    splits = sweep._splits(str(cache_dir), str(manifest))
+    plan = sweep.plan(spec)
+    assert plan.n == 96  # train + validation; the 40 test images are not the sweep's
     cells = sweep.trainings(spec)
     results = [sweep.train_cell(spec, cell) for cell in [*cells, cells[0]]]
-    for cell, result in zip(cells[-3:], results[-4:-1], strict=True):
-        assert (result.rate, result.placement, result.seed) == (
-            cell.rate,
-            cell.placement,
-            cell.seed,
-        )
     last = cells[0]
+    features, labels = sweep._data(
+        str(cache_dir), str(manifest), 2, 1, spec.max_images, spec.batch_size
+    )[:2]
+    rows, held = plan.training_rows(0, 0), plan.held_out_rows(0, 0)
     model, fitted = fit_head(
-        splits["train"],
-        splits["validation"],
+        (features[rows], labels[rows]),
+        (features[held], labels[held]),
         spec=head.with_dropout(last.rate, last.placement),
-        seed=last.seed,
-        epochs=5,
+        seed=spec.seed_of(0, 0),
+        epochs=3,
         batch_size=16,
-        patience=2,
+        patience=0,
     )
     traced = sweep_head(SHAPE, 2, head).model
     for expected, got in zip(model.get_weights(), traced.trainable_weights, strict=True):
         np.testing.assert_array_equal(expected, got.numpy())
     assert results[-1].history["val_loss"] == fitted.history["val_loss"]
-    assert results[-1].scores == results[0].scores  # seed 0 again after seven others: same
+    assert results[-1].probabilities == results[0].probabilities  # again after 8 others: same
+    assert results[-1].held_out == held.tolist()
     both = next(r for r in results if r.placement == "after_both")
     assert both.dropout_layers == 2 and results[0].dropout_layers == 0
-    assert set(both.scores) == {"train", "validation", "test"}
-    assert both.epochs_run == len(both.history["val_loss"]) <= 5
+    assert both.epochs_run == len(both.history["val_loss"]) == 3  # the fixed budget
+    dropout = [r for r in results if r.dropout_layers and r.order == "after"]
+    assert all(r.mc_std is not None and len(r.mc_std) == len(r.held_out) for r in dropout)
+    assert min(max(r.mc_std) for r in dropout) > 0  # MC passes vary
+    assert all(r.mc_std is None for r in results if r not in dropout)
+    order = next(r for r in results if r.order == "before")
+    seed_cell = next(
+        r for r in dropout if (r.rate, r.placement, r.repeat, r.fold) == (0.2, "after_dense2", 0, 0)
+    )
+    assert order.probabilities == seed_cell.probabilities  # C2: ReLU commutes with Dropout
+
+
+def test_standardised_sweep_training_matches_the_main_heads_standardisation(small_cache):
+    """With `standardize`, a sweep training is a fresh head trained on the fold's features
+    standardised with the fold's training statistics, as the training stage would do."""
+    from inception_retrain.training.standardize import feature_statistics
+
+    cache_dir, manifest = small_cache
+    head = HeadSpec(hidden_units=(16, 32), learning_rate=1e-2, dropout_placement="none")
+    spec = sweep.SweepSpec(
+        cache_dir=cache_dir,
+        manifest_path=manifest,
+        n_classes=2,
+        feature_shape=SHAPE,
+        head=head,
+        batch_size=16,
+        epochs=2,
+        folds=2,
+        repeats=1,
+        mc_passes=0,
+        order_check=False,
+    )
+    result = sweep.train_cell(spec, sweep.SweepCell(rate=0.0, placement="none", repeat=0, fold=1))
+    plan = sweep.plan(spec)
+    features, labels = sweep._data(
+        str(cache_dir), str(manifest), 2, 1, spec.max_images, spec.batch_size
+    )[:2]
+    rows, held = plan.training_rows(0, 1), plan.held_out_rows(0, 1)
+    mean, scale = feature_statistics(features[rows])
+    model, fitted = fit_head(
+        ((features[rows] - mean) * scale, labels[rows]),
+        ((features[held] - mean) * scale, labels[held]),
+        spec=head,
+        seed=spec.seed_of(0, 1),
+        epochs=2,
+        batch_size=16,
+        patience=0,
+    )
+    expected = model.predict((features[held] - mean) * scale, verbose=0).reshape(-1)
+    got = np.asarray(result.probabilities)[:, 1]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert result.history["val_loss"] == pytest.approx(fitted.history["val_loss"], rel=1e-4)
 
 
 def test_train_cell_on_a_real_run_cache(tiny_run):
     config = tiny_run.config
-    spec = config.model_copy(update={"sweep_epochs": 2, "sweep_seeds": 2}).sweep(
+    spec = config.model_copy(
+        update={"sweep_epochs": 2, "sweep_folds": 2, "sweep_repeats": 1}
+    ).sweep(
         tiny_run.cache.cache_dir,
         tiny_run.manifest.path,
         2,
         tiny_run.cache.feature_shape,
     )
-    assert spec.seeds == [config.seed, config.seed + 1] and spec.patience == config.sweep_patience
+    assert (spec.folds, spec.repeats, spec.epochs, spec.seed) == (2, 1, 2, config.seed)
+    assert spec.standardize == config.standardize_features
     assert spec.sweeps_dir == config.workdir / "sweeps"  # the report stage's WORKDIR
-    both = sweep.SweepCell(rate=0.5, placement="after_both", seed=3)
+    both = sweep.SweepCell(rate=0.5, placement="after_both", repeat=0, fold=1)
     first, again = sweep.train_cell(spec, both), sweep.train_cell(spec, both)
-    assert first.dropout_layers == 2 and first.epochs_run <= 2
-    assert first.scores == again.scores  # same seed, same data order: same model
+    assert first.dropout_layers == 2 and first.epochs_run == 2
+    assert first.probabilities == again.probabilities  # same seed, same data order: same model
     # every ok row is cached, so the rows the sweep is keyed on are the manifest's rows
     rows = training_rows_fingerprint(tiny_run.cache.cache_dir, tiny_run.manifest.path)
     assert rows == tiny_run.manifest.fingerprint
-    plain = sweep.train_cell(spec, sweep.SweepCell(rate=0.0, placement="none", seed=3))
-    summary = sweep.summarize(spec, [first, plain])
-    assert (summary.selection_split, summary.evaluation_split) == ("validation", "test")
-    assert summary.config(0.0, "after_both").placement == "none"
-    assert summary.config(0.5, "after_both").test_accuracy.mean == first.scores["test"].accuracy
+    plan = sweep.plan(spec)
+    test_ids = set(read_image_rows(tiny_run.manifest.path, "test").content_ids)
+    assert plan.n > 0 and not test_ids & set(plan.content_ids)  # the test split is untouched
 
 
 # --- the sweep cache ---------------------------------------------------------------------
@@ -185,7 +297,7 @@ def tiny_cache(tmp_path_factory):
 
 
 def tiny_spec(workdir, **fields) -> sweep.SweepSpec:
-    """The claims grid, one seed, one epoch: 4 trainings."""
+    """The claims grid, one repeat of two folds, one epoch: 8 trainings."""
     values = dict(
         cache_dir=workdir / "cache" / FINGERPRINT,
         manifest_path=workdir / "manifest.parquet",
@@ -194,7 +306,10 @@ def tiny_spec(workdir, **fields) -> sweep.SweepSpec:
         head=HeadSpec(hidden_units=(4, 4), learning_rate=1e-2),
         batch_size=8,
         epochs=1,
-        seeds=[0],
+        folds=2,
+        repeats=1,
+        mc_passes=2,
+        order_check=False,
     )
     return sweep.SweepSpec(**{**values, **fields})
 
@@ -243,44 +358,46 @@ def test_a_rerun_trains_nothing_and_a_recomputed_cell_equals_the_stored_one(firs
     spec, first, first_id = first_sweep
     store = SweepStore.for_spec(spec)
     assert store.directory.parent == spec.cache_dir.parent.parent / "sweeps"  # WORKDIR/sweeps
-    assert first.cache.model_dump() == {"dir": str(store.directory), "computed": 4, "reused": 0}
+    assert first.cache.model_dump() == {"dir": str(store.directory), "computed": 8, "reused": 0}
     assert read_json(store.directory / "key.json")["backbone_fingerprint"] == FINGERPRINT
 
     again, again_id = run_flow(spec)
-    assert again.cache.model_dump() == {"dir": str(store.directory), "computed": 0, "reused": 4}
-    assert without(again, "cache") == without(first, "cache")  # the stored results as they were
-    assert "0 trained in this run, 4 reused" in sweep_cache_text(again)
+    assert again.cache.model_dump() == {"dir": str(store.directory), "computed": 0, "reused": 8}
+    assert without(again, "cache", "wall_seconds") == without(first, "cache", "wall_seconds")
+    assert "0 trained in this run, 8 reused" in sweep_cache_text(again)
 
     # A damaged file is a miss: that one training runs again and gives the stored result.
-    victim = store.path(spec, sweep.SweepCell(rate=0.5, placement="after_both", seed=0))
+    victim = store.path(spec, sweep.SweepCell(rate=0.5, placement="after_both", repeat=0, fold=0))
     stored = read_json(victim)["result"]
     victim.write_text("{ not json")
     fixed, fixed_id = run_flow(spec)
-    assert (fixed.cache.computed, fixed.cache.reused) == (1, 3)
+    assert (fixed.cache.computed, fixed.cache.reused) == (1, 7)
     recomputed = read_json(victim)["result"]
     assert timeless(recomputed) == timeless(stored)
-    assert without(fixed, "cache", "seconds_total", "configs") == without(
-        first, "cache", "seconds_total", "configs"
-    )
+    changing = ("cache", "seconds_total", "epoch_seconds_total", "wall_seconds", "results")
+    assert without(fixed, *changing) == without(first, *changing)
 
     # One task run per computed training, none for reused ones (the later run's task run
     # reaching the server means the earlier runs' have too: events arrive in order).
-    assert task_run_names(fixed_id, at_least=1) == ["sweep-after_both-0.5-seed0"]
-    assert len(task_run_names(first_id, at_least=4)) == 4
+    assert task_run_names(fixed_id, at_least=1) == ["sweep-after_both-0.5-r0f0"]
+    assert len(task_run_names(first_id, at_least=8)) == 8
     assert task_run_names(again_id) == []
 
 
 def test_changed_inputs_train_again_and_a_grown_grid_reuses_its_cells(first_sweep):
     spec, _, _ = first_sweep
-    longer, _ = run_flow(spec.model_copy(update={"epochs": 2, "patience": 0}))
-    assert longer.cache.computed == 4
-    assert longer.configs[0].runs[0].epochs_run == 2
+    longer, _ = run_flow(spec.model_copy(update={"epochs": 2}))
+    assert longer.cache.computed == 8
+    assert longer.results[0].epochs_run == 2
     grown, _ = run_flow(
         spec.model_copy(
             update={"grid": "full", "rates": [0.0, 0.5, 0.8], "placements": ["after_dense2"]}
         )
     )
-    assert (grown.cache.computed, grown.cache.reused) == (1, 4)  # only rate 0.8
+    assert (grown.cache.computed, grown.cache.reused) == (2, 8)  # only rate 0.8's two folds
+    own, _ = run_flow(spec.model_copy(update={"head": spec.head.with_dropout(0.5, "after_both")}))
+    assert (own.cache.computed, own.cache.reused) == (0, 8)  # another run head: same trainings
+    assert own.tested == (0.5, "after_both")
 
 
 def test_the_sweep_cache_key_follows_the_training_rows(tiny_cache, tmp_path):
@@ -332,7 +449,8 @@ def test_a_sweep_spec_rejects_unknown_placements_and_impossible_rates():
         {"rates": [1.0]},
         {"epochs": 0},
         {"grid": "some"},
-        {"patience": -1},
+        {"folds": 1},
+        {"repeats": 0},
     ):
         with pytest.raises(ValidationError):
             sweep.SweepSpec(**base, **bad)

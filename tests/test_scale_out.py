@@ -55,7 +55,7 @@ TENSORFLOW_NOISE = re.compile(
 )
 BUCKET = "features"
 RUN_TIMEOUT_S = 420
-# The smallest real run: 75 px, a 16-16 head, one epoch, a sweep of 3 one-epoch trainings.
+# The smallest real run: 75 px, a 16-16 head, one epoch, a one-epoch sweep of 1 repeat x 2 folds.
 SMALL_RUN = [
     "--image-size",
     "75",
@@ -69,7 +69,9 @@ SMALL_RUN = [
     "0",
     "--sweep-placements",
     "none",
-    "--sweep-seeds",
+    "--sweep-folds",
+    "2",
+    "--sweep-repeats",
     "1",
     "--sweep-epochs",
     "1",

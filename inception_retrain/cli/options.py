@@ -93,6 +93,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "device",
             "mixed_precision",
             "memory_budget_mb",
+            "standardize_features",
         ),
     ),
     ("Augmented views", ("augment",)),

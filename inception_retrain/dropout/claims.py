@@ -6,16 +6,16 @@ different kinds, each judged on its own as a `Finding`:
 
   * MECHANISM: what Dropout does, deterministic and checked bit for bit on the run's model
     (C2's algebra, C3, C5, C6, C7, F1, F2, F3, F4's determinism at inference);
-  * EFFECT: what Dropout does to this head on this data, statistical: trainings compared
-    seed by seed with confidence intervals (C1, C4, F5, F4's uncertainty against errors,
-    C2's performance half);
+  * EFFECT: what Dropout does to this head on this data, statistical: configs compared image
+    by image over a cross-fit of the labelled images (`evaluation.crossfit`: C1, C4, F5,
+    F4's uncertainty against the plain confidence, C2's performance half);
   * PRACTICE: history or common practice (C1's "usually", C4's paper history), not testable
     with one model and one data set; what of it can be measured is said.
 
 Verdicts:
   * supported / refuted: the rule's measurement came out for / against the claim;
-  * inconclusive: the measurement could not decide (an interval too wide, degenerate
-    trainings, configs that do not beat guessing), with the reason;
+  * inconclusive: the measurement could not decide (an interval too wide), with the smallest
+    difference it could have detected and about how many images would decide it;
   * not testable here: nothing in this run can decide it, with the reason;
   * clarified: a definitional point: the claim is right in what it says, but imprecise in a
     way that holds for any rate in (0, 1), so it is a clarification, not a finding that could
@@ -41,7 +41,7 @@ CONCLUSIVE = (SUPPORTED, REFUTED, CLARIFIED)
 MECHANISM, EFFECT, PRACTICE = "mechanism", "effect", "practice"
 KINDS = {
     MECHANISM: "Mechanism: deterministic, checked bit for bit on this model",
-    EFFECT: "Effect on this data: statistical, trainings compared seed by seed",
+    EFFECT: "Effect on this data: statistical, configs compared image by image, cross-fitted",
     PRACTICE: "History and practice: not testable with one model and one data set",
 }
 
@@ -84,25 +84,43 @@ ORDER = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "F1", "F2", "F3", "F4", "F5")
 Scalar = float | int | str | bool | None
 
 
+# What a finding needs of config B against config A (`Comparison.claim`).
+AT_LEAST_AS_GOOD, BETTER_CLAIM, SAME = "at least as good", "better", "no different"
+
+
 @dataclass
 class Comparison:
-    """One paired comparison of two sweep configs (a - b per seed) and its decision."""
+    """One paired comparison of two configs (B against A; a positive difference favours B)
+    by `evaluation.crossfit`, and the engine's verdict on it."""
 
     name: str
-    metric: str  # e.g. "test accuracy"
+    metric: str  # accuracy, brier, log_loss, gap or auroc
+    unit: str  # what the difference measures, e.g. "Brier A - B"
     a: str  # config labels
     b: str
-    claim: str  # statistics.BETTER or statistics.AT_LEAST_AS_GOOD
-    threshold: float
-    n: int  # paired seeds
-    mean: float | None
-    low: float | None  # 95% t interval of the mean difference
+    claim: str  # AT_LEAST_AS_GOOD, BETTER_CLAIM or SAME: what the finding needs of B
+    verdict: str  # crossfit: better, equivalent, worse, inconclusive or not testable
+    direction: str  # the side the 95% interval is sure of ("B better", "B worse", "none")
+    difference: float | None
+    low: float | None  # 95% interval
     high: float | None
-    effect_size: float | None  # d_z
-    outcome: str  # statistics.HOLDS / FAILS / INCONCLUSIVE
-    blocked: str = ""  # why it cannot decide (too few pairs, no better than guessing)
-    excluded: list[int] = field(default_factory=list)  # seeds left out: a degenerate training
+    low90: float | None  # 90% interval (equivalence)
+    high90: float | None
+    margin: float
+    p_value: float | None  # two-sided, of "no difference"
+    design: str  # "2x5 cross-fit" or "one split"
+    images: int
+    folds: int
+    repeats: int
+    min_detectable: float | None = None
+    images_needed: int | None = None
+    repeats_needed: int | None = None
+    note: str = ""
+    degenerate_pairs: int = 0  # (repeat, fold) pairs with a degenerate training, kept in
+    lost_pairs: int = 0  # pairs left out of the comparison
     deciding: bool = True  # False: shown for context, not part of the verdict
+    per_image: list[float] = field(default_factory=list)  # B's advantage per image
+    per_fold: list[list[float]] = field(default_factory=list)  # per (repeat, fold)
 
 
 @dataclass

@@ -1,31 +1,40 @@
-"""Verdict rules for effects on this data (C1, C4, F5, F4's uncertainty, C2's performance half)
-and for the parts of claims that are history or practice.
+"""Verdict rules for effects on this data (C1, C4, F5, F4's uncertainty, C2's performance
+half), all by one engine (`evaluation.crossfit`), and for the claims' history and practice.
 
-Every effect comparison follows one rule (`statistics.decide`). Two sweep configs are
-compared seed by seed on the evaluation split (test): d = a - b per seed, its mean with the 95%
-t interval over seeds. A claim "d > threshold" is supported when the interval lies above the
-threshold, refuted when it lies below, inconclusive when it contains it. The threshold is 0 for
-"better" and -margin for "at least as good", where the margin is the run's
-`equivalence_margin`, fixed in its config before the run. Before the rule applies, each config
-must be able to decide at all. Seeds where either config's training is degenerate (one
-class predicted for every validation image: it learned nothing) are left out of the pairs and
-listed; with fewer than three pairs left the comparison is inconclusive. Over the pairs kept,
-each config's accuracy over test images (correctness averaged over those seeds, t interval
-over images) must clear always predicting the majority class; otherwise the comparison is
-inconclusive and says why.
+Every effect comparison is paired image by image over the sweep's cross-fit (every train
+and validation image has an out-of-fold prediction of every config in every repeat), tested
+by the corrected resampled t of Nadeau & Bengio (2003), and given the engine's verdict:
+better, equivalent within ± the margin, worse or inconclusive (`crossfit.verdict_of`). The
+deciding score (Brier by default) and the margins are fixed in the config before the run
+(`EvidenceSpec`); the other scores are shown beside it. Each claim maps the verdict to its
+wording:
 
-  * C1 (effect): Dropout(0.5) after Dense(1024) only is at least as good as after both Dense
-    layers. Full grids show the other rates too, for context; only rate 0.5 decides.
-  * C4 (effect): Dropout(0.5) after both Dense layers is at least as good as the best other
-    config, picked by mean validation accuracy and judged on test (never both on one split).
-  * F5: the run's head's dropout (the seed's Dropout(0.2) after Dense(1024) by default, and
-    when the head has none) against no dropout: the train - test accuracy gap is smaller
-    ("better": no dropout minus dropout > 0) AND test accuracy is at least as good.
-    Supported if both hold, refuted if either fails, else inconclusive.
-  * F4 (effect): misclassified test images carry higher MC-dropout uncertainty: supported when
-    the permutation p-value is below 0.05 and the AUROC's bootstrap interval lies above 0.5,
-    refuted when it lies below 0.5, not testable with fewer than two errors or two correct
-    images. The deterministic confidence's AUROC is the baseline shown beside it.
+  * "at least as good" (C1, C4, F5's accuracy part): better or equivalent -> supported,
+    worse -> refuted;
+  * "better" (F5's gap, F4 against the plain confidence): better -> supported, equivalent
+    (a difference too small to matter) or worse -> refuted;
+  * "no different" (C2's orders): equivalent -> supported, better or worse -> refuted;
+  * inconclusive stays inconclusive, with the smallest difference the data could detect.
+
+Before any of it, the gate: at least one config must beat always predicting the majority
+class (one-sided, Holm over the configs); otherwise every effect verdict is "not testable
+here: the head does not beat guessing". Degenerate trainings stay in the comparisons (they
+are their config's real outcomes) and each comparison says how many pairs had one.
+
+  * C1: Dropout(0.5) after Dense(1024) only is at least as good as after both Dense layers.
+  * C4: Dropout(0.5) after both Dense layers is at least as good as the best other config.
+    No config is picked on the data that judges it: it is compared with every other one
+    (a fixed rule); supported when it is at least as good as each (an intersection-union
+    test, no correction needed), refuted when it is worse than one of them after Holm's
+    correction over the comparisons.
+  * F5: the run's head's dropout (the seed's Dropout(0.2) after Dense(1024) when it has none)
+    against no dropout: (1) the train - held-out accuracy gap of each training is smaller
+    (better by more than the accuracy margin) AND (2) the held-out score is at least as good.
+  * F4: the MC-dropout spread spots the held-out errors better than the plain confidence
+    (1 - the deterministic probability of the predicted class): AUROC per held-out fold,
+    paired by training; needs at least MIN_ERRORS errors and correct images in every fold.
+  * C2 (performance): the seed's Dropout before and after Dense(1024)'s ReLU, trained from
+    the same seed on one fold: no different (one split, paired over its images).
 """
 
 from __future__ import annotations
@@ -34,27 +43,53 @@ import numpy as np
 
 from inception_retrain.dropout import sweep as grid
 from inception_retrain.dropout.claims import (
+    AT_LEAST_AS_GOOD,
+    BETTER_CLAIM,
     EFFECT,
     INCONCLUSIVE,
     NOT_TESTABLE,
     PRACTICE,
     REFUTED,
+    SAME,
     SUPPORTED,
     Comparison,
     Finding,
 )
-from inception_retrain.dropout.direct import ActivationOrder
-from inception_retrain.dropout.inference import Inference
+from inception_retrain.dropout.evidence_spec import EvidenceSpec
 from inception_retrain.dropout.sweep_summary import ConfigSummary, SweepSummary
-from inception_retrain.evaluation import statistics
+from inception_retrain.evaluation import crossfit, statistics
 
-ALPHA = 0.05
-MIN_PAIRS = 3  # seed pairs a comparison needs once degenerate trainings are left out
-OUTCOME_VERDICT = {
-    statistics.HOLDS: SUPPORTED,
-    statistics.FAILS: REFUTED,
-    statistics.INCONCLUSIVE: INCONCLUSIVE,
+MIN_ERRORS = 2  # F4: errors and correct images a held-out fold needs for its AUROC
+MIN_FOLDS = 3  # F4: folds with an AUROC it needs (and half of them); the others are left out
+METRIC_NAMES = {"accuracy": "accuracy", "brier": "Brier score", "log_loss": "log loss"}
+GAP = crossfit.Metric("gap", False, 1.0, "train - held-out accuracy gap, A - B")
+AUROC = crossfit.Metric("auroc", True, 1.0, "AUROC B - A")
+MAPPING = {
+    AT_LEAST_AS_GOOD: {
+        crossfit.BETTER: SUPPORTED,
+        crossfit.EQUIVALENT: SUPPORTED,
+        crossfit.WORSE: REFUTED,
+    },
+    BETTER_CLAIM: {
+        crossfit.BETTER: SUPPORTED,
+        crossfit.EQUIVALENT: REFUTED,
+        crossfit.WORSE: REFUTED,
+    },
+    SAME: {crossfit.EQUIVALENT: SUPPORTED, crossfit.BETTER: REFUTED, crossfit.WORSE: REFUTED},
 }
+MAPPING_TEXT = {
+    AT_LEAST_AS_GOOD: "supported if better or equivalent, refuted if worse",
+    BETTER_CLAIM: "supported if better, refuted if equivalent (too small to matter) or worse",
+    SAME: "supported if equivalent, refuted if better or worse",
+}
+NOT_GUESSING = "the head does not beat guessing"
+
+
+def claim_verdict(claim: str, verdict: str) -> str:
+    """The finding's verdict for the engine's `verdict` on a claim of kind `claim`."""
+    if verdict == crossfit.NOT_TESTABLE:
+        return NOT_TESTABLE
+    return MAPPING[claim].get(verdict, INCONCLUSIVE)
 
 
 def label(config: ConfigSummary | tuple[float, str], units=(512, 1024)) -> str:
@@ -66,115 +101,159 @@ def label(config: ConfigSummary | tuple[float, str], units=(512, 1024)) -> str:
     return f"Dropout({rate:g}) {where}"
 
 
-def beats_guessing(summary: SweepSummary, config: ConfigSummary, seeds, units) -> str:
-    """Why `config`, over the trainings of `seeds`, cannot decide ("" when it can): its
-    accuracy over evaluation images must clear always predicting the majority class."""
-    split = summary.evaluation_split
-    runs = [r for r in config.runs if r.seed in seeds and split in r.scores]
-    majority = summary.majority_accuracy.get(split)
-    interval = statistics.mean_interval(
-        np.mean([r.scores[split].correctness() for r in runs], axis=0) if runs else []
-    )
-    if statistics.beats(interval, majority):
-        return ""
-    return (
-        f"{label(config, units)}'s {split} accuracy over images, {interval.text()}, does not "
-        f"clear always predicting the majority class ({_f(majority)})"
-    )
-
-
 def _f(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def compare(
-    summary, a, b, *, claim, margin, units, name, metric="accuracy", deciding=True
-) -> Comparison:
-    """The one rule on a - b per seed (metric "accuracy": evaluation accuracy; "gap": the
-    train - evaluation accuracy gap), over the seeds where neither training is degenerate."""
-    split, selection = summary.evaluation_split, summary.selection_split
-    if metric == "gap":
-        values_a, values_b, shown = a.gap(split), b.gap(split), f"train - {split} accuracy gap"
-    else:
-        values_a, values_b = a.per_seed(split, "accuracy"), b.per_seed(split, "accuracy")
-        shown = f"{split} accuracy"
-    excluded = sorted({r.seed for r in (*a.runs, *b.runs) if r.degenerate(selection)})
-    values_a = {seed: v for seed, v in values_a.items() if seed not in excluded}
-    values_b = {seed: v for seed, v in values_b.items() if seed not in excluded}
-    diff = statistics.paired_difference(values_a, values_b)
-    threshold = statistics.threshold_for(claim, margin)
-    reasons = []
-    if diff.n < MIN_PAIRS:
-        reasons.append(
-            f"{diff.n} seed pair(s) without a degenerate training, fewer than {MIN_PAIRS}"
-        )
-    else:
-        reasons += [beats_guessing(summary, c, diff.keys, units) for c in (a, b)]
-    reasons = [r for r in reasons if r]
-    interval = diff.interval
+def guessing(summary: SweepSummary) -> bool:
+    """True when no config beats always predicting the majority class (the gate)."""
+    return not any(c.beats_majority for c in summary.configs)
+
+
+def _comparison(r: crossfit.PairedComparison, **fields) -> Comparison:
+    """A `Comparison` from the engine's result (`fields`: name, labels, claim, ...)."""
     return Comparison(
+        metric=r.metric,
+        unit=r.unit,
+        verdict=r.verdict,
+        direction=r.direction,
+        difference=r.difference,
+        low=r.ci95[0],
+        high=r.ci95[1],
+        low90=r.ci90[0],
+        high90=r.ci90[1],
+        margin=r.margin,
+        p_value=r.p_value,
+        design=r.design,
+        images=r.n_images,
+        folds=r.n_folds,
+        repeats=r.n_repeats,
+        min_detectable=r.min_detectable,
+        images_needed=r.images_needed,
+        repeats_needed=r.repeats_needed,
+        note=r.note,
+        per_image=[float(x) for x in r.image_differences],
+        per_fold=[[float(x) for x in row] for row in r.fold_differences],
+        **fields,
+    )
+
+
+def _gated(r: crossfit.PairedComparison, summary: SweepSummary) -> crossfit.PairedComparison:
+    if guessing(summary):
+        r.verdict = crossfit.NOT_TESTABLE
+        r.note = f"{NOT_GUESSING}: no config beats always predicting the majority class"
+    return r
+
+
+def compare_configs(
+    s: SweepSummary,
+    a: ConfigSummary,
+    b: ConfigSummary,
+    metric: str,
+    evidence: EvidenceSpec,
+    *,
+    claim: str,
+    name: str,
+    units,
+    deciding: bool = True,
+) -> Comparison:
+    """B against A on one per-image score, cross-fitted."""
+    r = crossfit.compare_crossfit(
+        s.outcomes(a, metric),
+        s.outcomes(b, metric),
+        s.fold_array(),
+        metric,
+        margin=evidence.margin(metric),
+    )
+    return _comparison(
+        _gated(r, s),
         name=name,
-        metric=shown,
         a=label(a, units),
         b=label(b, units),
         claim=claim,
-        threshold=threshold,
-        n=diff.n,
-        mean=diff.mean,
-        low=interval.low if interval.bounded else None,
-        high=interval.high if interval.bounded else None,
-        effect_size=diff.effect_size,
-        outcome=statistics.INCONCLUSIVE
-        if reasons
-        else statistics.decide(interval, threshold).outcome,
-        blocked="; ".join(reasons),
-        excluded=excluded,
+        degenerate_pairs=len(s.degenerate_slots(a, b)),
         deciding=deciding,
     )
 
 
-def rule_text(c: Comparison, margin: float, summary: SweepSummary) -> str:
-    what = (
-        f"at least as good: worse by less than the margin {margin:g}, fixed before the run"
-        if c.claim == statistics.AT_LEAST_AS_GOOD
-        else "better: a difference above 0"
-    )
-    return (
-        f"{c.a} - {c.b} on {c.metric}, paired over {c.n} seeds ({what}): supported if its 95% "
-        f"CI lies above {c.threshold:g}, refuted if below, inconclusive if it contains "
-        f"{c.threshold:g}. Seeds where either training is degenerate are left out (fewer than "
-        f"{MIN_PAIRS} pairs left: inconclusive); a config whose {summary.evaluation_split} "
-        "accuracy CI over images does not clear the majority class "
-        f"({_f(summary.majority_accuracy.get(summary.evaluation_split))}) cannot decide."
-    )
-
-
-def flip_text(c: Comparison) -> str:
-    t, low, high = f"{c.threshold:g}", _f(c.low), _f(c.high)
-    if c.blocked:
-        return (
-            f"Decidable once at least {MIN_PAIRS} seed pairs train without degenerating and "
-            f"both configs beat the majority class; then the CI ({_f(c.mean)} [{low}, {high}]) "
-            f"against {t} decides."
-        )
-    raise_low = f"the CI's lower end ({low}) rose above {t}"
-    drop_high = f"its upper end ({high}) fell below {t}"
-    if c.outcome == statistics.HOLDS:
-        return f"Inconclusive if the CI's lower end ({low}) reached {t}; refuted if {drop_high}."
-    if c.outcome == statistics.FAILS:
-        return f"Inconclusive if the CI's upper end ({high}) reached {t}; supported if {raise_low}."
-    return f"Supported if {raise_low}; refuted if {drop_high}."
+def compare_on_scores(s, a, b, evidence, *, claim, name, units) -> list[Comparison]:
+    """The deciding score first, then the other two as context."""
+    metrics = [evidence.metric, *(m for m in crossfit.METRICS if m != evidence.metric)]
+    return [
+        compare_configs(s, a, b, m, evidence, claim=claim, name=name, units=units, deciding=i == 0)
+        for i, m in enumerate(metrics)
+    ]
 
 
 def _numbers(c: Comparison) -> dict:
     return {
-        "difference": c.mean,
+        "metric": c.metric,
+        "difference": c.difference,
         "ci_low": c.low,
         "ci_high": c.high,
-        "seeds": c.n,
-        "effect_size_dz": c.effect_size,
-        "threshold": c.threshold,
+        "ci90_low": c.low90,
+        "ci90_high": c.high90,
+        "margin": c.margin,
+        "engine_verdict": c.verdict,
+        "direction": c.direction,
+        "images": c.images,
+        "folds": c.folds,
+        "repeats": c.repeats,
+        "min_detectable": c.min_detectable,
+        "images_needed": c.images_needed,
+        "degenerate_pairs": c.degenerate_pairs,
     }
+
+
+def rule_text(c: Comparison) -> str:
+    what = METRIC_NAMES.get(c.metric, c.metric)
+    return (
+        f"{c.b} against {c.a} on {what} ({c.unit}), paired image by image over {c.images} "
+        f"images ({c.design}; corrected resampled t), margin ±{c.margin:g} fixed before the "
+        "run: equivalent if the 90% CI lies inside ±margin, better or worse if the 95% CI "
+        "lies above or below 0 (equivalent wins when both hold); "
+        f"{MAPPING_TEXT[c.claim]}. Needs a config that beats always predicting the majority "
+        "class."
+    )
+
+
+def flip_text(c: Comparison) -> str:
+    if c.verdict == crossfit.NOT_TESTABLE:
+        return "A config beating always predicting the majority class would make it testable."
+    ci95 = f"[{_f(c.low)}, {_f(c.high)}]"
+    ci90 = f"[{_f(c.low90)}, {_f(c.high90)}]"
+    m = f"{c.margin:g}"
+    if c.verdict == crossfit.EQUIVALENT:
+        return f"Not equivalent if the 90% CI {ci90} reached ±{m}."
+    if c.verdict == crossfit.BETTER:
+        return (
+            f"Inconclusive if the 95% CI's lower end ({_f(c.low)}) reached 0; equivalent if the "
+            f"90% CI {ci90} fell inside ±{m}."
+        )
+    if c.verdict == crossfit.WORSE:
+        return (
+            f"Inconclusive if the 95% CI's upper end ({_f(c.high)}) reached 0; equivalent if "
+            f"the 90% CI {ci90} fell inside ±{m}."
+        )
+    needed = f"; about {c.images_needed} images would decide it" if c.images_needed else ""
+    return (
+        f"Decided once the 95% CI {ci95} excludes 0 or the 90% CI {ci90} fits inside ±{m}: "
+        f"this data could detect differences of {_f(c.min_detectable)} or more{needed}."
+    )
+
+
+def why_text(c: Comparison) -> str:
+    """Why a comparison decides nothing ('' when it decides)."""
+    if c.verdict == crossfit.NOT_TESTABLE:
+        return c.note or NOT_GUESSING
+    if c.verdict != crossfit.INCONCLUSIVE:
+        return ""
+    needed = f"; about {c.images_needed} images would decide it" if c.images_needed else ""
+    note = f" ({c.note})" if c.note and "repeats" in c.note else ""
+    return (
+        f"{c.name}: the interval is too wide for ±{c.margin:g}; the smallest difference this "
+        f"data could detect is {_f(c.min_detectable)}{needed}{note}"
+    )
 
 
 def _missing(claim: str, question: str, needs: str) -> Finding:
@@ -189,7 +268,22 @@ def _missing(claim: str, question: str, needs: str) -> Finding:
     )
 
 
-def judge_c1(s: SweepSummary, margin: float, units=(512, 1024)) -> list[Finding]:
+def _effect(claim, question, main: Comparison, comparisons, numbers=None, rule="") -> Finding:
+    verdict = claim_verdict(main.claim, main.verdict)
+    return Finding(
+        claim,
+        EFFECT,
+        question,
+        verdict,
+        rule=rule + rule_text(main),
+        flip=flip_text(main),
+        numbers={**_numbers(main), **(numbers or {})},
+        comparisons=comparisons,
+        reason=why_text(main),
+    )
+
+
+def judge_c1(s: SweepSummary, evidence: EvidenceSpec, units=(512, 1024)) -> list[Finding]:
     question = (
         f"On this data, is {label(grid.END_ONLY, units)} only at least as good as "
         f"{label(grid.EVERY_LAYER, units)}?"
@@ -207,51 +301,32 @@ def judge_c1(s: SweepSummary, margin: float, units=(512, 1024)) -> list[Finding]
     )
     if end is None or every is None:
         return [_missing("C1", question, "rate-0.5 cells after Dense 2 and after both"), practice]
-    main = compare(
-        s,
-        end,
-        every,
-        claim=statistics.AT_LEAST_AS_GOOD,
-        margin=margin,
-        units=units,
-        name="end only vs every layer, rate 0.5",
+    name = "end only vs every layer, rate 0.5"
+    comparisons = compare_on_scores(
+        s, every, end, evidence, claim=AT_LEAST_AS_GOOD, name=name, units=units
     )
-    context = [
-        compare(
-            s,
-            row,
-            other,
-            claim=statistics.AT_LEAST_AS_GOOD,
-            margin=margin,
-            units=units,
-            name=f"end only vs every layer, rate {row.rate:g}",
-            deciding=False,
-        )
-        for row in s.configs
-        if row.placement == "after_dense2"
-        and row.rate != 0.5
-        and (other := s.config(row.rate, "after_both")) is not None
-    ]
-    effect = Finding(
-        "C1",
-        EFFECT,
-        question,
-        OUTCOME_VERDICT[main.outcome],
-        rule=rule_text(main, margin, s),
-        flip=flip_text(main),
-        numbers=_numbers(main),
-        comparisons=[main, *context],
-        reason=main.blocked
-        or (
-            "the interval contains the threshold" if main.outcome == statistics.INCONCLUSIVE else ""
-        ),
-    )
-    return [effect, practice]
+    for row in s.configs:  # full grids: the other rates, for context
+        other = s.config(row.rate, "after_both")
+        if row.placement == "after_dense2" and row.rate != 0.5 and other is not None:
+            comparisons.append(
+                compare_configs(
+                    s,
+                    other,
+                    row,
+                    evidence.metric,
+                    evidence,
+                    claim=AT_LEAST_AS_GOOD,
+                    name=f"end only vs every layer, rate {row.rate:g}",
+                    units=units,
+                    deciding=False,
+                )
+            )
+    return [_effect("C1", question, comparisons[0], comparisons), practice]
 
 
 def judge_c4(
     s: SweepSummary,
-    margin: float,
+    evidence: EvidenceSpec,
     units=(512, 1024),
     layer: str = "mixed7",
     backbone_dropout_layers: int | None = None,
@@ -270,126 +345,144 @@ def judge_c4(
         reason="a claim about history and practice",
     )
     question = (
-        f"On this data, is {label(grid.EVERY_LAYER, units)} at least as good as the "
-        f"best other config (picked on {s.selection_split}, judged on "
-        f"{s.evaluation_split})?"
+        f"On this data, is {label(grid.EVERY_LAYER, units)} at least as good as the best "
+        "other config (compared with every other one: none is picked on the data that "
+        "judges it)?"
     )
     candidate = s.config(*grid.EVERY_LAYER)
-    others = [c for c in s.configs if c is not candidate and c.validation_accuracy is not None]
+    others = [c for c in s.configs if c is not candidate]
     if candidate is None or not others:
         return [_missing("C4", question, "a rate-0.5 cell after both and another config"), history]
-    if s.selection_split == s.evaluation_split:
-        finding = Finding(
-            "C4",
-            EFFECT,
-            question,
-            NOT_TESTABLE,
-            rule="The best config is picked on one split and judged on another.",
-            flip="A run with both validation and test images would decide it.",
-            reason="no separate validation and test splits",
+    pairs = [
+        compare_configs(
+            s,
+            other,
+            candidate,
+            evidence.metric,
+            evidence,
+            claim=AT_LEAST_AS_GOOD,
+            name=f"p=0.5 every FC layer vs {label(other, units)}",
+            units=units,
         )
-        return [finding, history]
-    best = max(others, key=lambda c: c.validation_accuracy.mean)
-    main = compare(
-        s,
-        candidate,
-        best,
-        claim=statistics.AT_LEAST_AS_GOOD,
-        margin=margin,
-        units=units,
-        name="p=0.5 every FC layer vs best other",
-    )
-    none = s.config(*grid.NO_DROPOUT)
-    extra = []
-    if none is not None and none is not best:
-        extra.append(
-            compare(
-                s,
-                candidate,
-                none,
-                claim=statistics.AT_LEAST_AS_GOOD,
-                margin=margin,
-                units=units,
-                name="p=0.5 every FC layer vs none",
-                deciding=False,
-            )
-        )
+        for other in others
+    ]
+    verdicts = [c.verdict for c in pairs]
+    # A refutation needs a "worse" that survives Holm's correction over the comparisons.
+    p_values = [1.0 if c.p_value is None else c.p_value for c in pairs]
+    adjusted = crossfit.holm_adjust(p_values)
+    refuting = [
+        c
+        for c, p in zip(pairs, adjusted, strict=True)
+        if c.verdict == crossfit.WORSE and p < crossfit.ALPHA
+    ]
+    if crossfit.NOT_TESTABLE in verdicts:
+        verdict = NOT_TESTABLE
+    elif refuting:
+        verdict = REFUTED
+    elif all(v in (crossfit.BETTER, crossfit.EQUIVALENT) for v in verdicts):
+        verdict = SUPPORTED
+    else:
+        verdict = INCONCLUSIVE
+    worst = min(pairs, key=lambda c: c.low if c.low is not None else -np.inf)
+    reasons = [why_text(c) for c in pairs if why_text(c)]
+    if verdict == REFUTED:
+        reasons = [
+            f"{c.name}: worse (95% CI [{_f(c.low)}, {_f(c.high)}], Holm-adjusted p {p:.3g})"
+            for c, p in zip(pairs, adjusted, strict=True)
+            if c in refuting
+        ]
     numbers = {
-        **_numbers(main),
-        "best_other": label(best, units),
-        "best_other_validation_accuracy": best.validation_accuracy.mean,
+        **_numbers(worst),
+        "closest_other": worst.a,
+        "holm_adjusted_p": {c.a: float(p) for c, p in zip(pairs, adjusted, strict=True)},
     }
     effect = Finding(
         "C4",
         EFFECT,
         question,
-        OUTCOME_VERDICT[main.outcome],
-        rule=f"Best other config by mean {s.selection_split} accuracy: {label(best, units)}. "
-        + rule_text(main, margin, s),
-        flip=flip_text(main),
+        verdict,
+        rule="Compared with every other config of the sweep, each by the one rule: supported "
+        "if at least as good as each (better or equivalent), refuted if worse than one of them "
+        "with Holm's correction over the comparisons, otherwise inconclusive. Each: "
+        + rule_text(pairs[0]).replace(pairs[0].a, "the other config"),
+        flip=f"Against {worst.a}, the closest: {flip_text(worst)}",
         numbers=numbers,
-        comparisons=[main, *extra],
-        reason=main.blocked
-        or (
-            "the interval contains the threshold" if main.outcome == statistics.INCONCLUSIVE else ""
-        ),
+        comparisons=pairs,
+        reason="; ".join(dict.fromkeys(reasons)),
     )
     return [effect, history]
 
 
 def judge_f5(
-    s: SweepSummary, margin: float, units=(512, 1024), cell=grid.SEED_CELL
+    s: SweepSummary, evidence: EvidenceSpec, units=(512, 1024), cell=grid.SEED_CELL
 ) -> list[Finding]:
     """F5 for the dropout `cell` (the run's own head's; the seed's when it has none)."""
     tested, none = s.config(*cell), s.config(*grid.NO_DROPOUT)
     question = (
-        f"On this data, does {label(cell, units)} shrink the train - "
-        f"{s.evaluation_split} accuracy gap without costing {s.evaluation_split} "
-        "accuracy?"
+        f"On this data, does {label(cell, units)} shrink the train - held-out accuracy gap "
+        "without costing held-out performance?"
     )
     if tested is None or none is None:
-        return [_missing("F5", question, "a no-dropout cell and the seed's cell")]
-    gap = compare(
-        s,
-        none,
-        tested,
-        claim=statistics.BETTER,
-        margin=margin,
-        units=units,
+        return [_missing("F5", question, "a no-dropout cell and the tested cell")]
+    sizes = s.plan.n / s.folds
+    gap = crossfit.compare_folds(
+        s.gaps(none),
+        s.gaps(tested),
+        metric=GAP,
+        margin=evidence.accuracy_margin,
+        n_test=sizes,
+        n_train=s.plan.n - sizes,
+        n_images=s.plan.n,
+    )
+    gap_comparison = _comparison(
+        _gated(gap, s),
         name="gap shrinks with dropout",
-        metric="gap",
+        a=label(none, units),
+        b=label(tested, units),
+        claim=BETTER_CLAIM,
+        degenerate_pairs=len(s.degenerate_slots(none, tested)),
     )
-    accuracy = compare(
+    scores = compare_on_scores(
         s,
-        tested,
         none,
-        claim=statistics.AT_LEAST_AS_GOOD,
-        margin=margin,
+        tested,
+        evidence,
+        claim=AT_LEAST_AS_GOOD,
+        name="score kept with dropout",
         units=units,
-        name="accuracy kept with dropout",
     )
-    outcomes = {gap.outcome, accuracy.outcome}
-    if statistics.FAILS in outcomes:
+    parts = (gap_comparison, scores[0])
+    verdicts = {claim_verdict(c.claim, c.verdict) for c in parts}
+    if NOT_TESTABLE in verdicts:
+        verdict = NOT_TESTABLE
+    elif REFUTED in verdicts:
         verdict = REFUTED
-    elif outcomes == {statistics.HOLDS}:
+    elif verdicts == {SUPPORTED}:
         verdict = SUPPORTED
     else:
         verdict = INCONCLUSIVE
-    undecided = [c for c in (gap, accuracy) if c.outcome == statistics.INCONCLUSIVE]
-    failed = [c for c in (gap, accuracy) if c.outcome == statistics.FAILS]
-    reasons = [c.blocked or f"{c.name}: the interval contains {c.threshold:g}" for c in undecided]
     if verdict == REFUTED:
-        reasons = [f"{c.name}: the interval lies below {c.threshold:g}" for c in failed]
-    reason = "; ".join(dict.fromkeys("; ".join(reasons).split("; ")))  # each cause once
+        reasons = [
+            f"{c.name}: {c.verdict} ({c.unit} {_f(c.difference)} [{_f(c.low)}, {_f(c.high)}])"
+            for c in parts
+            if claim_verdict(c.claim, c.verdict) == REFUTED
+        ]
+    else:
+        reasons = [why_text(c) for c in parts if why_text(c)]
     numbers = {
-        "gap_reduction": gap.mean,
-        "gap_reduction_ci_low": gap.low,
-        "gap_reduction_ci_high": gap.high,
-        "accuracy_difference": accuracy.mean,
-        "accuracy_ci_low": accuracy.low,
-        "accuracy_ci_high": accuracy.high,
-        "seeds": gap.n,
-        "margin": margin,
+        "gap_reduction": gap_comparison.difference,
+        "gap_reduction_ci_low": gap_comparison.low,
+        "gap_reduction_ci_high": gap_comparison.high,
+        "gap_verdict": gap_comparison.verdict,
+        "gap_no_dropout": none.gap,
+        "gap_dropout": tested.gap,
+        "score_metric": scores[0].metric,
+        "score_difference": scores[0].difference,
+        "score_ci_low": scores[0].low,
+        "score_ci_high": scores[0].high,
+        "score_verdict": scores[0].verdict,
+        "accuracy_margin": evidence.accuracy_margin,
+        "score_margin": scores[0].margin,
     }
     return [
         Finding(
@@ -397,100 +490,222 @@ def judge_f5(
             EFFECT,
             question,
             verdict,
-            rule="Both parts by the one rule, supported only if both hold, refuted if either "
-            f"fails. (1) {rule_text(gap, margin, s)} (2) {rule_text(accuracy, margin, s)}",
-            flip=f"(1) {flip_text(gap)} (2) {flip_text(accuracy)}",
+            rule="Two parts, supported only if both hold, refuted if either fails. (1) The "
+            "train - held-out accuracy gap, one value per training, paired by repeat and fold "
+            f"(corrected resampled t), must be better (smaller by more than ±"
+            f"{evidence.accuracy_margin:g}): {MAPPING_TEXT[BETTER_CLAIM]}. (2) "
+            + rule_text(scores[0]),
+            flip=f"(1) {flip_text(gap_comparison)} (2) {flip_text(scores[0])}",
             numbers=numbers,
-            comparisons=[gap, accuracy],
-            reason=reason,
+            comparisons=[gap_comparison, *scores],
+            reason="; ".join(dict.fromkeys(r for r in reasons if r)),
         )
     ]
 
 
-def judge_f4_uncertainty(inference: Inference, split: str = "test") -> Finding:
-    test, base = inference.uncertainty, inference.baseline
-    question = f"Do misclassified {split} images carry higher MC-dropout uncertainty?"
-    rule = (
-        f"AUROC of the MC-dropout std for telling errors from correct images: supported if "
-        f"the one-sided permutation p-value is below {ALPHA} and the 95% bootstrap CI "
-        "lies above 0.5, refuted if the CI lies below 0.5, otherwise inconclusive; "
-        "needs at least two errors and two correct images."
+def uncertainty_aurocs(s: SweepSummary) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(errors, MC AUROC, confidence AUROC) per (repeat, fold) of the config F4 tests (the
+    held-out errors counted, the AUROCs NaN where a fold has too few of either class); None
+    when the sweep ran no MC-dropout passes."""
+    if s.tested is None:
+        return None
+    runs = [r for r in s.runs(s.tested) if r.mc_std is not None]
+    if len(runs) != s.repeats * s.folds:
+        return None
+    labels = s.labels()
+    errors = np.zeros((s.repeats, s.folds))
+    mc = np.full((s.repeats, s.folds), np.nan)
+    confidence = np.full((s.repeats, s.folds), np.nan)
+    for r in runs:
+        probabilities = np.asarray(r.probabilities)
+        wrong = probabilities.argmax(axis=1) != labels[r.held_out]
+        errors[r.repeat, r.fold] = wrong.sum()
+        if min(wrong.sum(), (~wrong).sum()) >= MIN_ERRORS:
+            spread = np.asarray(r.mc_std)
+            doubt = 1.0 - probabilities.max(axis=1)
+            mc[r.repeat, r.fold] = statistics.auroc(spread[wrong], spread[~wrong])
+            confidence[r.repeat, r.fold] = statistics.auroc(doubt[wrong], doubt[~wrong])
+    return errors, mc, confidence
+
+
+def judge_f4_uncertainty(
+    s: SweepSummary, evidence: EvidenceSpec, units=(512, 1024), inference=None
+) -> Finding:
+    """F4's effect: held-out errors carry more MC-dropout spread than the plain confidence
+    shows (the baseline any classifier has), by the corrected resampled t over folds."""
+    tested = label(s.tested, units) if s.tested else "the tested config"
+    question = (
+        f"Does MC dropout ({tested}) spot misclassified images better than the plain "
+        "confidence does?"
     )
-    numbers = {
-        "errors": inference.errors,
-        "images": inference.images,
-        "auroc": test.auroc,
-        "auroc_ci_low": test.interval.low if test.interval.bounded else None,
-        "auroc_ci_high": test.interval.high if test.interval.bounded else None,
-        "permutation_p": test.p_value,
-        "baseline_auroc_confidence": base.auroc,
-        "mc_minus_baseline": inference.difference.estimate,
-        "mc_minus_baseline_ci_low": inference.difference.low
-        if inference.difference.bounded
-        else None,
-        "mc_minus_baseline_ci_high": inference.difference.high
-        if inference.difference.bounded
-        else None,
-    }
-    if test.p_value is None:
+    rule = (
+        "AUROC of the MC-dropout std for telling a held-out fold's errors from its correct "
+        "images, against the AUROC of 1 - the deterministic confidence, per training, paired "
+        f"by repeat and fold (corrected resampled t), margin ±{evidence.auroc_margin:g}: "
+        f"{MAPPING_TEXT[BETTER_CLAIM]}. A held-out fold with fewer than {MIN_ERRORS} errors or "
+        f"correct images has no AUROC and its pair is left out; needs half of the folds (at "
+        f"least {MIN_FOLDS}) and a config that beats guessing."
+    )
+    context = _main_head_numbers(inference)
+    aurocs = uncertainty_aurocs(s)
+    if aurocs is None:
         return Finding(
             "F4",
             EFFECT,
             question,
             NOT_TESTABLE,
             rule=rule,
-            flip="A split with at least two errors and two correct images.",
+            flip="A sweep with MC-dropout passes (--mc-passes > 0) would decide it.",
+            numbers=context,
+            reason="the sweep ran no MC-dropout passes",
+        )
+    errors, mc, confidence = aurocs
+    numbers = {
+        "held_out_errors": int(errors.sum()),
+        "fewest_errors_in_a_fold": int(errors.min()),
+        "predictions": int(s.repeats * s.plan.n),
+        **context,
+    }
+    usable = int(np.isfinite(mc).sum())
+    if mc.size < MIN_FOLDS:
+        return Finding(
+            "F4",
+            EFFECT,
+            question,
+            NOT_TESTABLE,
+            rule=rule,
+            flip=f"A sweep of at least {MIN_FOLDS} trainings per config (repeats x folds).",
             numbers=numbers,
-            reason=f"{test.positives} errors and {test.negatives} correct images",
+            reason=f"the sweep has {mc.size} trainings per config, fewer than {MIN_FOLDS}",
         )
-    low, high = test.interval.low, test.interval.high
-    if test.p_value < ALPHA and low > 0.5:
-        verdict, flip = (
-            SUPPORTED,
-            (
-                f"Inconclusive if p reached {ALPHA} (it is "
-                f"{test.p_value:.4f}) or the CI's lower end ({low:.3f}) "
-                "fell to 0.5."
-            ),
+    if usable < max(MIN_FOLDS, mc.size // 2):
+        rate = errors.sum() / (s.repeats * s.plan.n)
+        wanted = int(np.ceil(2 * MIN_ERRORS * s.folds / rate)) if rate > 0 else None
+        more = f"; about {wanted} images at this error rate would give enough" if wanted else ""
+        return Finding(
+            "F4",
+            EFFECT,
+            question,
+            NOT_TESTABLE,
+            rule=rule,
+            flip=f"At least {MIN_ERRORS} errors in most held-out folds{more}.",
+            numbers=numbers,
+            reason=f"too few errors to test: {int(errors.sum())} held-out errors over "
+            f"{s.repeats} repeats; {usable} of {mc.size} held-out folds have at least "
+            f"{MIN_ERRORS} errors and {MIN_ERRORS} correct images (needs half of them and at "
+            f"least {MIN_FOLDS}){more}",
         )
-    elif high < 0.5:
-        verdict, flip = REFUTED, f"Inconclusive if the CI's upper end ({high:.3f}) reached 0.5."
-    else:
-        verdict = INCONCLUSIVE
-        flip = (
-            f"Supported if p fell below {ALPHA} (it is {test.p_value:.4f}) with the CI "
-            f"above 0.5 (it is [{low:.3f}, {high:.3f}]); refuted if the CI fell below 0.5."
-        )
+    sizes = s.plan.n / s.folds
+    r = crossfit.compare_folds(
+        confidence,
+        mc,
+        metric=AUROC,
+        margin=evidence.auroc_margin,
+        n_test=sizes,
+        n_train=s.plan.n - sizes,
+        n_images=s.plan.n,
+    )
+    c = _comparison(
+        _gated(r, s),
+        name="MC-dropout std vs plain confidence",
+        a="1 - confidence",
+        b="MC-dropout std",
+        claim=BETTER_CLAIM,
+        lost_pairs=int(mc.size - usable),
+    )
+    numbers.update(
+        {
+            "auroc_mc": float(np.nanmean(mc)),
+            "auroc_confidence": float(np.nanmean(confidence)),
+            **_numbers(c),
+        }
+    )
     return Finding(
         "F4",
         EFFECT,
         question,
-        verdict,
+        claim_verdict(c.claim, c.verdict),
         rule=rule,
-        flip=flip,
+        flip=flip_text(c),
         numbers=numbers,
-        reason="the interval contains 0.5 or p >= 0.05" if verdict == INCONCLUSIVE else "",
+        comparisons=[c],
+        reason=why_text(c),
     )
 
 
-def judge_c2_performance(order: ActivationOrder) -> Finding:
-    relu_same = all(o["relu"].identical for o in (order.real, order.standardised))
-    reason = (
-        (
-            "this head's activations are ReLU, for which the two orders are the same "
-            "function bit for bit (C2's mechanism), so here they cannot differ in performance; "
-            "sigmoid and tanh heads are not trained"
+def _main_head_numbers(inference) -> dict:
+    """The run's own head on its MC split, for context (not deciding)."""
+    if inference is None:
+        return {}
+    test, base = inference.uncertainty, inference.baseline
+    return {
+        "main_head_errors": inference.errors,
+        "main_head_images": inference.images,
+        "main_head_auroc_mc": test.auroc,
+        "main_head_auroc_confidence": base.auroc,
+    }
+
+
+def judge_c2_performance(
+    s: SweepSummary, evidence: EvidenceSpec, units=(512, 1024), relu_identical: bool = True
+) -> Finding:
+    """C2's performance half: the seed's Dropout before and after Dense(1024)'s ReLU."""
+    question = (
+        "Does the order (dropout before or after the activation) change how well this ReLU "
+        "head learns?"
+    )
+    rule = (
+        f"{label(grid.SEED_CELL, units)} trained twice from the same seed on the same fold "
+        "(repeat 0, fold 0), once with the Dropout after the ReLU and once before it, and "
+        f"compared on the held-out images' {METRIC_NAMES[evidence.metric]} (one split: a "
+        f"paired t over images), margin ±{evidence.margin(evidence.metric):g}: "
+        f"{MAPPING_TEXT[SAME]}. Sigmoid and tanh heads are not trained."
+    )
+    after = next(
+        (r for r in s.runs(grid.SEED_CELL) if (r.repeat, r.fold) == (0, 0)),
+        None,
+    )
+    before = s.order_check[0] if s.order_check else None
+    if after is None or before is None:
+        return Finding(
+            "C2",
+            EFFECT,
+            question,
+            NOT_TESTABLE,
+            rule=rule,
+            flip="A sweep with its order check on would decide it.",
+            reason="the sweep did not train the seed's config with the other order",
         )
-        if relu_same
-        else ("the head's ReLU orders differ, and no head with another activation is trained")
+    labels = s.labels()
+    outcome = {
+        name: crossfit.image_outcomes(np.asarray(run.probabilities), labels[run.held_out])[
+            evidence.metric
+        ]
+        for name, run in (("after", after), ("before", before))
+    }
+    r = crossfit.compare_single_split(
+        outcome["after"],
+        outcome["before"],
+        evidence.metric,
+        margin=evidence.margin(evidence.metric),
     )
+    c = _comparison(
+        _gated(r, s),
+        name="Dropout before vs after the ReLU",
+        a="after the ReLU",
+        b="before the ReLU",
+        claim=SAME,
+    )
+    identical = np.array_equal(np.asarray(after.probabilities), np.asarray(before.probabilities))
+    numbers = {**_numbers(c), "identical_predictions": identical, "relu_identical": relu_identical}
     return Finding(
         "C2",
         EFFECT,
-        "Does the order (dropout before or after the activation) change how well a head learns?",
-        NOT_TESTABLE,
-        rule="Would need heads trained with each order and each activation, compared seed by "
-        "seed like the sweep.",
-        flip="A sweep over activations and orders would decide it.",
-        reason=reason,
+        question,
+        claim_verdict(SAME, c.verdict),
+        rule=rule,
+        flip=flip_text(c),
+        numbers=numbers,
+        comparisons=[c],
+        reason=why_text(c),
     )

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from inception_retrain.dropout.backbone_reach import BackboneReach
 from inception_retrain.dropout.backward import Backward
 from inception_retrain.dropout.direct import ActivationOrder, NoiseShapes
+from inception_retrain.dropout.evidence_spec import EvidenceSpec
 from inception_retrain.dropout.forward import FitMasks, Forward
 from inception_retrain.dropout.frozen import CacheFacts, Frozen
 from inception_retrain.dropout.inference import Inference
@@ -48,6 +49,7 @@ class RunContext:
     mc_split: str
     backbone_dropout_layers: int
     equivalence_margin: float
+    evidence: EvidenceSpec | None = None  # the deciding score and margins of effect claims
     fine_tuned: str = ""  # what fine-tuning trained, when the run's model is fine-tuned
 
     def dense(self, name: str) -> str:
@@ -70,7 +72,7 @@ class Measurements:
     inference: Inference  # inference.py, F4
     activation_order: ActivationOrder  # direct.py, C2
     noise_shapes: NoiseShapes  # direct.py, C7
-    sweep: SweepSummary  # sweep.py via flows.sweep, F5 / C1 / C4
+    sweep: SweepSummary  # sweep.py via flows.sweep: C1, C2, C4, F4, F5
     backbone_reach: BackboneReach | None = None  # backbone_reach.py, C6 in the backbone
 
 

@@ -137,6 +137,37 @@ def _inference(m: Measurements) -> Bullet:
     return Bullet("And at inference?", text)
 
 
+SCORE_NAMES = {
+    "accuracy": "accuracy",
+    "brier": "Brier score",
+    "log_loss": "log loss",
+    "gap": "train - held-out accuracy gap",
+    "auroc": "AUROC",
+}
+
+
+def _decided(c) -> str:
+    """E.g. 'equivalent within ±0.034: the Brier score of no dropout better than that of
+    Dropout(0.2) after Dense(1024) by +0.0012 (95% CI [-0.0061, +0.0085])'."""
+    verdict = c.verdict + (f" within ±{c.margin:g}" if c.verdict == "equivalent" else "")
+    lean = (
+        f", {c.direction} by less than the margin"
+        if c.verdict == "equivalent" and c.direction != "none"
+        else ""
+    )
+    score = SCORE_NAMES.get(c.metric, c.metric)
+    change = "smaller" if c.metric == "gap" else "better"
+    return (
+        f"{verdict}{lean}: the {score} of {c.b} {change} than that of {c.a} by "
+        f"{c.difference:+.4f} (95% CI [{c.low:+.4f}, {c.high:+.4f}])"
+    )
+
+
+def _design(m: Measurements) -> str:
+    s = m.sweep
+    return f"{s.repeats}x{s.folds} cross-fit, {s.plan.n} images"
+
+
 def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
     from inception_retrain.dropout.effects import label
     from inception_retrain.dropout.verdicts import f5_cell
@@ -149,37 +180,64 @@ def _on_this_data(m: Measurements, entries: list[Entry]) -> Bullet:
             f"The sweep cannot tell here ({_why_undecided(f5)}); see F5 in "
             "the statistical section.",
         )
-    n = f5.numbers
-    gap = (
-        f"the train - test accuracy gap by {_g(n['gap_reduction'])} "
-        f"[{_g(n['gap_reduction_ci_low'])}, {_g(n['gap_reduction_ci_high'])}]"
-    )
-    accuracy = (
-        f"test accuracy changed by {_g(n['accuracy_difference'])} "
-        f"[{_g(n['accuracy_ci_low'])}, {_g(n['accuracy_ci_high'])}]"
+    gap, score = f5.comparisons[0], f5.comparisons[1]
+    evidence = (
+        f"the gap: {_decided(gap)}; the held-out {SCORE_NAMES[score.metric]}: "
+        f"{_decided(score)} ({_design(m)})"
     )
     if f5.verdict == SUPPORTED:
-        text = f"Yes, here: it shrank {gap}, and {accuracy} (95% CIs over {n['seeds']} seeds)."
-    else:
-        text = (
-            f"No, here: {f5.reason or 'see F5'}. It changed {gap}, and {accuracy} (95% "
-            f"CIs over {n['seeds']} seeds)."
+        return Bullet(question, f"Yes, here: less overfitting at no cost. In numbers, {evidence}.")
+    why = []
+    if gap.verdict == "equivalent":
+        why.append(
+            f"it does not shrink the train - held-out accuracy gap by more than ±{gap.margin:g}"
         )
-    return Bullet(question, text)
+    elif gap.verdict == "worse":
+        why.append("it widens the train - held-out accuracy gap")
+    if score.verdict == "worse":
+        why.append(f"it costs held-out {SCORE_NAMES[score.metric]}")
+    return Bullet(question, f"No, here: {' and '.join(why)}. In numbers, {evidence}.")
+
+
+PLACEMENT_WORDS = {
+    "C1": "Dropout(0.5) after the last hidden layer only is {not_}at least as good as after "
+    "every hidden layer",
+    "C4": "Dropout(0.5) after every hidden layer is {not_}at least as good as each other config",
+}
+
+
+def _placement(m: Measurements, entries: list[Entry]) -> Bullet | None:
+    """C1 and C4 on this data, when either decided (numbers only for decided effects)."""
+    parts = []
+    for claim, words in PLACEMENT_WORDS.items():
+        f = finding(entries, claim, EFFECT)
+        if f is None or f.verdict not in (SUPPORTED, REFUTED) or not f.comparisons:
+            continue
+        deciding = [c for c in f.comparisons if c.deciding]
+        closest = min(deciding, key=lambda c: c.low)  # C4: the other config closest to it
+        against = f" (closest: against {closest.a})" if claim == "C4" else ""
+        text = words.format(not_="" if f.verdict == SUPPORTED else "not ")
+        parts.append(f"{claim}: {text}{against}: {_decided(closest)}")
+    if not parts:
+        return None
+    return Bullet(
+        "Dropout in the last layers only, or in every layer?",
+        "On this data: " + "; ".join(parts) + f" ({_design(m)}).",
+    )
 
 
 def _why_undecided(f5: Finding | None) -> str:
-    """Why F5 did not decide, in words only: sweep numbers are for conclusive verdicts."""
+    """Why F5 did not decide, in words only: sweep numbers are for decided verdicts."""
     if f5 is None or not f5.comparisons:
-        return "the sweep lacks the configs F5 compares"
+        return (
+            f5.reason if f5 is not None and f5.reason else "the sweep lacks the configs F5 compares"
+        )
     reasons = []
-    for c in f5.comparisons:
-        if "seed pair" in c.blocked:
-            reasons.append("too few seeds trained without degenerating")
-        elif "majority class" in c.blocked:
-            reasons.append("a config does not beat always predicting the majority class")
-        elif c.outcome == "inconclusive":
-            reasons.append("its confidence intervals are too wide to decide")
+    for c in f5.comparisons[:2]:
+        if c.verdict == "not testable":
+            reasons.append("no config beats always predicting the majority class")
+        elif c.verdict == "inconclusive":
+            reasons.append("its intervals are too wide for the margins")
     return "; ".join(dict.fromkeys(reasons)) or f5.verdict
 
 
@@ -222,6 +280,7 @@ def answer(m: Measurements, entries: list[Entry]) -> list[Bullet]:
         _per_epoch(m),
         _inference(m),
         _on_this_data(m, entries),
+        _placement(m, entries),
         _backbone_gradients(m),
     ]
     return [bullet for bullet in bullets if bullet is not None]
@@ -233,11 +292,15 @@ def _d(value) -> str:
 
 def _comparison_text(f: Finding) -> str:
     parts = [
-        f"{c.a} - {c.b}, {c.metric}: {_d(c.mean)} [{_d(c.low)}, {_d(c.high)}] over {c.n} seeds"
-        + (f" (d_z {_g(c.effect_size, 2)})" if c.effect_size is not None else "")
-        + (f", seeds {', '.join(map(str, c.excluded))} left out (degenerate)" if c.excluded else "")
+        f"{c.b} vs {c.a}, {SCORE_NAMES.get(c.metric, c.metric)} ({c.design}, {c.images} "
+        f"images): {_decided(c)}"
+        + (
+            f"; {c.degenerate_pairs} pairs with a degenerate training, kept"
+            if c.degenerate_pairs
+            else ""
+        )
         for c in f.comparisons
-        if c.deciding
+        if c.deciding and c.difference is not None
     ]
     return "; ".join(parts) + "."
 
@@ -247,19 +310,6 @@ def explain(m: Measurements, f: Finding) -> str:
     if f.comparisons:
         return _comparison_text(f)
     if f.kind != MECHANISM:
-        if f.claim == "F4":
-            n = f.numbers
-            if n.get("permutation_p") is None:
-                return f"Too few errors to test: {f.reason}."
-            return (
-                f"{n['errors']} of {n['images']} images misclassified. AUROC of the MC "
-                f"std for spotting them {_g(n['auroc'])} [{_g(n['auroc_ci_low'])}, "
-                f"{_g(n['auroc_ci_high'])}], permutation p = {_g(n['permutation_p'])}; the "
-                f"plain baseline, 1 - the deterministic confidence, "
-                f"{_g(n['baseline_auroc_confidence'])}; MC minus baseline "
-                f"{_g(n['mc_minus_baseline'])} [{_g(n['mc_minus_baseline_ci_low'])}, "
-                f"{_g(n['mc_minus_baseline_ci_high'])}]."
-            )
         return ""  # the reason says it
     if f.verdict == REFUTED:
         return f"Measured against the claim: {f.reason}."

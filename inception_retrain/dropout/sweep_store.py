@@ -5,7 +5,7 @@ rows, head settings and seed give the same result on one machine (op determinism
 `fit.deterministic`). So its result is stored and a rerun on unchanged data trains nothing:
 
     WORKDIR/sweeps/<data-key>/key.json                      what <data-key> stands for
-    WORKDIR/sweeps/<data-key>/<placement>-<rate>-seed<s>-<cell-key>.json   one training
+    WORKDIR/sweeps/<data-key>/<placement>-<rate>-r<repeat>f<fold>-<cell-key>.json   one training
 
 `<data-key>` covers what every training of a sweep shares:
   * the feature cache's backbone fingerprint (weights content, layer, image size,
@@ -16,9 +16,11 @@ rows, head settings and seed give the same result on one machine (op determinism
   * the code: `CODE_VERSION` (bump it when the training or the result format changes), the
     sha256 of the modules that train and score (`TRAINING_MODULES`, so an edit there is
     never answered with old results) and the installed TensorFlow/Keras/NumPy versions.
-`<cell-key>` adds the training's own inputs: effective rate and placement, seed, maximum
-epochs, early-stopping patience, batch size, learning rate, hidden units and n_classes. A grid
-that grows reuses the cells it already has. Not in the key: the device (CPU and GPU kernels
+`<cell-key>` adds the training's own inputs: effective rate and placement, the Dropout's
+order (C2's check), repeat and fold and the design that fixes their images (folds, repeats,
+sample cap), the seed, the epoch budget, standardisation, MC-dropout passes (configs with
+dropout), batch size, learning rate, hidden units and n_classes. A grid that grows reuses the
+cells it already has. Not in the key: the device (CPU and GPU kernels
 differ by float rounding; the numbers stay valid measurements, but bit-equality with a
 recomputation holds per device).
 
@@ -51,10 +53,13 @@ from pydantic import BaseModel, ValidationError
 from inception_retrain.dropout.sweep_summary import TrainingResult
 from inception_retrain.plumbing.files import read_json, sha256_file, write_json
 
-CODE_VERSION = 2  # bump when a sweep training or its stored result changes meaning
+CODE_VERSION = 3  # bump when a sweep training or its stored result changes meaning
 KEY_FILE = "key.json"
 TRAINING_MODULES = (
     "inception_retrain.dropout.sweep",
+    "inception_retrain.dropout.sweep_plan",
+    "inception_retrain.evaluation.crossfit",
+    "inception_retrain.training.standardize",
     "inception_retrain.training.reusable_head",
     "inception_retrain.dropout.sweep_summary",
     "inception_retrain.training.fit",
@@ -112,13 +117,22 @@ def code_fingerprint() -> dict:
 
 def cell_inputs(spec, cell) -> dict:
     """The inputs of one training beyond the shared data key."""
+    from inception_retrain.dropout.sweep import mc_passes_of
+
     return _as_json(
         {
             "rate": float(cell.rate),
             "placement": cell.placement,
-            "seed": int(cell.seed),
+            "order": cell.order,
+            "repeat": int(cell.repeat),
+            "fold": int(cell.fold),
+            "folds": spec.folds,
+            "repeats": spec.repeats,
+            "max_images": spec.max_images,
+            "seed": spec.seed_of(cell.repeat, cell.fold),
             "epochs": spec.epochs,
-            "patience": spec.patience,
+            "standardize": spec.standardize,
+            "mc_passes": mc_passes_of(spec, cell),
             "batch_size": spec.batch_size,
             "head": spec.head.model_dump(
                 mode="json", exclude={"dropout_rate", "dropout_placement"}
@@ -163,7 +177,7 @@ class SweepStore(BaseModel):
 
     def path(self, spec, cell) -> Path:
         key = _digest(cell_inputs(spec, cell))[:12]
-        return self.directory / f"{cell.placement}-{cell.rate:g}-seed{cell.seed}-{key}.json"
+        return self.directory / f"{cell.name}-{key}.json"
 
     def load(self, spec, cell) -> TrainingResult | None:
         """The stored result of this training, or None (absent, unreadable or another key)."""

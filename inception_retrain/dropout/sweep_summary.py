@@ -1,42 +1,39 @@
-"""What the dropout sweep measured: one `TrainingResult` per training, one `SweepSummary`.
+"""What the cross-fitted dropout sweep measured: one `TrainingResult` per training, one
+`SweepSummary`.
 
-Scoring (`score_split`), in inference mode after the best weights are restored, per split:
-accuracy, log loss (probabilities clipped to [1e-7, 1 - 1e-7], as Keras's losses clip them),
-how many images were predicted as each class, the accuracy of always predicting the split's
-majority class, and each image's correctness as a string of "1" and "0" in the split's
-(content id) order, the same for every training.
+A training (`sweep.train_cell`) fits one config on the other folds of one repeat and scores,
+in inference mode after its fixed epoch budget:
+  * every held-out image: its class probabilities (`probabilities`, in the order of `held_out`,
+    the plan's rows), from which `crossfit.image_outcomes` gives its correctness, Brier score
+    and log loss; for the config F4 tests, also the standard deviation of the predicted
+    class's probability over MC-dropout passes (`mc_std`);
+  * its own training images: accuracy (`train_accuracy`), for the train - held-out gap.
+Its history holds, per epoch, the training loss and accuracy and the held-out fold's loss and
+accuracy (`val_loss`, `val_accuracy`): pooled over trainings, the learning curves show whether
+the common epoch budget let every config reach its plateau.
 
-A training is **degenerate** when it predicts one class for every image of the selection split
-(validation, else test): it learned nothing about the inputs, and its accuracy is just that
-class's share. Degenerate trainings are counted per config and never decide a comparison.
+A training is **degenerate** when it predicts one class for every held-out image: it learned
+nothing about the inputs. Degenerate trainings stay in the comparisons (they are their
+config's real outcomes; dropping them would favour the configs that degenerate more often)
+and are counted per config and per compared pair.
 
-Splits have roles: early stopping watches validation loss, and the best config is picked on
-`selection_split` (validation, else test); effects are measured on `evaluation_split` (test,
-else validation), so no number is both chosen and judged on one split when both exist.
-
-Per config, `summarize` gives seed statistics of each score (mean, sample std and the 95% t
-interval over seeds) and `accuracy_over_images`: the t interval over evaluation images of each
-image's correctness averaged over the config's non-degenerate trainings. It is the test set's
-size that limits how far a config can be told from always predicting the majority class, so
-this interval is what must clear that baseline (`beats_majority`).
-
-    summary = summarize(spec, results)
-    row = summary.config(0.5, "after_both")
-    row.per_seed("test", "accuracy")     # {seed: accuracy}
+    summary = summarize(spec, plan, results)
+    summary.outcomes(summary.config(0.5, "after_both"), "brier")    # (repeats, images)
+    summary.fold_array(), summary.labels()
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
-from inception_retrain.evaluation import statistics
+from inception_retrain.dropout.sweep_plan import SweepPlan
+from inception_retrain.evaluation import crossfit
 
-LOSS_EPS = 1e-7
 NO_DROPOUT = (0.0, "none")
+AFTER, BEFORE = "after", "before"  # the Dropout after or before its Dense layer's ReLU
 
 
 def effective(rate: float, placement: str) -> tuple[float, str]:
@@ -44,114 +41,59 @@ def effective(rate: float, placement: str) -> tuple[float, str]:
     return NO_DROPOUT if rate == 0.0 or placement == "none" else (float(rate), placement)
 
 
-class SplitScore(BaseModel):
-    """A trained head's scores on one split (inference mode)."""
-
-    n: int
-    accuracy: float
-    loss: float
-    majority_accuracy: float
-    predicted: list[int]  # images predicted as each class
-    correct: str  # "1"/"0" per image, in the split's order
-
-    @property
-    def one_class(self) -> bool:
-        return sum(count > 0 for count in self.predicted) <= 1
-
-    def correctness(self) -> np.ndarray:
-        return np.frombuffer(self.correct.encode("ascii"), np.uint8) == ord("1")
-
-
-def score_split(probabilities: np.ndarray, labels: np.ndarray, n_classes: int) -> SplitScore:
-    """Scores of per-class probabilities (N, K) against integer labels (N,)."""
-    labels = np.asarray(labels, np.int64).reshape(-1)
-    probabilities = np.asarray(probabilities, np.float64)
-    predicted = probabilities.argmax(axis=1)  # ties go to the lower index, as metrics.py
-    correct = predicted == labels
-    chosen = np.clip(probabilities[np.arange(len(labels)), labels], LOSS_EPS, 1 - LOSS_EPS)
-    return SplitScore(
-        n=len(labels),
-        accuracy=float(correct.mean()),
-        loss=float(-np.log(chosen).mean()),
-        majority_accuracy=float(np.bincount(labels, minlength=n_classes).max() / len(labels)),
-        predicted=np.bincount(predicted, minlength=n_classes).astype(int).tolist(),
-        correct=np.where(correct, "1", "0").astype(object).sum() if len(labels) else "",
-    )
-
-
 class TrainingResult(BaseModel):
-    """One sweep training: what it ran and how it scores."""
+    """One training of the sweep: config, repeat and fold, and how it scores."""
 
     rate: float
     placement: str
+    order: str = AFTER  # BEFORE: the order check of C2 (Dropout before Dense(1024)'s ReLU)
+    repeat: int
+    fold: int
     seed: int
     dropout_layers: int
     epochs_run: int
-    best_epoch: int
-    stopped_early: bool
     history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy, seconds
-    scores: dict[str, SplitScore]  # per non-empty split
+    held_out: list[int]  # plan rows of the held-out fold
+    probabilities: list[list[float]]  # per held-out image, per class
+    mc_std: list[float] | None = None  # per held-out image (the config F4 tests)
+    train_accuracy: float
+    n_train: int
     seconds: float
 
-    def degenerate(self, split: str) -> bool:
-        return split in self.scores and self.scores[split].one_class
+    @property
+    def degenerate(self) -> bool:
+        """One class predicted for every held-out image."""
+        predicted = np.asarray(self.probabilities).argmax(axis=1)
+        return len(predicted) > 1 and bool((predicted == predicted[0]).all())
 
-
-class SeedStat(BaseModel):
-    """Mean over seeds, sample std and the 95% t interval (None when it cannot be formed)."""
-
-    mean: float | None
-    std: float | None
-    low: float | None
-    high: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> SeedStat:
-        interval = statistics.mean_interval(values)
-        bounded = interval.bounded
-        return cls(
-            mean=interval.estimate,
-            std=float(np.std(values, ddof=1)) if len(values) > 1 else None,
-            low=interval.low if bounded else None,
-            high=interval.high if bounded else None,
-            n=len(values),
-        )
-
-    def interval(self) -> statistics.Interval:
-        low = -math.inf if self.low is None else self.low
-        high = math.inf if self.high is None else self.high
-        return statistics.Interval(self.mean, low, high)
+    @property
+    def epoch_seconds(self) -> float:
+        return float(sum(self.history.get("seconds", [])))
 
 
 class ConfigSummary(BaseModel):
-    """One trained head of the grid over its seeds."""
+    """One config over its trainings (every repeat and fold)."""
 
     rate: float
     placement: str
     cells: list[str]  # the grid cells it stands for, "rate/placement"
-    runs: list[TrainingResult]  # one per seed, in seed order
-    degenerate: int  # trainings predicting one class for every selection-split image
-    train_accuracy: SeedStat | None
-    validation_accuracy: SeedStat | None
-    test_accuracy: SeedStat | None
-    validation_loss: SeedStat | None
-    test_loss: SeedStat | None
-    gap_accuracy: SeedStat | None  # train - evaluation accuracy
-    epochs_run: SeedStat
-    # evaluation images' correctness averaged over the non-degenerate trainings, t interval
-    accuracy_over_images: SeedStat | None
-    beats_majority: bool  # accuracy_over_images lies above the majority class's accuracy
+    trainings: int
+    degenerate: int
+    accuracy: float  # out of fold, over every repeat and image
+    accuracy_low: float  # Wilson interval with the corrected effective number of images
+    accuracy_high: float
+    brier: float
+    log_loss: float
+    train_accuracy: float  # mean over trainings, on their own training images
+    gap: float  # mean over trainings of train - held-out accuracy
+    beats_majority: bool  # one-sided, Holm over the configs
+    p_holm: float
+    curve_accuracy: list[float]  # held-out accuracy per epoch, pooled over trainings
+    curve_loss: list[float]
 
-    def per_seed(self, split: str, metric: str) -> dict[int, float]:
-        return {r.seed: getattr(r.scores[split], metric) for r in self.runs if split in r.scores}
-
-    def gap(self, evaluation: str) -> dict[int, float]:
-        return {
-            r.seed: r.scores["train"].accuracy - r.scores[evaluation].accuracy
-            for r in self.runs
-            if "train" in r.scores and evaluation in r.scores
-        }
+    @property
+    def key(self) -> tuple[float, str]:
+        return (self.rate, self.placement)
 
 
 class CacheUse(BaseModel):
@@ -161,78 +103,143 @@ class CacheUse(BaseModel):
 
 
 class SweepSummary(BaseModel):
-    """The whole sweep: settings, split roles and every config."""
+    """The whole cross-fitted sweep: design, images, every config and every training."""
 
-    selection_split: str
-    evaluation_split: str
-    split_sizes: dict[str, int]
-    majority_accuracy: dict[str, float]
-    epochs: int  # maximum per training
-    patience: int
+    folds: int
+    repeats: int
+    epochs: int  # the fixed budget, the same for every training
+    standardize: bool
     grid: str
-    seeds: list[int]
     grid_cells: list[dict]
+    plan: SweepPlan
+    majority_accuracy: float  # always predicting the training folds' majority class, OOF
     configs: list[ConfigSummary]
+    results: list[TrainingResult]  # every training of the grid (order "after")
+    order_check: list[TrainingResult] = []  # C2: the same training with the other order
+    tested: tuple[float, str] | None = None  # the config F4's MC-dropout passes ran on
     trainings: int
     degenerate: int
     epochs_total: int
-    seconds_total: float
+    seconds_total: float  # the trainings' own seconds (set-up to scoring)
+    epoch_seconds_total: float  # of which inside their epochs
+    wall_seconds: float | None = None  # the sweep's wall time in this run (flows.sweep)
     cache: CacheUse | None = None
 
     def config(self, rate: float, placement: str) -> ConfigSummary | None:
         """The config row that the grid cell (rate, placement) trains."""
         key = effective(rate, placement)
-        return next((c for c in self.configs if (c.rate, c.placement) == key), None)
+        return next((c for c in self.configs if c.key == key), None)
+
+    def fold_array(self) -> np.ndarray:
+        return self.plan.fold_array()
+
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.plan.labels, dtype=np.int64)
+
+    def runs(self, row: ConfigSummary | tuple[float, str]) -> list[TrainingResult]:
+        """The trainings of a config (its summary row or its (rate, placement))."""
+        key = row.key if isinstance(row, ConfigSummary) else effective(*row)
+        return [r for r in self.results if (r.rate, r.placement) == key]
+
+    def probabilities(self, row) -> np.ndarray:
+        """(repeats, images, classes) out-of-fold probabilities of a config."""
+        return probabilities_of(self.runs(row), self.repeats, self.plan.n)
+
+    def outcomes(self, row, metric: str) -> np.ndarray:
+        """(repeats, images) out-of-fold outcomes of a config on `metric`."""
+        return crossfit.image_outcomes(self.probabilities(row), self.labels())[metric]
+
+    def per_training(self, row, value) -> np.ndarray:
+        """(repeats, folds) of `value(result)` over a config's trainings."""
+        out = np.full((self.repeats, self.folds), np.nan)
+        for r in self.runs(row):
+            out[r.repeat, r.fold] = value(r)
+        return out
+
+    def held_out_accuracy(self, row) -> np.ndarray:
+        """(repeats, folds) accuracy of each training on its held-out fold."""
+        correct = self.outcomes(row, "accuracy")
+        folds = self.fold_array()
+        out = np.zeros((self.repeats, self.folds))
+        for r in range(self.repeats):
+            for k in range(self.folds):
+                out[r, k] = correct[r, folds[r] == k].mean()
+        return out
+
+    def gaps(self, row) -> np.ndarray:
+        """(repeats, folds) train - held-out accuracy of each training."""
+        return self.per_training(row, lambda r: r.train_accuracy) - self.held_out_accuracy(row)
+
+    def degenerate_slots(self, *configs) -> list[tuple[int, int]]:
+        """(repeat, fold) slots where any of `configs` has a degenerate training."""
+        slots = {(r.repeat, r.fold) for c in configs for r in self.runs(c) if r.degenerate}
+        return sorted(slots)
 
 
-def split_roles(results: list[TrainingResult]) -> tuple[str, str]:
-    """(selection split, evaluation split) of the splits the trainings were scored on."""
-    present = set(results[0].scores) if results else set()
-    selection = next((s for s in ("validation", "test", "train") if s in present), "train")
-    evaluation = next((s for s in ("test", "validation", "train") if s in present), "train")
-    return selection, evaluation
+def probabilities_of(runs: Sequence[TrainingResult], repeats: int, n_images: int) -> np.ndarray:
+    """Scatter the held-out probabilities of `runs` into (repeats, images, classes)."""
+    if not runs:
+        raise ValueError("no trainings")
+    n_classes = len(runs[0].probabilities[0])
+    out = np.full((repeats, n_images, n_classes), np.nan)
+    for r in runs:
+        out[r.repeat, r.held_out] = r.probabilities
+    if np.isnan(out).any():
+        raise ValueError("some images have no out-of-fold prediction (a training is missing)")
+    return out
 
 
-def _stat(values: list[float]) -> SeedStat | None:
-    return SeedStat.of(values) if values else None
+def _curve(runs: Sequence[TrainingResult], key: str) -> list[float]:
+    curves = [r.history.get(key, []) for r in runs]
+    length = min((len(c) for c in curves), default=0)
+    return [float(np.mean([c[e] for c in curves])) for e in range(length)]
 
 
 def summarize_config(
-    rate: float,
-    placement: str,
+    key: tuple[float, str],
     cells: list[str],
     runs: list[TrainingResult],
-    selection: str,
-    evaluation: str,
+    plan: SweepPlan,
+    repeats: int,
+    check: crossfit.BaselineCheck,
 ) -> ConfigSummary:
-    """One config over its seeds (see the module docstring)."""
-    runs = sorted(runs, key=lambda r: r.seed)
-
-    def scores(split, metric):
-        return _stat([getattr(r.scores[split], metric) for r in runs if split in r.scores])
-
-    over_images, beats = None, False
-    learned = [r for r in runs if not r.degenerate(selection) and evaluation in r.scores]
-    if learned:
-        correctness = np.mean([r.scores[evaluation].correctness() for r in learned], axis=0)
-        over_images = SeedStat.of(correctness)
-        majority = learned[0].scores[evaluation].majority_accuracy
-        beats = statistics.beats(over_images.interval(), majority)
-    row = ConfigSummary(
-        rate=rate,
-        placement=placement,
+    """One config over its trainings (see the module docstring)."""
+    labels = np.asarray(plan.labels)
+    outcomes = crossfit.image_outcomes(probabilities_of(runs, repeats, plan.n), labels)
+    accuracy = crossfit.accuracy_interval(outcomes["accuracy"], plan.fold_array()[:repeats])
+    gaps = [
+        r.train_accuracy - float(np.mean(outcomes["accuracy"][r.repeat, r.held_out])) for r in runs
+    ]
+    return ConfigSummary(
+        rate=key[0],
+        placement=key[1],
         cells=cells,
-        runs=runs,
-        degenerate=sum(r.degenerate(selection) for r in runs),
-        train_accuracy=scores("train", "accuracy"),
-        validation_accuracy=scores("validation", "accuracy"),
-        test_accuracy=scores("test", "accuracy"),
-        validation_loss=scores("validation", "loss"),
-        test_loss=scores("test", "loss"),
-        gap_accuracy=None,
-        epochs_run=SeedStat.of([r.epochs_run for r in runs]),
-        accuracy_over_images=over_images,
-        beats_majority=beats,
+        trainings=len(runs),
+        degenerate=sum(r.degenerate for r in runs),
+        accuracy=accuracy.accuracy,
+        accuracy_low=accuracy.ci95[0],
+        accuracy_high=accuracy.ci95[1],
+        brier=float(outcomes["brier"].mean()),
+        log_loss=float(outcomes["log_loss"].mean()),
+        train_accuracy=float(np.mean([r.train_accuracy for r in runs])),
+        gap=float(np.mean(gaps)),
+        beats_majority=check.beats,
+        p_holm=check.p_holm,
+        curve_accuracy=_curve(runs, "val_accuracy"),
+        curve_loss=_curve(runs, "val_loss"),
     )
-    row.gap_accuracy = _stat(list(row.gap(evaluation).values()))
-    return row
+
+
+def baseline_checks(
+    plan: SweepPlan, repeats: int, by_config: dict[tuple[float, str], list[TrainingResult]]
+) -> dict[tuple[float, str], crossfit.BaselineCheck]:
+    """Each config against always predicting the majority class (Holm over the configs)."""
+    labels = np.asarray(plan.labels)
+    correct = {
+        f"{rate:g}/{placement}": crossfit.image_outcomes(
+            probabilities_of(runs, repeats, plan.n), labels
+        )["accuracy"]
+        for (rate, placement), runs in by_config.items()
+    }
+    checks = crossfit.beats_majority(correct, labels, plan.fold_array()[:repeats])
+    return dict(zip(by_config, checks, strict=True))

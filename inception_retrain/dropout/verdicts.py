@@ -4,7 +4,7 @@ The claims, verdicts and kinds are defined in `claims.py`; each rule reads `Meas
 only and returns `Finding`s (verdict, the rule that decided it, what would flip it, the
 numbers). The prose that explains them lives in `prose.py`.
 
-    entries = judge(measurements, margin=0.05)
+    entries = judge(measurements, EvidenceSpec())
     [finding.verdict for entry in entries for finding in entry.findings]
 """
 
@@ -14,22 +14,24 @@ from collections import Counter
 
 from inception_retrain.dropout import effects, mechanisms, sweep_summary
 from inception_retrain.dropout.claims import CLAIMS, ORDER, VERDICTS, Entry
+from inception_retrain.dropout.evidence_spec import EvidenceSpec
 from inception_retrain.dropout.measurements import Measurements
 from inception_retrain.dropout.sweep import SEED_CELL
 
 
-def judge(m: Measurements, margin: float) -> list[Entry]:
-    """All twelve entries, in report order; `margin` is the run's equivalence margin."""
+def judge(m: Measurements, evidence: EvidenceSpec) -> list[Entry]:
+    """All twelve entries, in report order; `evidence`: the run's deciding score and margins."""
     units, context = m.context.hidden_units, m.context
+    c2 = mechanisms.judge_c2(m.activation_order)
+    relu_identical = all(
+        o["relu"].identical for o in (m.activation_order.real, m.activation_order.standardised)
+    )
     findings = {
-        "C1": effects.judge_c1(m.sweep, margin, units),
-        "C2": [
-            mechanisms.judge_c2(m.activation_order),
-            effects.judge_c2_performance(m.activation_order),
-        ],
+        "C1": effects.judge_c1(m.sweep, evidence, units),
+        "C2": [c2, effects.judge_c2_performance(m.sweep, evidence, units, relu_identical)],
         "C3": [mechanisms.judge_c3(m.forward, m.backward)],
         "C4": effects.judge_c4(
-            m.sweep, margin, units, context.layer, context.backbone_dropout_layers
+            m.sweep, evidence, units, context.layer, context.backbone_dropout_layers
         ),
         "C5": [mechanisms.judge_c5(m.forward, m.fit_masks, m.backward)],
         "C6": [mechanisms.judge_c6(m.forward, m.backward, m.frozen)]
@@ -40,9 +42,9 @@ def judge(m: Measurements, margin: float) -> list[Entry]:
         "F3": [mechanisms.judge_f3(m.frozen, m.cache_facts)],
         "F4": [
             mechanisms.judge_f4_determinism(m.inference),
-            effects.judge_f4_uncertainty(m.inference, context.mc_split),
+            effects.judge_f4_uncertainty(m.sweep, evidence, units, m.inference),
         ],
-        "F5": effects.judge_f5(m.sweep, margin, units, f5_cell(context)),
+        "F5": effects.judge_f5(m.sweep, evidence, units, f5_cell(context)),
     }
     return [Entry(key, CLAIMS[key], findings[key]) for key in ORDER]
 

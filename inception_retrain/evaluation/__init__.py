@@ -1,6 +1,8 @@
 """Evaluation: how good a trained head is, and the statistics that say how sure we are.
 
-Owns: metrics (`metrics`), paired statistics over seeds (`statistics`), scoring cached
+Owns: metrics (`metrics`), paired statistics over seeds and AUROC tests (`statistics`),
+paired per-image comparisons of two learners, cross-fitted or on one split, and the one
+verdict rule (`crossfit`), scoring cached
 features (`scoring`, `predictions`), the evaluate stage and `evaluation.json` (`evaluate`),
 its plots and report (`plots`, `report`, `figures`, the jinja2 templates of every report in
 `reports/`), the measured effect of augmented views (`augmentation_effect`), the choice

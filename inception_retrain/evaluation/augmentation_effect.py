@@ -199,15 +199,16 @@ def _overfitting(k: int, seeds: list[int], gap) -> list[MetricEffect]:
     ]
 
 
-def _train(head, data, seed: int, rates, training: TrainingSpec, test, train) -> tuple:
-    """One training on `data` from `seed`'s start; (FitResult, test probabilities, scores)."""
+def _train(head, data, seed: int, rates, training: TrainingSpec, test, train, statistics) -> tuple:
+    """One training on `data` from `seed`'s start; (FitResult, test probabilities, scores).
+    `statistics`: the inputs' standardisation, as the training stage's (None: raw)."""
     from inception_retrain.training.fit import op_determinism
 
     for split in (data.train, data.validation):
         if split is not None:  # this training's data order and view draws
             split.seed, split.epoch = seed, 0
     with op_determinism():
-        head.reset(seed, rates)
+        head.reset(seed, rates, statistics)
         fitted = head.train(
             data.train, data.validation, epochs=training.epochs, patience=training.patience
         )
@@ -220,6 +221,7 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, training: TrainingSp
     `seeds` seeds from `training.seed` (and, if the head has dropout, the same head without
     dropout both ways)."""
     from inception_retrain.training.reusable_head import sweep_head
+    from inception_retrain.training.standardize import feature_statistics
 
     if cache.views is None or not cache.views.per_image:
         raise DataError("the augmentation effect needs a run with --augment-views > 0")
@@ -237,6 +239,7 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, training: TrainingSp
         if not len(test_y):
             raise DataError("the test split has no cached features: nothing to compare on")
         head = sweep_head(tuple(cache.feature_shape), manifest.n_classes, training.head)
+        statistics = feature_statistics(train_x) if training.standardize else None
         for views in (0, k):  # one data set at a time: memory
             data = load_training_data(
                 cache.cache_dir,
@@ -253,7 +256,14 @@ def measure_effect(manifest: Manifest, cache: FeatureCache, training: TrainingSp
                 begun = time.perf_counter()
                 rates = training.head.rates if dropout else (0.0, 0.0)
                 fitted, probabilities, scores = _train(
-                    head, data, seed, rates, training, (test_x, test_y), (train_x, train_y)
+                    head,
+                    data,
+                    seed,
+                    rates,
+                    training,
+                    (test_x, test_y),
+                    (train_x, train_y),
+                    statistics,
                 )
                 trainings.append(
                     Training(

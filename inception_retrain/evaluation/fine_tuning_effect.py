@@ -13,11 +13,12 @@ a tie keeps the head. Without validation images nothing can be chosen on evidenc
 is kept and the effect says why.
 
 Only then, and whichever was chosen, both score the test split, and each test image gives a
-paired difference, fine-tuned minus head alone, positive when fine-tuning helped:
-correctness (0/1: the accuracy difference, `paired_images.compare_per_image(binary=True)`)
-and log loss (`lower_is_better=True`), each with a 95% interval and a verdict against its
-margin, fixed before the run. One training per model: the intervals cover the sampling of
-test images, not the variance between training seeds, and the effect says so.
+paired difference, fine-tuned minus head alone, positive when fine-tuning helped: correctness
+(0/1: the accuracy difference, `paired_images.compare_per_image(binary=True)`) and log loss
+(`lower_is_better=True`), each with a 95% interval and a verdict against its margin, fixed
+before the run, by the crossfit engine's one-split comparison and verdict rule. One training per
+model: the intervals cover the sampling of test images, not the variance between training seeds,
+and the effect says so.
 
 The result goes into evaluation.json (`fine_tuning`) and from there into the evaluation
 report; promotion then compares the chosen model with the champion on test, as always.

@@ -32,7 +32,7 @@ AUGMENT_COLUMNS = [
     "reference",
     "compared",
     "improvement [95% CI]",
-    "effect size",
+    "effect size (paired d)",
     "verdict",
 ]
 AUGMENT_TRAINING_COLUMNS = [
@@ -41,11 +41,11 @@ AUGMENT_TRAINING_COLUMNS = [
     "views",
     "epochs",
     "accuracy",
-    "log_loss",
-    "ece",
+    "log loss",
+    "ECE",
     "gap",
 ]
-FINE_TUNE_VALIDATION_COLUMNS = ["model", "images", "log_loss", "accuracy"]
+FINE_TUNE_VALIDATION_COLUMNS = ["model", "images", "log loss", "accuracy"]
 FINE_TUNE_TEST_COLUMNS = [
     "per image",
     "head alone",
@@ -56,13 +56,8 @@ FINE_TUNE_TEST_COLUMNS = [
     "method",
 ]
 CALIBRATION_COLUMNS = ["bin", "count", "mean confidence", "accuracy"]
-METRIC_NAMES = {
-    "f1": "F1",
-    "roc_auc": "ROC AUC",
-    "pr_auc": "PR AUC",
-    "log_loss": "log loss",
-    "ece": "calibration error (ECE)",
-}
+# how the pages name metrics and settings (evaluation.json keeps its keys)
+METRIC_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "ece": "ECE"}
 MISCLASSIFIED_COLUMNS = ["uri", "label", "predicted", "confidence"]
 SLICE_COLUMNS = ["slice", "n", "accuracy [95% CI]", "mean confidence", "ROC-AUC [95% CI]"]
 GATE_COLUMNS = ["slice", "n", "accuracy", "champion", "difference [CI]", "verdict"]
@@ -104,6 +99,11 @@ def _gate_rows(promotion: dict | None) -> list[dict]:
         }
         for row in (promotion or {}).get("slices") or []
     ]
+
+
+def _words(key: str) -> str:
+    """A key of evaluation.json as the pages say it: 'mean_confidence' -> 'mean confidence'."""
+    return METRIC_NAMES.get(key, key.replace("_", " "))
 
 
 def _summary(doc: dict) -> list[tuple[str, str]]:
@@ -211,7 +211,7 @@ def _promotion_rows(record: dict) -> list[tuple[str, object]]:
     return [
         ("decision", record["decision"]),
         ("version", record.get("version") or "not published"),
-        ("metric", METRIC_NAMES.get(record["metric"], record["metric"])),
+        ("metric", _words(record["metric"])),
         ("new model score", record["score"]),
         ("champion", record["previous_champion"] or "none"),
         ("champion score", record["champion_score"]),
@@ -228,7 +228,7 @@ def _effect_rows(effects) -> list[dict]:
             "reference": f"{m.reference_label}: {m.mean_reference:.4f}",
             "compared": f"{m.compared_label}: {m.mean_compared:.4f}",
             "improvement [95% CI]": m.interval.text(4),
-            "effect size": m.effect_size,
+            "effect size (paired d)": m.effect_size,
             "verdict": m.verdict,
         }
         for m in effects
@@ -246,11 +246,11 @@ def _augmentation(section: dict | None) -> dict | None:
             "views": t.views,
             "dropout": "yes" if t.dropout else "no",
             "epochs": t.epochs_run,
-            **t.scores,
+            **{_words(key): value for key, value in t.scores.items()},
         }
         for t in sorted(effect.trainings, key=lambda t: (t.seed, not t.dropout, t.views))
     ]
-    ranges = ", ".join(f"{key} {value}" for key, value in effect.policy.items())
+    ranges = ", ".join(f"{_words(key)} {value}" for key, value in effect.policy.items())
     summary = [
         ("views per train image (K)", effect.views),
         ("policy", f"{effect.policy_fingerprint} ({ranges})"),
@@ -286,7 +286,8 @@ def _fine_tuning(section: dict | None) -> dict | None:
     effect = FineTuningEffect.model_validate(section)
     labels = {HEAD_ONLY: "head alone", FINE_TUNED: "fine-tuned"}
     validation = [
-        {"model": labels[name], **scores.model_dump()} for name, scores in effect.validation.items()
+        {"model": labels[name], **{_words(k): v for k, v in scores.model_dump().items()}}
+        for name, scores in effect.validation.items()
     ]
     tests = []
     for metric, text in (("accuracy", "correct (accuracy)"), ("log_loss", "log loss")):
@@ -356,11 +357,7 @@ def context(doc: dict, run_dir: Path, promotion: dict | None) -> dict:
         "confusion": [[names[i], *row] for i, row in enumerate(matrix)],
         "calibration_columns": CALIBRATION_COLUMNS,
         "calibration": [
-            {
-                "bin": f"[{b['lower']:.1f}, {b['upper']:.1f})",
-                "mean confidence": b["mean_confidence"],
-                **b,
-            }
+            {"bin": f"[{b['lower']:.1f}, {b['upper']:.1f})", **{_words(k): v for k, v in b.items()}}
             for b in doc["metrics"]["calibration"]["bins"]
             if b["count"]
         ],

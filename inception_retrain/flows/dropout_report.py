@@ -2,7 +2,7 @@
 dropout-report stage, on the run's own artifacts.
 
     json_path = rebuild_dropout_report(Path("workdir/runs/20260101-120000-3fa2b1"),
-                                       {"sweep_seeds": 10})
+                                       {"sweep_repeats": 3})
 
 The run's recorded settings (config.json) with the overrides make its `RetrainConfig`; a
 setting that no longer validates fails the flow in one line.
@@ -40,7 +40,7 @@ def rebuild_dropout_report(run_dir: Path, overrides: dict, sweep_workers: int = 
         run.head,
         sweep,
         run.run_dir,
-        config.equivalence_margin,
+        config.evidence,
         config.mc_passes,
         run.fine_tuned,
     )

@@ -356,7 +356,7 @@ def _run_stages(config: RetrainConfig, run_dir: Path):
             model,
             quote(sweep),
             run_dir,
-            config.equivalence_margin,
+            config.evidence,
             config.mc_passes,
             tuned,
         )

@@ -1,11 +1,11 @@
 """The dropout sweep (F5) as its own Prefect flow: one task run per training it computes.
 
-`dropout_sweep(spec, workers)` needs every distinct (rate, placement, seed) of
-`inception_retrain.dropout.sweep.trainings(spec)`. Results already in the sweep store
-(`inception_retrain.dropout.sweep_store`, WORKDIR/sweeps) are read in the flow itself,
-without a task run; each missing training runs as a task run named
-`sweep-<placement>-<rate>-seed<s>`, which stores its result as soon as it finishes (an
-interrupted sweep keeps what it trained).
+`dropout_sweep(spec, workers)` needs every training of
+`inception_retrain.dropout.sweep.trainings(spec)`: each config once per repeat and fold of the
+cross-fit. Results already in the sweep store (`inception_retrain.dropout.sweep_store`,
+WORKDIR/sweeps) are read in the flow itself, without a task run; each missing training runs
+as a task run named `sweep-<placement>-<rate>-r<repeat>f<fold>`, which stores its result as
+soon as it finishes (an interrupted sweep keeps what it trained).
 Returns the `SweepSummary` of `summarize(...)` with `cache` = {dir, computed, reused}. A
 rerun on unchanged data trains nothing. The retrain flow calls it through `run_sweep` and
 hands its summary to the dropout-report stage; it is also deployable on its own, with a
@@ -28,6 +28,8 @@ How the task runs execute:
 """
 
 from __future__ import annotations
+
+import time
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner
@@ -56,6 +58,7 @@ def dropout_sweep(
 ) -> SweepSummary:
     """Train the sweep grid of `spec` on its cached features, reusing cached results;
     returns the summary."""
+    started = time.perf_counter()
     cells = trainings(spec)
     store = SweepStore.for_spec(spec)
     results = [store.load(spec, cell) if store else None for cell in cells]
@@ -91,6 +94,7 @@ def dropout_sweep(
         computed=len(missing),
         reused=len(cells) - len(missing),
     )
+    summary.wall_seconds = time.perf_counter() - started
     return summary
 
 

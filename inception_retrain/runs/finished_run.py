@@ -6,7 +6,7 @@ and its history, run config), so nothing here knows a file format. The run's set
 back as recorded (config.json's values); the caller validates them, with its overrides.
 
     >>> run = open_finished_run(run_dir)
-    >>> run.manifest, run.cache, run.head, run.settings["sweep_seeds"]
+    >>> run.manifest, run.cache, run.head, run.settings["sweep_folds"]
 
 A run that fine-tuned (`fine-tune/` in its folder) has `fine_tuned`, and when its evaluation
 says validation chose the fine-tuned model, `cache` and `head` are that model's: the prefix

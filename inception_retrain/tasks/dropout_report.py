@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from inception_retrain.data.manifest import Manifest
+from inception_retrain.dropout.evidence_spec import EvidenceSpec
 from inception_retrain.dropout.measure import dropout_report
 from inception_retrain.dropout.sweep_summary import SweepSummary
 from inception_retrain.features.feature_cache import FeatureCache
@@ -25,7 +26,7 @@ def dropout_report_task(
     head: TrainedHead,
     sweep: SweepSummary,
     run_dir: Path,
-    equivalence_margin: float,
+    evidence: EvidenceSpec,
     mc_passes: int,
     fine_tuned: FineTunedModel | None = None,
 ) -> Path:
@@ -35,7 +36,7 @@ def dropout_report_task(
         head,
         sweep,
         run_dir,
-        equivalence_margin=equivalence_margin,
+        evidence=evidence,
         mc_passes=mc_passes,
         fine_tuned=fine_tuned,
     )

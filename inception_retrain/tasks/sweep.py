@@ -13,7 +13,7 @@ from inception_retrain.dropout.sweep_summary import TrainingResult
 
 @task(
     name="sweep-cell",
-    task_run_name="sweep-{cell.placement}-{cell.rate}-seed{cell.seed}",
+    task_run_name="sweep-{cell.name}",
     cache_policy=NO_CACHE,
 )
 def sweep_cell_task(spec: SweepSpec, cell: SweepCell, store: SweepStore | None) -> TrainingResult:

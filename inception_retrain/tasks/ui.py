@@ -141,7 +141,7 @@ def publish_evaluation_report(run_dir: Path) -> list[UUID]:
 
 def sweep_rows(document: dict) -> list[dict]:
     """F5's sweep of dropout_impact.json as table rows: one per trained config, each
-    mean/std-over-seeds statistic as `<name>_mean` and `<name>_std` (learning curves left out)."""
+    cross-fitted statistic as a column (learning curves left out)."""
     for claim in document.get("claims") or []:
         if isinstance(claim, dict) and claim.get("id") == "F5":
             summary = (claim.get("details") or {}).get("sweep") or {}
@@ -181,7 +181,7 @@ def publish_dropout_impact(run_dir: Path) -> list[UUID]:
             create_table_artifact(
                 rows,
                 key="dropout-sweep",
-                description=f"Dropout rate x placement sweep (mean over seeds) of run {run_dir}",
+                description=f"Dropout sweep (cross-fitted, out of fold) of run {run_dir}",
             )
         )
     return ids

@@ -64,9 +64,15 @@ def deterministic(seed: int) -> Iterator[None]:
         yield
 
 
-def new_head(feature_shape: Sequence[int], n_classes: int, spec: HeadSpec, seed: int):
-    """A compiled, freshly initialised head (the one place stages create a trainable head)."""
-    model = build_head(feature_shape, n_classes, spec, seed)
+def new_head(
+    feature_shape: Sequence[int], n_classes: int, spec: HeadSpec, seed: int, statistics=None
+):
+    """A compiled, freshly initialised head (the one place stages create a trainable head).
+    `statistics`: (mean, scale) per feature: the inputs are standardised with them while
+    training (`standardize.py`; `head.save_head` folds them into hidden_1)."""
+    model = build_head(feature_shape, n_classes, spec, seed, standardize=statistics is not None)
+    if statistics is not None:
+        model.get_layer("standardize").set_statistics(*statistics)
     return compile_head(model, n_classes, spec.learning_rate)
 
 

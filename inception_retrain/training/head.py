@@ -46,10 +46,15 @@ def build_head(
     spec: HeadSpec | None = None,
     seed: int = 0,
     name: str = "head",
+    standardize: bool = False,
 ):
-    """Build the uncompiled head model (input: one cached feature map per example)."""
+    """Build the uncompiled head model (input: one cached feature map per example).
+    `standardize`: a `Standardize` layer before Flatten, for training (`save_head` folds it
+    into hidden_1, so a saved head never has it)."""
     import keras
     from keras import layers
+
+    from inception_retrain.training.standardize import LAYER_NAME, Standardize
 
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {n_classes}")
@@ -59,7 +64,8 @@ def build_head(
     init = keras.initializers.GlorotUniform
 
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
-    x = layers.Flatten(name="flatten")(inputs)
+    x = Standardize(name=LAYER_NAME)(inputs) if standardize else inputs
+    x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(units_1, activation="relu", kernel_initializer=init(seed), name="hidden_1")(x)
     if rate_1 > 0:
         x = layers.Dropout(rate_1, seed=seed + 1, name="dropout_1")(x)
@@ -131,12 +137,23 @@ def save_head(model, spec: HeadSpec, n_classes: int, seed: int, path: Path) -> s
     """Save `model`'s weights as a clean, uncompiled head at `path`, atomically.
 
     Uncompiled: half the size of a file with optimizer slots, and it loads without Keras's
-    optimizer warnings (`compile_head` it to train further). Returns its `head_fingerprint`.
+    optimizer warnings (`compile_head` it to train further). A `Standardize` layer is folded
+    into hidden_1 (`standardize.fold_into_dense`): the saved head is always the plain one, on
+    raw features. Returns its `head_fingerprint`.
     """
     import os
 
+    from inception_retrain.training.standardize import LAYER_NAME, fold_into_dense
+
     clean = build_head(model.input_shape[1:], n_classes, spec, seed)
-    clean.set_weights(model.get_weights())
+    names = {layer.name for layer in model.layers}
+    for layer in clean.layers:
+        weights = model.get_layer(layer.name).get_weights() if layer.weights else []
+        if layer.name == "hidden_1" and LAYER_NAME in names:
+            standardize = model.get_layer(LAYER_NAME)
+            weights = fold_into_dense(*weights, standardize.mean.numpy(), standardize.scale.numpy())
+        if weights:
+            layer.set_weights(weights)
     path = Path(path)
     # Keras saves to a path ending in .keras, not to a file object, so files.atomic_file
     # cannot serve: a temporary name with that suffix, then a rename.

@@ -41,9 +41,11 @@ import numpy as np
 
 from inception_retrain.training.head import compile_head
 from inception_retrain.training.head_spec import HeadSpec
-from inception_retrain.training.training_data import InMemorySplit
+from inception_retrain.training.standardize import Standardize
+from inception_retrain.training.training_data import InMemorySplit, epoch_order
 
 PREDICT_ROWS = 256  # rows per inference call
+STANDARDIZE = "standardize"
 
 # (layer, kernel initialiser seed offset) as in `head.build_head`
 DENSE_SEEDS = (("hidden_1", 0), ("hidden_2", 2), ("predictions", 4))
@@ -77,16 +79,24 @@ class RateDropout(keras.layers.Layer):
 class SweepHead:
     """The sweep's model: one per process and architecture (see the module docstring)."""
 
-    def __init__(self, feature_shape, n_classes: int, spec: HeadSpec):
+    def __init__(
+        self, feature_shape, n_classes: int, spec: HeadSpec, dropout_before_relu: bool = False
+    ):
         from keras import layers
 
         units_1, units_2 = spec.hidden_units
         inputs = keras.Input(shape=tuple(feature_shape), name="features")
-        x = layers.Flatten(name="flatten")(inputs)
+        x = Standardize(name=STANDARDIZE)(inputs)  # the identity unless statistics are set
+        x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(units_1, activation="relu", name="hidden_1")(x)
         x = RateDropout(name="dropout_1")(x)
-        x = layers.Dense(units_2, activation="relu", name="hidden_2")(x)
-        x = RateDropout(name="dropout")(x)
+        if dropout_before_relu:  # Dense(1024) -> Dropout -> ReLU: C2's other order
+            x = layers.Dense(units_2, name="hidden_2")(x)
+            x = RateDropout(name="dropout")(x)
+            x = layers.ReLU(name="hidden_2_relu")(x)
+        else:
+            x = layers.Dense(units_2, activation="relu", name="hidden_2")(x)
+            x = RateDropout(name="dropout")(x)
         binary = n_classes == 2
         outputs = layers.Dense(
             1 if binary else n_classes,
@@ -98,10 +108,17 @@ class SweepHead:
         self.n_classes = n_classes
         compile_head(self.model, n_classes, spec.learning_rate)
         self.model.optimizer.build(self.model.trainable_variables)
-        self._infer = None
+        self._infer = self._mc = None
 
-    def reset(self, seed: int, rates: tuple[float, float]) -> None:
-        """Fresh weights, optimizer state and dropout streams for `seed`; these `rates`."""
+    def reset(
+        self,
+        seed: int,
+        rates: tuple[float, float],
+        statistics: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Fresh weights, optimizer state and dropout streams for `seed`; these `rates`; the
+        inputs standardised with `statistics` ((mean, scale) per feature; None: as they are)."""
+        self.model.get_layer(STANDARDIZE).set_statistics(*(statistics or (None, None)))
         for name, offset in DENSE_SEEDS:
             layer = self.model.get_layer(name)
             init = keras.initializers.GlorotUniform(seed + offset)
@@ -131,12 +148,52 @@ class SweepHead:
             spec = tf.TensorSpec([None, *self.model.input_shape[1:]], tf.float32)
             self._infer = tf.function(lambda x: self.model(x, training=False), [spec])
         raw = [
-            np.asarray(self._infer(tf.constant(features[start : start + PREDICT_ROWS])))
+            np.asarray(self._infer(_float32(features[start : start + PREDICT_ROWS])))
             for start in range(0, len(features), PREDICT_ROWS)
         ]
         if not raw:
             return np.zeros((0, self.n_classes))
         return probabilities_to_scores(np.concatenate(raw), self.n_classes)
+
+    def mc_predict(self, features: np.ndarray, passes: int) -> np.ndarray:
+        """(passes, N, K) probabilities with dropout on (MC dropout), each pass with new masks
+        from the layers' seeded streams. Dense(units[0])'s output does not depend on the
+        masks, so it is computed once and only the layers after it run `passes` times."""
+        import tensorflow as tf
+
+        from inception_retrain.training.head import probabilities_to_scores
+
+        if self._mc is None:
+            names = [layer.name for layer in self.model.layers]
+            tail = [self.model.get_layer(n) for n in names[names.index("hidden_1") + 1 :]]
+            first = keras.Model(self.model.input, self.model.get_layer("hidden_1").output)
+            spec = tf.TensorSpec([None, *self.model.input_shape[1:]], tf.float32)
+
+            def passes_of(x, repeat):
+                hidden = tf.repeat(first(x, training=False), repeat, axis=0)
+                for layer in tail:
+                    hidden = layer(hidden, training=True)
+                return hidden
+
+            self._mc = tf.function(passes_of, [spec, tf.TensorSpec([], tf.int32)])
+        rows = max(1, PREDICT_ROWS * 8 // passes)
+        raw = [
+            np.asarray(self._mc(_float32(features[start : start + rows]), passes))
+            for start in range(0, len(features), rows)
+        ]
+        if not raw:
+            return np.zeros((passes, 0, self.n_classes))
+        scores = [
+            probabilities_to_scores(r, self.n_classes).reshape(-1, passes, self.n_classes)
+            for r in raw
+        ]
+        return np.concatenate(scores).transpose(1, 0, 2)
+
+
+def _float32(features):
+    import tensorflow as tf
+
+    return tf.constant(np.asarray(features, np.float32))
 
 
 class ReusedSplit(InMemorySplit):
@@ -150,10 +207,46 @@ class ReusedSplit(InMemorySplit):
         return self._dataset
 
 
+class RowSubsetSplit(InMemorySplit):
+    """All rows held once; each training visits the subset `rows` (set before it starts), in
+    the order (seed, epoch) draws for that subset. The cross-fitted sweep trains on the
+    other folds and validates on the held-out one with two of these over the same rows."""
+
+    def __init__(self, features, labels, batch_size: int, shuffle: bool = True, share=None):
+        if share is None:
+            super().__init__(features, labels, batch_size, seed=0, shuffle=shuffle)
+        else:  # the same rows, held once: `share`'s tensors
+            self._x, self._y, self.labels = share._x, share._y, share.labels
+            self.view_rows = self.views = None
+            self.batch_size, self.seed, self.shuffle, self.epoch = batch_size, 0, shuffle, 0
+        self.rows = np.arange(len(self.labels))
+        self._datasets: dict[int, object] = {}  # one pipeline per subset size
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return self.rows
+        return self.rows[epoch_order(len(self.rows), self.seed, epoch)]
+
+    def dataset(self):
+        if self.n not in self._datasets:
+            self._datasets[self.n] = super().dataset()
+        return self._datasets[self.n]
+
+
 @functools.lru_cache(maxsize=4)
-def sweep_head(feature_shape: tuple[int, ...], n_classes: int, spec: HeadSpec) -> SweepHead:
-    """The process's `SweepHead` for this architecture (dropout settings of `spec` ignored)."""
+def sweep_head(
+    feature_shape: tuple[int, ...],
+    n_classes: int,
+    spec: HeadSpec,
+    dropout_before_relu: bool = False,
+) -> SweepHead:
+    """The process's `SweepHead` for this architecture (dropout settings of `spec` ignored);
+    `dropout_before_relu`: Dense(units[1])'s Dropout before its ReLU instead of after."""
     key = spec.with_dropout(0.0, "none")
     if key != spec:
-        return sweep_head(tuple(feature_shape), n_classes, key)
-    return SweepHead(feature_shape, n_classes, spec)
+        return sweep_head(tuple(feature_shape), n_classes, key, dropout_before_relu)
+    return SweepHead(feature_shape, n_classes, spec, dropout_before_relu)

@@ -4,7 +4,9 @@
 
 Semantics:
   * The head is `fit.new_head(spec.head)`: the seed's by default; n > 2 classes get a
-    softmax output and sparse categorical cross-entropy.
+    softmax output and sparse categorical cross-entropy. With `spec.standardize` it trains on
+    the features standardised per feature with the train split's statistics, folded into
+    hidden_1 when saved (`standardize.py`): head.keras is the plain head on raw features.
   * Input: `training_data` (in memory when it fits `memory_budget_mb`, else streamed); with
     augmented views (`cache.views`), each epoch trains on one of every train image's K + 1
     cached rows.
@@ -33,6 +35,8 @@ import keras
 from inception_retrain.data.manifest import Manifest, read_image_rows
 from inception_retrain.features import feature_cache
 from inception_retrain.features.feature_cache import FeatureCache
+from inception_retrain.features.feature_parts import iter_rows
+from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.files import sha256_json
 from inception_retrain.plumbing.progress import Progress
@@ -41,6 +45,7 @@ from inception_retrain.training.checkpoint import TimedCheckpoint
 from inception_retrain.training.device import device_scope
 from inception_retrain.training.fit import METRICS, FitResult, deterministic, fit, new_head
 from inception_retrain.training.head import TrainedHead, save_head
+from inception_retrain.training.standardize import feature_statistics
 from inception_retrain.training.training_data import InMemorySplit, load_training_data
 from inception_retrain.training.training_spec import TrainingSpec
 
@@ -53,7 +58,8 @@ CHECKPOINT_EVERY_S = 60.0  # at most this much training is lost to a crash
 def training_key(manifest: Manifest, cache: FeatureCache, spec: TrainingSpec, mode: str) -> str:
     """What must match for a checkpoint to be resumed (everything but `epochs`)."""
     fields = spec.model_dump(
-        mode="json", include={"head", "batch_size", "patience", "seed", "mixed_precision"}
+        mode="json",
+        include={"head", "batch_size", "patience", "seed", "mixed_precision", "standardize"},
     )
     blob = {
         "manifest": manifest.fingerprint,
@@ -116,7 +122,15 @@ def train_head(
             views_per_image=cache.views.per_image if cache.views else 0,
         )
         notes = data_notes(data, n_classes)
-        model = new_head(data.feature_shape, n_classes, spec.head, spec.seed)
+        statistics = None
+        if spec.standardize:  # the training images' per-feature statistics (standardize.py)
+            statistics = feature_statistics(
+                batch
+                for _, batch, _ in iter_rows(
+                    storage.location(cache.cache_dir), train_rows, dtype=None
+                )
+            )
+        model = new_head(data.feature_shape, n_classes, spec.head, spec.seed, statistics)
         checkpoint = TimedCheckpoint(
             run_dir / "checkpoints",
             training_key(manifest, cache, spec, data.mode),

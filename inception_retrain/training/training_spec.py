@@ -8,7 +8,9 @@
 weights, the data order and the dropout masks; `patience` is early stopping on validation loss
 in epochs (0: off); `device` is auto, cpu or gpu (`device.device_scope`), and
 `mixed_precision` applies on a GPU only. Training data are held in memory when they fit
-`memory_budget_mb`, else streamed from the cache.
+`memory_budget_mb`, else streamed from the cache. `standardize`: train on the features
+standardised per feature with the training images' statistics, folded into the first Dense
+layer when the head is saved (`standardize.py`); False in specs recorded before it existed.
 """
 
 from __future__ import annotations
@@ -35,3 +37,4 @@ class TrainingSpec(BaseModel):
     device: Device = "auto"
     mixed_precision: bool = False
     memory_budget_mb: int = Field(2048, ge=1)
+    standardize: bool = False
