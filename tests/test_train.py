@@ -201,7 +201,10 @@ def test_two_runs_with_one_seed_give_identical_weights(binary, tmp_path):
 def test_fit_head_is_the_same_training_as_train_head(binary, tmp_path):
     """The sweep's array function reproduces the stage bit for bit from the same arrays."""
     manifest, cache = binary
-    trained = train_head(manifest, cache, config(tmp_path).training, tmp_path / "run")
+    # fit_head trains on the arrays as given: the stage without its standardisation
+    # (tests/test_standardize.py covers the standardised stage and its folding).
+    spec = config(tmp_path, standardize_features=False).training
+    trained = train_head(manifest, cache, spec, tmp_path / "run")
     _, x, y = load_split(cache.cache_dir, manifest.path, "train")
     _, xv, yv = load_split(cache.cache_dir, manifest.path, "validation")
     model, result = fit_head((x, y), (xv, yv), spec=HEAD, seed=3, epochs=4, batch_size=8)
@@ -348,9 +351,8 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     manifest, cache = write_dataset(
         tmp_path / "data", {"train": 48, "validation": 16}, flip_validation=True
     )
-    trained = train_head(
-        manifest, cache, config(tmp_path, epochs=8, patience=2).training, tmp_path / "r"
-    )
+    spec = config(tmp_path, epochs=8, patience=2, standardize_features=False).training
+    trained = train_head(manifest, cache, spec, tmp_path / "r")  # raw features, like fit_head
     history = history_of(trained.history_path)
     best = history["best_epoch"]
     assert history["stopped_early"] and history["epochs_run"] == best + 2

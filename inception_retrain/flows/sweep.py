@@ -78,7 +78,7 @@ def dropout_sweep(
                 lambda cell: cell_task.submit(spec, cell, store),
                 missing,
                 policy,
-                name=lambda cell: f"{cell.placement}-{cell.rate:g}-seed{cell.seed}",
+                name=lambda cell: cell.name,
                 what="training",
             )
         )
