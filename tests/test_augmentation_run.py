@@ -101,6 +101,7 @@ def test_the_decision_rule_on_per_seed_values_with_known_answers():
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # a whole run (about a minute); test_augmentation_views is the default's
 def test_run_with_augment_views_end_to_end(small_demo_dir, tmp_path):
     workdir = tmp_path / "work"
     arguments = ["--data", str(small_demo_dir), "--workdir", str(workdir), *SMALL_RUN]

@@ -26,7 +26,9 @@ from test_export import fresh_process_predictions, positive_probabilities
 from inception_retrain.cli.options import config_from_options
 from inception_retrain.flows.retrain import run_retrain
 
-pytestmark = pytest.mark.slow
+# Two whole fine-tuning runs through the CLI (2-3 minutes): extended. The default suite keeps
+# the stage-level versions in test_fine_tune.py and test_fine_tune_equivalence.py.
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 CLI = Path(sys.executable).parent / "inception-retrain"
 RUN_TIMEOUT_S = 600

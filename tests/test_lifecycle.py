@@ -31,7 +31,10 @@ from types import SimpleNamespace
 import pytest
 from prefect_fixtures import child_env
 
-pytestmark = pytest.mark.slow
+# Whole CLI runs in real processes (about 2 minutes): extended. The default suite keeps the
+# smaller versions: test_workdir (the run lock: wait, --no-wait, a dead holder), test_registry
+# (kills at every moment of promotion) and test_cli (no TensorFlow noise on the CLI).
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 CLI = Path(sys.executable).parent / "inception-retrain"
 RUN_TIMEOUT_S = 420

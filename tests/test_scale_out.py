@@ -445,6 +445,7 @@ if not getattr(feature_compute.write_part, "stalls", False):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # a killed worker mid-run (about a minute); the default keeps the cluster run
 def test_scheduler_and_workers_lose_nothing_when_a_worker_is_killed(
     prefect_server, s3, reference, small_demo_dir, tmp_path
 ):
