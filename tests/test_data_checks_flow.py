@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from data_check_images import write_images
+from tiny_cli import TINY_SWEEP
 
 CLI = [sys.executable, "-m", "inception_retrain.cli"]
 TINY = [
@@ -43,18 +44,7 @@ TINY = [
     "16",
     "--patience",
     "0",
-    "--sweep-rates",
-    "0,0.5",
-    "--sweep-placements",
-    "after_dense2",
-    "--sweep-folds",
-    "2",
-    "--sweep-repeats",
-    "1",
-    "--sweep-epochs",
-    "1",
-    "--mc-passes",
-    "2",
+    *TINY_SWEEP,
 ]
 RUN_TIMEOUT_S = 600
 
@@ -233,18 +223,7 @@ def test_a_broken_slice_refuses_the_nightly_promotion_naming_it(tmp_path):
         "0",
         "--promotion-tolerance",
         "1",
-        "--sweep-rates",
-        "0,0.5",
-        "--sweep-placements",
-        "after_dense2",
-        "--sweep-folds",
-        "2",
-        "--sweep-repeats",
-        "1",
-        "--sweep-epochs",
-        "1",
-        "--mc-passes",
-        "2",
+        *TINY_SWEEP,
     ]
     champion = run_cli("run", "--data", str(good), *settings, cwd=tmp_path)
     assert champion.returncode == 0, champion.stderr[-3000:]

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from prefect_fixtures import child_env
 from test_export import fresh_process_predictions, positive_probabilities
+from tiny_cli import TINY_SWEEP
 
 from inception_retrain.cli.options import config_from_options
 from inception_retrain.flows.retrain import run_retrain
@@ -50,18 +51,7 @@ TINY_FINE_TUNE = [
     "16",
     "--patience",
     "0",
-    "--sweep-rates",
-    "0,0.5",
-    "--sweep-placements",
-    "after_dense2",
-    "--sweep-folds",
-    "2",
-    "--sweep-repeats",
-    "1",
-    "--sweep-epochs",
-    "1",
-    "--mc-passes",
-    "2",
+    *TINY_SWEEP,
     "--fine-tune",
     "mixed7",
     "--fine-tune-learning-rate",

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 import pytest
 from prefect_fixtures import child_env
+from tiny_cli import TINY_SWEEP
 
 # Whole CLI runs in real processes (about 2 minutes): extended. The default suite keeps the
 # smaller versions: test_workdir (the run lock: wait, --no-wait, a dead holder), test_registry
@@ -53,18 +54,7 @@ TINY = [
     "16",
     "--patience",
     "0",
-    "--sweep-rates",
-    "0,0.5",
-    "--sweep-placements",
-    "after_dense2",
-    "--sweep-folds",
-    "2",
-    "--sweep-repeats",
-    "1",
-    "--sweep-epochs",
-    "1",
-    "--mc-passes",
-    "2",
+    *TINY_SWEEP,
 ]
 NOISE = re.compile(
     r"cuInit|DT_HALF|absl::InitializeLog|oneDNN custom operations|Could not find cuda drivers"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import keras
 
-from inception_retrain.data.manifest import Manifest, read_image_rows
+from inception_retrain.data.manifest import Manifest
 from inception_retrain.features import feature_cache
 from inception_retrain.features.backbone_block import BLOCK_MODEL_NAME, load_block
 from inception_retrain.features.feature_cache import FeatureCache
@@ -60,7 +60,7 @@ from inception_retrain.training.train import (
     data_notes,
     history_document,
 )
-from inception_retrain.training.training_data import load_training_data
+from inception_retrain.training.training_data import load_run_training_data
 
 log = logging.getLogger(__name__)
 
@@ -151,24 +151,13 @@ def fine_tune(
     folder.mkdir(parents=True, exist_ok=True)
     training = head.training
     n_classes = manifest.n_classes
-    train_rows = read_image_rows(manifest.path, "train").label_of()
-    val_rows = read_image_rows(manifest.path, "validation").label_of()
     backbone = prefix.backbone
     with (
         feature_cache.reading(prefix.cache_dir),
         device_scope(training.device, training.mixed_precision) as device,
         deterministic(training.seed),
     ):
-        data = load_training_data(
-            prefix.cache_dir,
-            train_rows,
-            val_rows,
-            batch_size=training.batch_size,
-            seed=training.seed,
-            memory_budget_mb=training.memory_budget_mb,
-            views_dir=prefix.views.views_dir if prefix.views else None,
-            views_per_image=prefix.views.per_image if prefix.views else 0,
-        )
+        data, _ = load_run_training_data(manifest.path, prefix, training)
         notes = data_notes(data, n_classes)
         block = load_block(backbone.weights, spec.prefix, spec.layer, backbone.image_size)
         model = compile_fine_tune(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import keras
 
-from inception_retrain.data.manifest import Manifest, read_image_rows
+from inception_retrain.data.manifest import Manifest
 from inception_retrain.features import feature_cache
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.feature_parts import iter_rows
@@ -46,7 +46,7 @@ from inception_retrain.training.device import device_scope
 from inception_retrain.training.fit import METRICS, FitResult, deterministic, fit, new_head
 from inception_retrain.training.head import TrainedHead, save_head
 from inception_retrain.training.standardize import feature_statistics
-from inception_retrain.training.training_data import InMemorySplit, load_training_data
+from inception_retrain.training.training_data import InMemorySplit, load_run_training_data
 from inception_retrain.training.training_spec import TrainingSpec
 
 log = logging.getLogger(__name__)
@@ -104,23 +104,12 @@ def train_head(
     """
     run_dir = Path(run_dir)
     n_classes = manifest.n_classes
-    train_rows = read_image_rows(manifest.path, "train").label_of()
-    val_rows = read_image_rows(manifest.path, "validation").label_of()
     with (
         feature_cache.reading(cache.cache_dir),  # a streaming epoch reads it until the end
         device_scope(spec.device, spec.mixed_precision) as device,
         deterministic(spec.seed),
     ):
-        data = load_training_data(
-            cache.cache_dir,
-            train_rows,
-            val_rows,
-            batch_size=spec.batch_size,
-            seed=spec.seed,
-            memory_budget_mb=spec.memory_budget_mb,
-            views_dir=cache.views.views_dir if cache.views else None,
-            views_per_image=cache.views.per_image if cache.views else 0,
-        )
+        data, train_rows = load_run_training_data(manifest.path, cache, spec)
         notes = data_notes(data, n_classes)
         statistics = None
         if spec.standardize:  # the training images' per-feature statistics (standardize.py)

@@ -54,9 +54,11 @@ import numpy as np
 
 from inception_retrain.data.manifest import read_image_rows
 from inception_retrain.features import feature_parts
+from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.features.tf_data import without_autotune
 from inception_retrain.plumbing import storage
 from inception_retrain.plumbing.errors import DataError
+from inception_retrain.training.training_spec import TrainingSpec
 
 IN_MEMORY = "in-memory"
 STREAMING = "streaming"
@@ -409,6 +411,27 @@ def load_training_data(
         missing={"train": train_missing, "validation": val_missing},
         view_rows=len(view_keys),
     )
+
+
+def load_run_training_data(
+    manifest_path: Path, cache: FeatureCache, spec: TrainingSpec
+) -> tuple[TrainingData, dict[str, int]]:
+    """The training stage's input: the manifest's train and validation rows from `cache` (and
+    its augmented views), as `spec` batches and seeds them; also the train rows (content id
+    -> label), which the caller may need again (statistics)."""
+    train_rows = read_image_rows(manifest_path, "train").label_of()
+    val_rows = read_image_rows(manifest_path, "validation").label_of()
+    data = load_training_data(
+        cache.cache_dir,
+        train_rows,
+        val_rows,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        memory_budget_mb=spec.memory_budget_mb,
+        views_dir=cache.views.views_dir if cache.views else None,
+        views_per_image=cache.views.per_image if cache.views else 0,
+    )
+    return data, train_rows
 
 
 def load_split(cache_dir: Path, manifest_path: Path, split: str | None):
