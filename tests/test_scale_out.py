@@ -401,6 +401,8 @@ def run_cli(arguments: list[str], env: dict, log: Path, timeout: float = RUN_TIM
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # a whole run on a local cluster (about a minute); the default keeps the
+# cluster's stages: test_shards_equal_one_process..., ...workers_bound_tensorflow_threads...
 def test_run_on_a_local_cluster_caches_what_one_process_caches(reference, small_demo_dir, tmp_path):
     manifest, single = reference
     env = child_env(PREFECT_HOME=str(tmp_path / "prefect"))
