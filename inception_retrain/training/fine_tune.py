@@ -44,20 +44,19 @@ from inception_retrain.features.backbone_block import BLOCK_MODEL_NAME, load_blo
 from inception_retrain.features.feature_cache import FeatureCache
 from inception_retrain.plumbing.errors import DataError
 from inception_retrain.plumbing.files import sha256_json
-from inception_retrain.plumbing.progress import Progress
 from inception_retrain.plumbing.schemas import read_document, write_document
 from inception_retrain.training.checkpoint import TimedCheckpoint
 from inception_retrain.training.device import device_scope
 from inception_retrain.training.fine_tune_spec import FineTuneSpec
-from inception_retrain.training.fit import deterministic, fit
+from inception_retrain.training.fit import deterministic
 from inception_retrain.training.head import TrainedHead, head_fingerprint, load_head
 from inception_retrain.training.train import (
     CHECKPOINT_EVERY_S,
     HISTORY_FILE,
     HISTORY_KIND,
     HISTORY_VERSION,
-    EpochLog,
     data_notes,
+    fit_monitored,
     history_document,
 )
 from inception_retrain.training.training_data import load_run_training_data
@@ -168,21 +167,16 @@ def fine_tune(
             fine_tune_key(manifest, prefix, head, spec, data.mode),
             every_s=checkpoint_every_s,
         )
-        tensorboard = keras.callbacks.TensorBoard(
-            run_dir / "tensorboard" / FINE_TUNE_DIR, write_graph=False, profile_batch=0
+        result = fit_monitored(
+            model,
+            data,
+            epochs=spec.epochs,
+            patience=spec.patience,
+            checkpoint=checkpoint,
+            tensorboard_dir=run_dir / "tensorboard" / FINE_TUNE_DIR,
+            what="fine-tune",
+            callbacks=callbacks,
         )
-        with Progress(total=spec.epochs, description="fine-tune", unit="epoch") as progress:
-            result = fit(
-                model,
-                data.train,
-                data.validation,
-                epochs=spec.epochs,
-                patience=spec.patience,
-                checkpoint=checkpoint,
-                callbacks=[EpochLog(progress, spec.epochs), tensorboard, *callbacks],
-            )
-        if result.resumed_from:
-            log.info("resumed fine-tuning after epoch %d", result.resumed_from)
         model_path = folder / MODEL_FILE
         fingerprint = _save(model, model_path)
 

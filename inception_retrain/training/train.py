@@ -46,7 +46,11 @@ from inception_retrain.training.device import device_scope
 from inception_retrain.training.fit import METRICS, FitResult, deterministic, fit, new_head
 from inception_retrain.training.head import TrainedHead, save_head
 from inception_retrain.training.standardize import feature_statistics
-from inception_retrain.training.training_data import InMemorySplit, load_run_training_data
+from inception_retrain.training.training_data import (
+    InMemorySplit,
+    TrainingData,
+    load_run_training_data,
+)
 from inception_retrain.training.training_spec import TrainingSpec
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,35 @@ class EpochLog(keras.callbacks.Callback):
         log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, ", ".join(parts), seconds)
 
 
+def fit_monitored(
+    model,
+    data: TrainingData,
+    *,
+    epochs: int,
+    patience: int,
+    checkpoint: TimedCheckpoint,
+    tensorboard_dir: Path,
+    what: str,
+    callbacks=(),
+) -> FitResult:
+    """`fit` as the stages run it: a progress bar and a log line per epoch, TensorBoard
+    scalars in `tensorboard_dir`, resumable from `checkpoint`; `what` names the stage."""
+    tensorboard = keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False, profile_batch=0)
+    with Progress(total=epochs, description=what, unit="epoch") as progress:
+        result = fit(
+            model,
+            data.train,
+            data.validation,
+            epochs=epochs,
+            patience=patience,
+            checkpoint=checkpoint,
+            callbacks=[EpochLog(progress, epochs), tensorboard, *callbacks],
+        )
+    if result.resumed_from:
+        log.info("%s: resumed after epoch %d", what, result.resumed_from)
+    return result
+
+
 def train_head(
     manifest: Manifest,
     cache: FeatureCache,
@@ -125,21 +158,16 @@ def train_head(
             training_key(manifest, cache, spec, data.mode),
             every_s=checkpoint_every_s,
         )
-        tensorboard = keras.callbacks.TensorBoard(
-            run_dir / "tensorboard", write_graph=False, profile_batch=0
+        result = fit_monitored(
+            model,
+            data,
+            epochs=spec.epochs,
+            patience=spec.patience,
+            checkpoint=checkpoint,
+            tensorboard_dir=run_dir / "tensorboard",
+            what="train",
+            callbacks=callbacks,
         )
-        with Progress(total=spec.epochs, description="train", unit="epoch") as progress:
-            result = fit(
-                model,
-                data.train,
-                data.validation,
-                epochs=spec.epochs,
-                patience=spec.patience,
-                checkpoint=checkpoint,
-                callbacks=[EpochLog(progress, spec.epochs), tensorboard, *callbacks],
-            )
-        if result.resumed_from:
-            log.info("resumed training after epoch %d", result.resumed_from)
         head_path = run_dir / "head.keras"
         fingerprint = save_head(model, spec.head, n_classes, spec.seed, head_path)
 
