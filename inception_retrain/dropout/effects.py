@@ -547,17 +547,25 @@ def judge_f4_uncertainty(
         f"least {MIN_FOLDS}) and a config that beats guessing."
     )
     context = _main_head_numbers(inference)
-    aurocs = uncertainty_aurocs(s)
-    if aurocs is None:
+
+    def not_testable(flip: str, numbers: dict, reason: str) -> Finding:
         return Finding(
             "F4",
             EFFECT,
             question,
             NOT_TESTABLE,
             rule=rule,
-            flip="A sweep with MC-dropout passes (--mc-passes > 0) would decide it.",
-            numbers=context,
-            reason="the sweep ran no MC-dropout passes",
+            flip=flip,
+            numbers=numbers,
+            reason=reason,
+        )
+
+    aurocs = uncertainty_aurocs(s)
+    if aurocs is None:
+        return not_testable(
+            "A sweep with MC-dropout passes (--mc-passes > 0) would decide it.",
+            context,
+            "the sweep ran no MC-dropout passes",
         )
     errors, mc, confidence = aurocs
     numbers = {
@@ -568,29 +576,19 @@ def judge_f4_uncertainty(
     }
     usable = int(np.isfinite(mc).sum())
     if mc.size < MIN_FOLDS:
-        return Finding(
-            "F4",
-            EFFECT,
-            question,
-            NOT_TESTABLE,
-            rule=rule,
-            flip=f"A sweep of at least {MIN_FOLDS} trainings per config (repeats x folds).",
-            numbers=numbers,
-            reason=f"the sweep has {mc.size} trainings per config, fewer than {MIN_FOLDS}",
+        return not_testable(
+            f"A sweep of at least {MIN_FOLDS} trainings per config (repeats x folds).",
+            numbers,
+            f"the sweep has {mc.size} trainings per config, fewer than {MIN_FOLDS}",
         )
     if usable < max(MIN_FOLDS, mc.size // 2):
         rate = errors.sum() / (s.repeats * s.plan.n)
         wanted = int(np.ceil(2 * MIN_ERRORS * s.folds / rate)) if rate > 0 else None
         more = f"; about {wanted} images at this error rate would give enough" if wanted else ""
-        return Finding(
-            "F4",
-            EFFECT,
-            question,
-            NOT_TESTABLE,
-            rule=rule,
-            flip=f"At least {MIN_ERRORS} errors in most held-out folds{more}.",
-            numbers=numbers,
-            reason=f"too few errors to test: {int(errors.sum())} held-out errors over "
+        return not_testable(
+            f"At least {MIN_ERRORS} errors in most held-out folds{more}.",
+            numbers,
+            f"too few errors to test: {int(errors.sum())} held-out errors over "
             f"{s.repeats} repeats; {usable} of {mc.size} held-out folds have at least "
             f"{MIN_ERRORS} errors and {MIN_ERRORS} correct images (needs half of them and at "
             f"least {MIN_FOLDS}){more}",
