@@ -22,7 +22,6 @@ the shifts a new camera or a new texture brings.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -85,17 +84,6 @@ def _rings(rng: np.random.Generator) -> np.ndarray:
     return _two_colours(rng, 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * radius / period)))
 
 
-def _encode(pixels: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
-    noisy = pixels + rng.normal(0.0, demo_data.NOISE_SIGMA, pixels.shape)
-    image = Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), "RGB")
-    buffer = io.BytesIO()
-    if rng.random() < 0.5:
-        image.save(buffer, "JPEG", quality=int(rng.integers(80, 96)))
-        return buffer.getvalue(), "jpg"
-    image.save(buffer, "PNG", compress_level=6)
-    return buffer.getvalue(), "png"
-
-
 def image_bytes(class_name: str, index: int, look: str = "demo") -> tuple[bytes, str]:
     """(encoded bytes, extension) of image `index` of `class_name` in `look`."""
     if look == "demo":
@@ -118,7 +106,7 @@ def image_bytes(class_name: str, index: int, look: str = "demo") -> tuple[bytes,
         pixels = pixels * 0.3 if look == "dark" else 255.0 - (255.0 - pixels) * 0.3
     else:
         raise ValueError(look)
-    return _encode(pixels, rng)
+    return demo_data.encode_noisy(pixels, rng)
 
 
 def write_images(

@@ -117,6 +117,18 @@ def s3_env(server: MotoServer):
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def moto_with_bucket(folder: Path, bucket: str):
+    """A moto server holding `bucket`, the AWS variables pointing at it, for the block."""
+    server = MotoServer(folder).start()
+    try:
+        with s3_env(server):
+            server.client().create_bucket(Bucket=bucket)
+            yield server
+    finally:
+        server.kill()
+
+
 def refusing_port() -> int:
     return free_port()
 

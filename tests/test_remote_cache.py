@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from s3_fixtures import MotoServer, s3_env
+from s3_fixtures import moto_with_bucket
 from typer.testing import CliRunner
 
 from inception_retrain.cli.main import app
@@ -44,13 +44,8 @@ print("DONE", flush=True)
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto-cache")).start()
-    with s3_env(server):
-        server.client().create_bucket(Bucket=BUCKET)
-        try:
-            yield server
-        finally:
-            server.kill()
+    with moto_with_bucket(tmp_path_factory.mktemp("moto-cache"), BUCKET) as server:
+        yield server
 
 
 @pytest.fixture

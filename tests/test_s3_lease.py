@@ -22,7 +22,7 @@ import sys
 import uuid
 
 import pytest
-from s3_fixtures import MotoServer, s3_env
+from s3_fixtures import moto_with_bucket
 
 from inception_retrain.plumbing import s3_lease
 from inception_retrain.plumbing.s3_lease import LeaseHeld, LeaseLost, S3Lease
@@ -46,13 +46,8 @@ print("RELEASED", flush=True)
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto-leases")).start()
-    with s3_env(server):
-        server.client().create_bucket(Bucket=BUCKET)
-        try:
-            yield server
-        finally:
-            server.kill()
+    with moto_with_bucket(tmp_path_factory.mktemp("moto-leases"), BUCKET) as server:
+        yield server
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from s3_fixtures import (
     SilentListener,
     SynDropListener,
     forget_file_systems,
+    moto_with_bucket,
     refusing_port,
-    s3_env,
 )
 
 from inception_retrain.plumbing import storage
@@ -35,13 +35,8 @@ CLI = Path(sys.executable).parent / "inception-retrain"
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto-refusals")).start()
-    with s3_env(server):
-        server.client().create_bucket(Bucket="bucket")
-        try:
-            yield server
-        finally:
-            server.kill()
+    with moto_with_bucket(tmp_path_factory.mktemp("moto-refusals"), "bucket") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

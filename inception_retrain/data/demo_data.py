@@ -93,7 +93,7 @@ def draw_blobs(rng: np.random.Generator) -> np.ndarray:
     return np.asarray(image, dtype=np.float64)
 
 
-def _encode(pixels: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+def encode_noisy(pixels: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """Add noise, quantise, and encode as JPEG or PNG; returns (bytes, extension)."""
     noisy = pixels + rng.normal(0.0, NOISE_SIGMA, pixels.shape)
     image = Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), "RGB")
@@ -110,7 +110,7 @@ def demo_image(class_name: str, index: int, seed: int = 0) -> tuple[bytes, str]:
     class_index = CLASSES.index(class_name)
     rng = np.random.default_rng([seed, class_index, index])
     pixels = draw_stripes(rng) if class_name == "stripes" else draw_blobs(rng)
-    return _encode(pixels, rng)
+    return encode_noisy(pixels, rng)
 
 
 def _broken_files(seed: int) -> dict[str, bytes]:
