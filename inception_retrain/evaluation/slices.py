@@ -26,10 +26,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
-from scipy import stats
 
 from inception_retrain.data.manifest import Manifest, read_properties
 from inception_retrain.evaluation.evaluate import Evaluation, read_test_predictions
+from inception_retrain.evaluation.metrics import wilson
 from inception_retrain.evaluation.predictions import probability_column
 from inception_retrain.evaluation.slice_spec import SliceSpec, size_bucket
 from inception_retrain.evaluation.statistics import auroc_test
@@ -78,19 +78,12 @@ def read_user_slices(path: Path) -> dict[str, list[str]]:
     return dict(slices)
 
 
-def wilson(correct: int, n: int) -> tuple[float | None, float | None]:
-    if n == 0:
-        return None, None
-    interval = stats.binomtest(correct, n).proportion_ci(CONFIDENCE, method="wilson")
-    return float(interval.low), float(interval.high)
-
-
 def _metrics(
     rows: list[int], correct: np.ndarray, confidence: np.ndarray, labels, positive
 ) -> dict:
     n = len(rows)
     hits = int(correct[rows].sum())
-    low, high = wilson(hits, n)
+    low, high = wilson(hits, n, CONFIDENCE) or (None, None)
     metrics = {
         "n": n,
         "correct": hits,
