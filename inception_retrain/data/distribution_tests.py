@@ -282,17 +282,25 @@ def ks_test(
     )
 
 
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the order given."""
+    p = np.asarray(p_values, np.float64)
+    adjusted = np.empty(len(p))
+    running = 0.0
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, (len(p) - rank) * p[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
 def holm(checks: Sequence[Check], alpha: float) -> list[Check]:
     """Holm's step-down correction over the statistical checks that were tested (the
     family); sets `p_adjusted` and `flagged` on them, in place, and returns the checks.
     Rule checks and untested ones are left as they are (untested ones never flagged)."""
     family = [c for c in checks if c.statistical and c.status == TESTED and c.p_value is not None]
-    size = len(family)
-    running = 0.0
-    for rank, check in enumerate(sorted(family, key=lambda c: c.p_value)):
-        running = max(running, min(1.0, (size - rank) * check.p_value))
-        check.p_adjusted = running
-        check.flagged = running <= alpha
+    for check, adjusted in zip(family, holm_adjust([c.p_value for c in family]), strict=True):
+        check.p_adjusted = float(adjusted)
+        check.flagged = adjusted <= alpha
     for check in checks:
         if check.statistical and check not in family:
             check.p_adjusted, check.flagged = None, False

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from inception_retrain.data.distribution_tests import holm_adjust
 from inception_retrain.dropout import sweep as grid
 from inception_retrain.dropout.claims import (
     AT_LEAST_AS_GOOD,
@@ -369,7 +370,7 @@ def judge_c4(
     verdicts = [c.verdict for c in pairs]
     # A refutation needs a "worse" that survives Holm's correction over the comparisons.
     p_values = [1.0 if c.p_value is None else c.p_value for c in pairs]
-    adjusted = crossfit.holm_adjust(p_values)
+    adjusted = holm_adjust(p_values)
     refuting = [
         c
         for c, p in zip(pairs, adjusted, strict=True)

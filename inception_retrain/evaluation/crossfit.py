@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from inception_retrain.data.distribution_tests import holm_adjust
+
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, NOT_TESTABLE = (
     "better",
     "worse",
@@ -505,17 +507,6 @@ def beats_majority(correct_by_learner: dict, labels, folds, alpha: float = ALPHA
         BaselineCheck(*row, p_holm=float(h), beats=bool(h < alpha))
         for row, h in zip(rows, adjusted, strict=True)
     ]
-
-
-def holm_adjust(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values."""
-    p = np.asarray(p_values, np.float64)
-    adjusted = np.empty(len(p))
-    running = 0.0
-    for rank, i in enumerate(np.argsort(p, kind="stable")):
-        running = max(running, (len(p) - rank) * p[i])
-        adjusted[i] = min(1.0, running)
-    return adjusted
 
 
 def gate(comparison: PairedComparison, checks: list[BaselineCheck]) -> PairedComparison:
